@@ -1,0 +1,159 @@
+"""Where the platform's services are: one place that reads and validates the environment.
+
+Every store and command takes its endpoints from `Endpoints`. A service whose variable is set is an
+external one (a real cluster): the embedded stack does not start it. Nothing here opens a connection.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlparse
+
+DEFAULT_TOPIC = "payment-transactions"
+DEFAULT_DATA_DIR = ".data"
+
+# environment variable -> what it holds (the README's configuration table is built from these)
+ENV_VARS = {
+    "KAFKA_BOOTSTRAP_SERVERS": "Kafka bootstrap servers, host:port[,host:port...]",
+    "PAYMENTS_TOPIC": f"Kafka topic of payment messages (default {DEFAULT_TOPIC})",
+    "POSTGRES_DSN": "PostgreSQL libpq DSN or URL for the payments ledger",
+    "DAGSTER_POSTGRES_URL": "PostgreSQL URL for Dagster's run/event/schedule storage (postgresql+psycopg2://...)",
+    "HBASE_HOST": "HBase Thrift1 server host",
+    "HBASE_PORT": "HBase Thrift1 server port",
+    "HBASE_TRANSPORT": "HBase Thrift transport: buffered (default) or framed",
+    "HBASE_PROTOCOL": "HBase Thrift protocol: binary (default) or compact",
+    "MONGO_URI": "MongoDB URI for the failed-payment backup",
+    "REDIS_URL": "Redis URL for idempotency and live metrics",
+    "PAYMENT_PLATFORM_DATA_DIR": f"folder for the embedded stack's data (default {DEFAULT_DATA_DIR})",
+}
+
+
+class ConfigError(ValueError):
+    """A setting that is malformed: names the setting and what is wrong with it."""
+
+    def __init__(self, setting: str, problem: str):
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")
+
+
+def parse_port(setting: str, value: str | int) -> int:
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(setting, f"not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(setting, f"port out of range 1-65535: {port}")
+    return port
+
+
+def parse_host_port(setting: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host:
+        raise ConfigError(setting, f"expected host:port, got {value!r}")
+    return host, parse_port(setting, port)
+
+
+def parse_bootstrap_servers(value: str, setting: str = "KAFKA_BOOTSTRAP_SERVERS") -> str:
+    servers = [s for s in value.split(",") if s.strip()]
+    if not servers:
+        raise ConfigError(setting, "empty")
+    for server in servers:
+        parse_host_port(setting, server)
+    return ",".join(s.strip() for s in servers)
+
+
+def parse_url(setting: str, value: str, schemes: tuple[str, ...]) -> str:
+    parsed = urlparse(value.strip())
+    if parsed.scheme not in schemes:
+        raise ConfigError(setting, f"expected a URL starting {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+    try:
+        parsed.port  # raises ValueError on a non-numeric port
+    except ValueError:
+        raise ConfigError(setting, f"port is not a number in {value!r}") from None
+    return value.strip()
+
+
+def parse_choice(setting: str, value: str, choices: tuple[str, ...]) -> str:
+    value = value.strip().lower()
+    if value not in choices:
+        raise ConfigError(setting, f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Addresses of every service the platform talks to; None means "not configured"."""
+
+    kafka: str | None = None  # bootstrap servers host:port[,...]
+    topic: str = DEFAULT_TOPIC
+    postgres: str | None = None  # libpq DSN or URL
+    hbase_host: str | None = None
+    hbase_port: int | None = None
+    hbase_transport: str = "buffered"
+    hbase_protocol: str = "binary"
+    mongo: str | None = None
+    redis: str | None = None
+
+    @property
+    def hbase(self) -> str | None:
+        return f"{self.hbase_host}:{self.hbase_port}" if self.hbase_host and self.hbase_port else None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that point a process (Dagster, a test) at these endpoints."""
+        env = {"PAYMENTS_TOPIC": self.topic, "HBASE_TRANSPORT": self.hbase_transport,
+               "HBASE_PROTOCOL": self.hbase_protocol}
+        if self.kafka:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka
+        if self.postgres:
+            env["POSTGRES_DSN"] = self.postgres
+        if self.hbase_host and self.hbase_port:
+            env["HBASE_HOST"], env["HBASE_PORT"] = self.hbase_host, str(self.hbase_port)
+        if self.mongo:
+            env["MONGO_URI"] = self.mongo
+        if self.redis:
+            env["REDIS_URL"] = self.redis
+        return env
+
+
+def endpoints_from_env(env: Mapping[str, str] | None = None) -> Endpoints:
+    """Read and validate the service settings; raises ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value is not None and value.strip() != "" else None
+
+    kafka = get("KAFKA_BOOTSTRAP_SERVERS")
+    hbase_host, hbase_port = get("HBASE_HOST"), get("HBASE_PORT")
+    if hbase_port and not hbase_host:
+        raise ConfigError("HBASE_HOST", "must be set when HBASE_PORT is set")
+    postgres = get("POSTGRES_DSN")
+    if postgres and postgres.startswith(("postgresql://", "postgres://")) is False and "=" not in postgres:
+        raise ConfigError("POSTGRES_DSN", f"expected a postgresql:// URL or a libpq key=value DSN, got {postgres!r}")
+    if postgres and postgres.startswith(("postgresql://", "postgres://")):
+        parse_url("POSTGRES_DSN", postgres, ("postgresql", "postgres"))
+    topic = get("PAYMENTS_TOPIC") or DEFAULT_TOPIC
+    if any(c.isspace() for c in topic) or len(topic) > 249:
+        raise ConfigError("PAYMENTS_TOPIC", f"not a valid Kafka topic name: {topic!r}")
+    return Endpoints(
+        kafka=parse_bootstrap_servers(kafka) if kafka else None,
+        topic=topic,
+        postgres=postgres,
+        hbase_host=hbase_host,
+        hbase_port=parse_port("HBASE_PORT", hbase_port) if hbase_port else (9090 if hbase_host else None),
+        hbase_transport=parse_choice("HBASE_TRANSPORT", get("HBASE_TRANSPORT") or "buffered", ("buffered", "framed")),
+        hbase_protocol=parse_choice("HBASE_PROTOCOL", get("HBASE_PROTOCOL") or "binary", ("binary", "compact")),
+        mongo=parse_url("MONGO_URI", get("MONGO_URI"), ("mongodb", "mongodb+srv")) if get("MONGO_URI") else None,
+        redis=parse_url("REDIS_URL", get("REDIS_URL"), ("redis", "rediss", "unix")) if get("REDIS_URL") else None,
+    )
+
+
+def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("PAYMENT_PLATFORM_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
