@@ -1,0 +1,325 @@
+"""Micro-batch planning for sensor-driven ingestion: pure logic, no I/O, no Dagster.
+
+The sensor reads only offsets (the topic's end offsets and the progress recorded in Postgres) and asks
+`plan()` what to do. A plan is a list of offset ranges to request runs for, a list of progress resets
+(offsets that went backwards) and the next cursor. The cursor is plain JSON so the sensor can keep it
+in Dagster.
+
+Rules (each one is tested):
+- One range per partition in flight at a time, so recorded progress stays contiguous; at most
+  `max_concurrent_ranges` ranges in flight across partitions.
+- A range starts at the recorded progress (next offset to ingest) and holds at most `max_batch_size`
+  messages. It is planned at once when `min_batch_size` messages wait, or with whatever waits (>= 1)
+  once the oldest unplanned message has waited `max_wait_seconds` (measured from the tick that first
+  saw it: payloads, and so their timestamps, are never read).
+- A range is done when recorded progress reaches its end. If its runs failed for good (Dagster's run
+  retries included), the same range is requested again under a new run key (`...:retry{n}`): a failed
+  range is never skipped. A run that never appeared within `missing_run_seconds` is requested again too.
+- An end offset below the recorded progress or below the last end offset seen (memory broker restarted,
+  topic recreated) is reported as a reset: progress goes back to the partition's first offset and
+  ingestion carries on from the new data (writes are idempotent by payment_id, so re-reading is safe).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Mapping
+
+CURSOR_VERSION = 1
+
+
+class PlanError(ValueError):
+    """A setting or cursor the planner cannot work with; names what is wrong."""
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """How the sensor sizes micro-batches. A run costs seconds to launch, so batches amortise it."""
+
+    min_batch_size: int = 500  # plan at once when this many messages wait in a partition
+    max_batch_size: int = 20_000  # never more than this many messages in one range
+    max_wait_seconds: float = 2.0  # a smaller batch (>= 1 message) waits at most this long
+    max_concurrent_ranges: int = 3  # ranges in flight across all partitions
+    missing_run_seconds: float = 300.0  # a requested run that never showed up is requested again
+
+    def __post_init__(self) -> None:
+        if self.min_batch_size < 1:
+            raise PlanError(f"min_batch_size: must be >= 1, got {self.min_batch_size}")
+        if self.max_batch_size < self.min_batch_size:
+            raise PlanError(
+                f"max_batch_size: must be >= min_batch_size ({self.min_batch_size}), got {self.max_batch_size}")
+        if self.max_wait_seconds < 0:
+            raise PlanError(f"max_wait_seconds: must be >= 0, got {self.max_wait_seconds}")
+        if self.max_concurrent_ranges < 1:
+            raise PlanError(f"max_concurrent_ranges: must be >= 1, got {self.max_concurrent_ranges}")
+        if self.missing_run_seconds <= 0:
+            raise PlanError(f"missing_run_seconds: must be > 0, got {self.missing_run_seconds}")
+
+
+class RunState(str, Enum):
+    """What the sensor found in Dagster for the run(s) of one in-flight range attempt."""
+
+    MISSING = "missing"  # no run with this run key (yet)
+    ACTIVE = "active"  # queued, running, or failed with a Dagster run retry still to come
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # failed for good: no retry left
+
+
+def range_run_key(topic: str, partition: int, start: int, end: int, attempt: int = 0) -> str:
+    """Stable run key of a range; a deliberate re-try after a failure gets a suffix."""
+    key = f"ingest:{topic}:{partition}:{start}-{end}"
+    return key if attempt == 0 else f"{key}:retry{attempt}"
+
+
+@dataclass(frozen=True)
+class PlannedRange:
+    """A range [start, end) of one partition that a run is requested for."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    attempt: int = 0
+
+    @property
+    def run_key(self) -> str:
+        return range_run_key(self.topic, self.partition, self.start, self.end, self.attempt)
+
+    @property
+    def messages(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class InFlight:
+    start: int
+    end: int
+    attempt: int
+    requested_at: float
+
+
+@dataclass(frozen=True)
+class ProgressReset:
+    """Offsets went backwards in a partition: progress must go back to `to_offset`."""
+
+    topic: str
+    partition: int
+    from_offset: int  # the recorded progress before the reset
+    to_offset: int  # the new next offset (the partition's first offset)
+    end_offset: int  # the end offset that revealed it
+    reason: str
+
+
+@dataclass(frozen=True)
+class Lag:
+    """The topic's lag: messages published but not yet ingested (numeric, stable keys for the UI)."""
+
+    lag: int
+    end_offset_sum: int
+    progress_sum: int
+    partitions: int
+
+    def as_metadata(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class CursorState:
+    """What the sensor remembers between ticks (serialised as JSON in the Dagster cursor)."""
+
+    topic: str | None = None
+    end_offsets: dict[int, int] = field(default_factory=dict)  # last end offsets seen
+    in_flight: dict[int, InFlight] = field(default_factory=dict)
+    waiting_since: dict[int, float] = field(default_factory=dict)  # first tick that saw unplanned messages
+    resets: int = 0  # progress resets reported so far (offsets going backwards)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "version": CURSOR_VERSION,
+            "topic": self.topic,
+            "end_offsets": {str(p): o for p, o in sorted(self.end_offsets.items())},
+            "in_flight": {str(p): asdict(r) for p, r in sorted(self.in_flight.items())},
+            "waiting_since": {str(p): t for p, t in sorted(self.waiting_since.items())},
+            "resets": self.resets,
+        }, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "CursorState":
+        """Parse a cursor; None or empty is a fresh start. A cursor that does not parse is an error."""
+        if not text:
+            return cls()
+        try:
+            raw = json.loads(text)
+            if raw.get("version") != CURSOR_VERSION:
+                raise PlanError(f"cursor: unsupported version {raw.get('version')!r}")
+            return cls(
+                topic=raw.get("topic"),
+                end_offsets={int(p): int(o) for p, o in raw.get("end_offsets", {}).items()},
+                in_flight={int(p): InFlight(int(r["start"]), int(r["end"]), int(r["attempt"]),
+                                            float(r["requested_at"]))
+                           for p, r in raw.get("in_flight", {}).items()},
+                waiting_since={int(p): float(t) for p, t in raw.get("waiting_since", {}).items()},
+                resets=int(raw.get("resets", 0)),
+            )
+        except PlanError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise PlanError(f"cursor: not a valid ingestion cursor ({error}): {text[:200]!r}") from None
+
+    def in_flight_ranges(self) -> list[PlannedRange]:
+        if self.topic is None:
+            return []
+        return [PlannedRange(self.topic, p, r.start, r.end, r.attempt) for p, r in sorted(self.in_flight.items())]
+
+
+@dataclass
+class Plan:
+    ranges: list[PlannedRange]  # run requests to make now
+    resets: list[ProgressReset]  # progress resets to record before anything else
+    cursor: CursorState
+    lag: Lag
+    notes: list[str]  # why things happened (or did not): for the tick's log and SkipReason
+
+    def summary(self) -> str:
+        if self.ranges:
+            return "; ".join(f"requested {r.run_key} ({r.messages} messages)" for r in self.ranges)
+        return "; ".join(self.notes) or "nothing to do"
+
+
+def lag_of(end_offsets: Mapping[int, int], progress: Mapping[int, int],
+           first_offsets: Mapping[int, int] | None = None) -> Lag:
+    first_offsets = first_offsets or {}
+    nexts = {p: progress.get(p, first_offsets.get(p, 0)) for p in end_offsets}
+    return Lag(
+        lag=sum(max(0, end - nexts[p]) for p, end in end_offsets.items()),
+        end_offset_sum=sum(end_offsets.values()),
+        progress_sum=sum(nexts.values()),
+        partitions=len(end_offsets),
+    )
+
+
+def backwards_partitions(cursor: CursorState, topic: str, end_offsets: Mapping[int, int],
+                         progress: Mapping[int, int]) -> list[int]:
+    """Partitions whose end offset is below the recorded progress or below the last end offset seen."""
+    same_topic = cursor.topic == topic
+    found = []
+    for partition, end in sorted(end_offsets.items()):
+        seen = cursor.end_offsets.get(partition, 0) if same_topic else 0
+        if end < progress.get(partition, 0) or end < seen:
+            found.append(partition)
+    return found
+
+
+def plan(
+    *,
+    topic: str,
+    end_offsets: Mapping[int, int],
+    progress: Mapping[int, int],
+    cursor: CursorState,
+    run_states: Mapping[str, RunState],
+    now: float,
+    settings: PlannerSettings = PlannerSettings(),
+    first_offsets: Mapping[int, int] | None = None,
+) -> Plan:
+    """Decide which ranges to request, which resets to record, and the next cursor.
+
+    `end_offsets` and `progress` are partition -> offset (progress: next offset to ingest; a missing
+    partition starts at `first_offsets` or 0). `run_states` maps the run key of each in-flight range (as
+    listed by `cursor.in_flight_ranges()`) to what Dagster says about it; a key that is absent is MISSING.
+    """
+    first_offsets = dict(first_offsets or {})
+    notes: list[str] = []
+    if cursor.topic is not None and cursor.topic != topic:
+        notes.append(f"topic changed from {cursor.topic!r} to {topic!r}: starting a fresh cursor")
+        cursor = CursorState()
+    resets_so_far = cursor.resets
+    next_cursor = CursorState(topic=topic, end_offsets=dict(end_offsets), resets=resets_so_far)
+    progress = dict(progress)
+
+    # 1. Offsets that went backwards: report, go back to the first offset, plan nothing there this tick
+    # (the reset must be recorded before a range can start from the new progress).
+    resets: list[ProgressReset] = []
+    for partition in backwards_partitions(cursor, topic, end_offsets, progress):
+        end = end_offsets[partition]
+        recorded = progress.get(partition, 0)
+        seen = cursor.end_offsets.get(partition, 0)
+        to_offset = min(first_offsets.get(partition, 0), end)
+        reason = (f"end offset of {topic}[{partition}] went backwards to {end} (recorded progress {recorded}, "
+                  f"last end offset seen {seen}): broker restarted or topic recreated; "
+                  f"ingesting again from offset {to_offset}")
+        resets.append(ProgressReset(topic, partition, recorded, to_offset, end, reason))
+        notes.append(reason)
+    reset_partitions = {r.partition for r in resets}
+    next_cursor.resets += len(resets)
+
+    # 2. In-flight ranges: done, still running, or failed for good (requested again, never skipped).
+    requests: list[PlannedRange] = []
+    for partition, flight in sorted(cursor.in_flight.items()):
+        if partition in reset_partitions or partition not in end_offsets:
+            notes.append(f"dropped in-flight range {range_run_key(topic, partition, flight.start, flight.end, flight.attempt)}"
+                         f" (partition reset or gone)")
+            continue
+        key = range_run_key(topic, partition, flight.start, flight.end, flight.attempt)
+        state = run_states.get(key, RunState.MISSING)
+        done = progress.get(partition, first_offsets.get(partition, 0)) >= flight.end
+        if done:
+            continue
+        if state == RunState.SUCCEEDED:
+            # A run succeeded yet progress is short of its end: progress was reset under it. Plan afresh.
+            notes.append(f"{key} succeeded but progress is {progress.get(partition, 0)} < {flight.end}: replanning")
+            continue
+        retry = state == RunState.FAILED or (
+            state == RunState.MISSING and now - flight.requested_at >= settings.missing_run_seconds)
+        if retry:
+            again = PlannedRange(topic, partition, flight.start, flight.end, flight.attempt + 1)
+            why = "failed for good" if state == RunState.FAILED else "never started"
+            notes.append(f"{key} {why}: requesting the same range again as {again.run_key}")
+            requests.append(again)
+            next_cursor.in_flight[partition] = InFlight(again.start, again.end, again.attempt, now)
+        else:
+            next_cursor.in_flight[partition] = flight
+    # waiting clocks carry over for partitions still waiting
+    waiting = {p: t for p, t in cursor.waiting_since.items() if p in end_offsets and p not in reset_partitions}
+
+    # 3. New ranges, oldest wait first, up to the concurrency limit.
+    candidates = []
+    for partition, end in sorted(end_offsets.items()):
+        if partition in reset_partitions:
+            continue
+        start = progress.get(partition, first_offsets.get(partition, 0))
+        available = end - start
+        if available <= 0:
+            waiting.pop(partition, None)
+            continue
+        since = waiting.setdefault(partition, now)
+        if partition in next_cursor.in_flight:
+            continue
+        if available >= settings.min_batch_size or now - since >= settings.max_wait_seconds:
+            candidates.append((since, -available, partition, start, end))
+    slots = settings.max_concurrent_ranges - len(next_cursor.in_flight)
+    candidates.sort()
+    for since, _, partition, start, end in candidates:
+        if slots <= 0:
+            notes.append(f"partition {partition} waits: {settings.max_concurrent_ranges} ranges already in flight")
+            continue
+        stop = min(end, start + settings.max_batch_size)
+        planned = PlannedRange(topic, partition, start, stop)
+        requests.append(planned)
+        next_cursor.in_flight[partition] = InFlight(start, stop, 0, now)
+        if stop >= end:
+            waiting.pop(partition, None)  # everything seen so far is planned
+        slots -= 1
+    next_cursor.waiting_since = waiting
+
+    lag = lag_of(end_offsets, progress, first_offsets)
+    if not requests and not resets:
+        if lag.lag == 0:
+            notes.append(f"no new messages in {topic} (end offsets sum {lag.end_offset_sum})")
+        elif next_cursor.in_flight and len(next_cursor.in_flight) >= sum(1 for p in end_offsets
+                                                                          if end_offsets[p] > progress.get(p, 0)):
+            notes.append(f"{len(next_cursor.in_flight)} range(s) in flight, lag {lag.lag}")
+        else:
+            notes.append(f"{lag.lag} message(s) waiting to fill a batch "
+                         f"(min {settings.min_batch_size} or {settings.max_wait_seconds:g}s)")
+    return Plan(ranges=requests, resets=resets, cursor=next_cursor, lag=lag, notes=notes)
