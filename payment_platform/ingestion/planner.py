@@ -133,6 +133,7 @@ class CursorState:
     in_flight: dict[int, InFlight] = field(default_factory=dict)
     waiting_since: dict[int, float] = field(default_factory=dict)  # first tick that saw unplanned messages
     resets: int = 0  # progress resets reported so far (offsets going backwards)
+    lag_observed: dict[str, float] = field(default_factory=dict)  # last lag observation emitted (+ "at")
 
     def to_json(self) -> str:
         return json.dumps({
@@ -142,6 +143,7 @@ class CursorState:
             "in_flight": {str(p): asdict(r) for p, r in sorted(self.in_flight.items())},
             "waiting_since": {str(p): t for p, t in sorted(self.waiting_since.items())},
             "resets": self.resets,
+            "lag_observed": self.lag_observed,
         }, sort_keys=True)
 
     @classmethod
@@ -161,6 +163,7 @@ class CursorState:
                            for p, r in raw.get("in_flight", {}).items()},
                 waiting_since={int(p): float(t) for p, t in raw.get("waiting_since", {}).items()},
                 resets=int(raw.get("resets", 0)),
+                lag_observed={str(k): float(v) for k, v in raw.get("lag_observed", {}).items()},
             )
         except PlanError:
             raise
@@ -234,7 +237,8 @@ def plan(
         notes.append(f"topic changed from {cursor.topic!r} to {topic!r}: starting a fresh cursor")
         cursor = CursorState()
     resets_so_far = cursor.resets
-    next_cursor = CursorState(topic=topic, end_offsets=dict(end_offsets), resets=resets_so_far)
+    next_cursor = CursorState(topic=topic, end_offsets=dict(end_offsets), resets=resets_so_far,
+                              lag_observed=dict(cursor.lag_observed))
     progress = dict(progress)
 
     # 1. Offsets that went backwards: report, go back to the first offset, plan nothing there this tick
@@ -250,6 +254,15 @@ def plan(
                   f"ingesting again from offset {to_offset}")
         resets.append(ProgressReset(topic, partition, recorded, to_offset, end, reason))
         notes.append(reason)
+    # A partition with no progress whose first available offset is past 0 (retention dropped the start):
+    # where ingestion begins is put on record before the first range.
+    for partition, end in sorted(end_offsets.items()):
+        first = min(first_offsets.get(partition, 0), end)
+        if partition not in progress and first > 0 and partition not in {r.partition for r in resets}:
+            reason = (f"no progress recorded for {topic}[{partition}] and its first available offset is {first}: "
+                      f"ingestion starts there")
+            resets.append(ProgressReset(topic, partition, 0, first, end, reason))
+            notes.append(reason)
     reset_partitions = {r.partition for r in resets}
     next_cursor.resets += len(resets)
 

@@ -132,11 +132,6 @@ def test_reset_drops_the_in_flight_range_of_the_old_data():
     assert p.resets and 0 not in p.cursor.in_flight
 
 
-def test_missing_progress_starts_at_the_first_offset():
-    p = run({0: 700}, {}, first={0: 200})
-    assert p.ranges == [PlannedRange(T, 0, 200, 700)]
-
-
 def test_topic_change_starts_a_fresh_cursor():
     cursor = run({0: 500}, {}).cursor
     p = plan(topic="other", end_offsets={0: 10}, progress={}, cursor=cursor, run_states={}, now=1001, settings=S)
@@ -169,3 +164,12 @@ def test_bad_settings_name_the_setting(kwargs, setting):
 def test_lag_counts_only_what_is_not_yet_ingested():
     assert lag_of({0: 10, 1: 5}, {0: 4}).as_metadata() == {
         "lag": 11, "end_offset_sum": 15, "progress_sum": 4, "partitions": 2}
+
+
+def test_first_range_past_offset_zero_is_put_on_record_first():
+    p = run({0: 700}, {}, first={0: 200})
+    assert [(r.partition, r.from_offset, r.to_offset) for r in p.resets] == [(0, 0, 200)]
+    assert p.ranges == []
+    assert p.cursor.resets == 1
+    after = run({0: 700}, {0: 200}, cursor=p.cursor, first={0: 200}, now=1001)
+    assert after.resets == [] and after.ranges == [PlannedRange(T, 0, 200, 700)]
