@@ -1,0 +1,390 @@
+"""Kafka: the one module that talks to the broker (kafka-python), plus its Dagster resource.
+
+Every call is bounded: a dead broker gives a `KafkaUnavailable` error within a few seconds, never a hang.
+- `ensure_topic`: create the topic if missing (idempotent).
+- `end_offsets` / `beginning_offsets`: read offsets only (what a sensor may do).
+- `read_range`: exactly the messages at offsets [start, end) of one partition, in chunks, via assign()+seek()
+  (no consumer group); raises `RangeUnavailable` rather than returning short.
+- `Publisher`: sends `GeneratedMessage`-like objects (key, value, headers) with acks='all' and counts only
+  what the broker ACKNOWLEDGED; reports offsets written per partition; bounded retries, then
+  `PublishError` saying how many were acknowledged.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+import dagster as dg
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import OffsetSpec
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 3
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker could not be reached or did not answer in time."""
+
+
+class UnknownTopic(KafkaUnavailable):
+    """The topic does not exist on the broker."""
+
+
+class RangeUnavailable(RuntimeError):
+    """An offset range that cannot be read whole (offsets gone, beyond the end, or the read stalled)."""
+
+
+class PublishError(RuntimeError):
+    """Publishing stopped; `acknowledged` says how many messages the broker did acknowledge."""
+
+    def __init__(self, message: str, acknowledged: int, failed: int):
+        self.acknowledged = acknowledged
+        self.failed = failed
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class KafkaMessage:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+    timestamp_ms: int
+
+
+class OutgoingMessage(Protocol):
+    """What a Publisher sends: `generation.generator.GeneratedMessage` has these."""
+
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _admin(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="payment-platform-admin",
+                                request_timeout_ms=_ms(timeout_s), bootstrap_timeout_ms=_ms(timeout_s),
+                                reconnect_backoff_max_ms=1000)
+    except KafkaError as error:
+        raise KafkaUnavailable(f"Kafka at {bootstrap} is unreachable: {error}") from None
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """Creates the topic with `partitions` partitions if it does not exist; True if it was created."""
+    admin = _admin(bootstrap, timeout_s)
+    try:
+        admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
+                            timeout_ms=_ms(timeout_s))
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    except KafkaError as error:
+        raise KafkaUnavailable(f"could not create topic {topic!r} on {bootstrap}: {error}") from None
+    finally:
+        admin.close()
+
+
+def partitions_for(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[int]:
+    admin = _admin(bootstrap, timeout_s)
+    try:
+        return _partitions(admin, bootstrap, topic)
+    finally:
+        admin.close()
+
+
+def _partitions(admin: KafkaAdminClient, bootstrap: str, topic: str) -> list[int]:
+    try:
+        described = admin.describe_topics([topic])
+    except KafkaError as error:
+        raise KafkaUnavailable(f"could not describe topic {topic!r} on {bootstrap}: {error}") from None
+    found = [t for t in described if t["name"] == topic and t["error_code"] == 0]
+    if not found or not found[0]["partitions"]:
+        raise UnknownTopic(f"topic {topic!r} does not exist on {bootstrap}")
+    return sorted(p["partition_index"] for p in found[0]["partitions"])
+
+
+def _offsets(bootstrap: str, topic: str, spec: OffsetSpec, timeout_s: float) -> dict[int, int]:
+    admin = _admin(bootstrap, timeout_s)
+    try:
+        partitions = _partitions(admin, bootstrap, topic)
+        specs = {TopicPartition(topic, p): spec for p in partitions}
+        try:
+            answer = admin.list_partition_offsets(specs, timeout_ms=_ms(timeout_s))
+        except KafkaError as error:
+            raise KafkaUnavailable(f"could not read offsets of {topic!r} on {bootstrap}: {error}") from None
+        return {tp.partition: result.offset for tp, result in sorted(answer.items())}
+    finally:
+        admin.close()
+
+
+def end_offsets(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
+    """partition -> offset of the next message to be written (the high watermark).
+
+    The embedded broker (Tansu) answers ListOffsets(LATEST) with the last record batch's base offset + 1,
+    short of the real end when that batch holds several records. The high watermark a fetch response
+    carries is right, so each partition is fetched once at the listed offset (at most one small record
+    batch, never parsed) and the larger of the two is returned. On Apache Kafka both agree.
+    """
+    listed = _offsets(bootstrap, topic, OffsetSpec.LATEST, timeout_s)
+    return _high_watermarks(bootstrap, topic, listed, timeout_s)
+
+
+def _consumer(bootstrap: str, timeout_s: float, client_id: str, **options) -> KafkaConsumer:
+    try:
+        return KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
+                             enable_auto_commit=False, request_timeout_ms=_ms(max(timeout_s, 1.0)),
+                             bootstrap_timeout_ms=_ms(timeout_s), reconnect_backoff_max_ms=1000,
+                             fetch_max_wait_ms=100, **options)
+    except KafkaError as error:
+        raise KafkaUnavailable(f"Kafka at {bootstrap} is unreachable: {error}") from None
+
+
+def _high_watermarks(bootstrap: str, topic: str, listed: dict[int, int], timeout_s: float) -> dict[int, int]:
+    consumer = _consumer(bootstrap, timeout_s, "payment-platform-offsets", max_partition_fetch_bytes=1,
+                         auto_offset_reset="latest")
+    try:
+        tps = {p: TopicPartition(topic, p) for p in listed}
+        consumer.assign(list(tps.values()))
+        for p, tp in tps.items():
+            consumer.seek(tp, max(listed[p] - 1, 0))
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.highwater(tp) is None for tp in tps.values()):
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"could not read the high watermarks of {topic!r} on {bootstrap} "
+                                       f"within {timeout_s:.0f}s")
+            try:
+                consumer.poll(timeout_ms=200, max_records=1)
+            except KafkaError as error:
+                raise KafkaUnavailable(f"could not read the high watermarks of {topic!r}: {error}") from None
+        return {p: max(listed[p], consumer.highwater(tp)) for p, tp in tps.items()}
+    finally:
+        consumer.close()
+
+
+def beginning_offsets(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
+    """partition -> offset of the oldest message still held by the broker."""
+    return _offsets(bootstrap, topic, OffsetSpec.EARLIEST, timeout_s)
+
+
+def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int, batch: int = 2000,
+               timeout_s: float = DEFAULT_TIMEOUT_S, stall_timeout_s: float = 15.0) -> Iterator[list[KafkaMessage]]:
+    """Yields chunks (at most `batch` each) of the messages at offsets [start, end) of one partition.
+
+    Raises RangeUnavailable when the range is not all on the broker (start before the oldest offset,
+    end past the high watermark) or when no progress is made for `stall_timeout_s`; KafkaUnavailable when the
+    broker cannot be reached. Uses assign()+seek(): no consumer group, nothing committed.
+    """
+    if start < 0 or end < start:
+        raise ValueError(f"bad offset range [{start}, {end})")
+    if start == end:
+        return
+    tp = TopicPartition(topic, partition)
+    consumer = _consumer(bootstrap, timeout_s, "payment-platform-reader", auto_offset_reset="none",
+                         max_poll_records=min(batch, 10_000))
+    try:
+        try:
+            first = consumer.beginning_offsets([tp], timeout_ms=_ms(timeout_s))[tp]
+        except KafkaError as error:
+            raise KafkaUnavailable(f"could not read offsets of {topic}[{partition}] on {bootstrap}: {error}") from None
+        if start < first:
+            raise RangeUnavailable(f"{topic}[{partition}] offsets [{start}, {end}) are no longer on the broker "
+                                   f"(its oldest offset is {first})")
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        yield from _poll_range(consumer, tp, start, end, batch, stall_timeout_s)
+    finally:
+        consumer.close()
+
+
+def _poll_range(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, batch: int,
+                stall_timeout_s: float) -> Iterator[list[KafkaMessage]]:
+    position, chunk = start, []
+    last_progress = time.monotonic()
+    while position < end:
+        try:
+            records = consumer.poll(timeout_ms=500).get(tp, [])
+        except KafkaError as error:
+            raise RangeUnavailable(f"{tp.topic}[{tp.partition}] read failed at offset {position}: {error}") from None
+        if records:
+            last_progress = time.monotonic()
+        else:
+            high = consumer.highwater(tp)  # from the fetch response: the true end of the partition
+            if high is not None and high < end and position >= high:
+                raise RangeUnavailable(f"{tp.topic}[{tp.partition}] ends at offset {high}: offsets [{start}, {end}) "
+                                       f"are not all on the broker")
+            if time.monotonic() - last_progress > stall_timeout_s:
+                raise RangeUnavailable(f"{tp.topic}[{tp.partition}] read stalled at offset {position} of "
+                                       f"[{start}, {end}) for {stall_timeout_s:.0f}s")
+        for record in records:
+            if record.offset < position:
+                continue
+            if record.offset >= end:
+                position = end
+                break
+            chunk.append(KafkaMessage(tp.partition, record.offset, record.key, record.value or b"",
+                                      {k: (v or b"") for k, v in (record.headers or [])},
+                                      record.timestamp))
+            position = record.offset + 1
+            if len(chunk) >= batch:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class PublishResult:
+    """What the broker acknowledged: counts and, per partition, the offsets written [first, end)."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    first_error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.acknowledged / self.seconds if self.seconds > 0 else 0.0
+
+    def counts_by_partition(self) -> dict[int, int]:
+        return {p: end - first for p, (first, end) in sorted(self.offsets.items())}
+
+
+class Publisher:
+    """Sends messages with acks='all' and counts what the broker acknowledged.
+
+    Use as a context manager, `send()` each message, then `flush()`; or `publish(messages)` for a batch.
+    Connecting is retried `connect_attempts` times; each record gets `delivery_timeout_s` to be
+    acknowledged. Anything not acknowledged is reported as failed, never as sent.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, *, connect_attempts: int = 3, connect_timeout_s: float = 3.0,
+                 delivery_timeout_s: float = 15.0, linger_ms: int = 5, batch_size: int = 256 * 1024,
+                 compression_type: str | None = None):
+        self.bootstrap, self.topic = bootstrap, topic
+        self.delivery_timeout_s = delivery_timeout_s
+        self.result = PublishResult()
+        self._lock = threading.Lock()
+        self._started = time.perf_counter()
+        self._producer = self._connect(connect_attempts, connect_timeout_s, delivery_timeout_s, linger_ms,
+                                       batch_size, compression_type)
+
+    def _connect(self, attempts: int, timeout_s: float, delivery_timeout_s: float, linger_ms: int,
+                 batch_size: int, compression_type: str | None) -> KafkaProducer:
+        last_error: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                return KafkaProducer(
+                    bootstrap_servers=self.bootstrap, client_id="payment-platform-publisher", acks="all",
+                    linger_ms=linger_ms, batch_size=batch_size, compression_type=compression_type,
+                    bootstrap_timeout_ms=_ms(timeout_s), max_block_ms=_ms(max(timeout_s, delivery_timeout_s)),
+                    request_timeout_ms=_ms(min(delivery_timeout_s, 10.0)),
+                    delivery_timeout_ms=_ms(delivery_timeout_s) + _ms(linger_ms / 1000),
+                    retries=5, retry_backoff_ms=200, reconnect_backoff_max_ms=1000)
+            except KafkaError as error:
+                last_error = error
+                log.warning("Kafka at %s unreachable (attempt %d of %d): %s", self.bootstrap, attempt, attempts, error)
+                if attempt < attempts:
+                    time.sleep(min(2.0, 0.5 * attempt))
+        raise PublishError(f"Kafka at {self.bootstrap} unreachable after {attempts} attempts ({last_error}); "
+                           f"0 payments acknowledged", acknowledged=0, failed=0)
+
+    def _on_ack(self, metadata) -> None:
+        with self._lock:
+            self.result.acknowledged += 1
+            span = self.result.offsets.get(metadata.partition)
+            offset = metadata.offset
+            if span is None:
+                self.result.offsets[metadata.partition] = (offset, offset + 1)
+            elif offset < span[0] or offset >= span[1]:
+                self.result.offsets[metadata.partition] = (min(span[0], offset), max(span[1], offset + 1))
+
+    def _on_error(self, error: Exception) -> None:
+        with self._lock:
+            self.result.failed += 1
+            if self.result.first_error is None:
+                self.result.first_error = f"{type(error).__name__}: {error}"
+
+    def send(self, message: OutgoingMessage) -> None:
+        headers = list(message.headers.items()) if message.headers else None
+        try:
+            future = self._producer.send(self.topic, value=message.value, key=message.key, headers=headers)
+        except KafkaError as error:
+            self._on_error(error)
+            self.result.sent += 1
+            raise self._error(f"send failed: {error}") from None
+        self.result.sent += 1
+        future.add_callback(self._on_ack)
+        future.add_errback(self._on_error)
+
+    def flush(self, timeout_s: float | None = None) -> PublishResult:
+        """Waits until every sent message is acknowledged or failed; raises PublishError if any failed."""
+        timeout_s = self.delivery_timeout_s + 5.0 if timeout_s is None else timeout_s
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as error:
+            raise self._error(f"flush did not complete in {timeout_s:.0f}s: {error}") from None
+        self.result.seconds = time.perf_counter() - self._started
+        if self.result.failed:
+            raise self._error(self.result.first_error or "delivery failed")
+        return self.result
+
+    def _error(self, why: str) -> PublishError:
+        r = self.result
+        pending = r.sent - r.acknowledged - r.failed
+        return PublishError(f"publishing to {self.topic} on {self.bootstrap} failed: {why}; {r.acknowledged} of "
+                            f"{r.sent} payments acknowledged ({r.failed} failed, {pending} unconfirmed)",
+                            acknowledged=r.acknowledged, failed=r.failed + pending)
+
+    def publish(self, messages: Iterable[OutgoingMessage]) -> PublishResult:
+        for message in messages:
+            self.send(message)
+        return self.flush()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._producer.close(timeout=timeout_s)
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """The payments topic on a Kafka cluster (KAFKA_BOOTSTRAP_SERVERS, PAYMENTS_TOPIC)."""
+
+    bootstrap_servers: str
+    topic: str
+
+    def ensure_topic(self, partitions: int = DEFAULT_PARTITIONS) -> bool:
+        return ensure_topic(self.bootstrap_servers, self.topic, partitions)
+
+    def end_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
+        return end_offsets(self.bootstrap_servers, self.topic, timeout_s)
+
+    def beginning_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
+        return beginning_offsets(self.bootstrap_servers, self.topic, timeout_s)
+
+    def read_range(self, partition: int, start: int, end: int, batch: int = 2000) -> Iterator[list[KafkaMessage]]:
+        return read_range(self.bootstrap_servers, self.topic, partition, start, end, batch)
+
+    def publisher(self, **options) -> Publisher:
+        return Publisher(self.bootstrap_servers, self.topic, **options)
+
+    def health(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
+        """Raises KafkaUnavailable/UnknownTopic unless the broker answers and the topic exists."""
+        return self.end_offsets(timeout_s)
