@@ -89,9 +89,22 @@ class StoreSummary:
     segments: dict[str, SegmentDigest] = field(default_factory=dict)
     totals: dict[tuple[str, str], RailCurrencyTotal] = field(default_factory=dict)
     rows: int = 0
+    track_duplicates: bool = False  # remember every id seen (about 80 bytes each) to name duplicates
+    duplicates: set[str] = field(default_factory=set)
+    invalid: dict[str, str] = field(default_factory=dict)  # payment id -> rail problem (see validity)
+    _seen: set[int] = field(default_factory=set, repr=False)
 
     def add(self, record: PaymentRecord, depth: int) -> None:
         self.rows += 1
+        if self.track_duplicates:
+            try:
+                key = int(record.payment_id.replace("-", ""), 16)
+            except ValueError:
+                key = hash(record.payment_id)
+            if key in self._seen:
+                self.duplicates.add(record.payment_id)
+            else:
+                self._seen.add(key)
         segment = self.segments.get(record.payment_id[:depth])
         if segment is None:
             segment = self.segments[record.payment_id[:depth]] = SegmentDigest()
@@ -104,8 +117,9 @@ class StoreSummary:
             total.amount += Decimal(record.amount)
 
 
-def summarize(records: Iterable[PaymentRecord], depth: int = DEFAULT_SEGMENT_DEPTH) -> StoreSummary:
-    summary = StoreSummary()
+def summarize(records: Iterable[PaymentRecord], depth: int = DEFAULT_SEGMENT_DEPTH,
+              track_duplicates: bool = False) -> StoreSummary:
+    summary = StoreSummary(track_duplicates=track_duplicates)
     for record in records:
         summary.add(record, depth)
     return summary

@@ -1,0 +1,233 @@
+"""Read (payment_id, rail, currency, amount) out of HBase and Postgres for reconciliation.
+
+Both readers use the store classes' own connections (`HBaseStore.table`, `PostgresLedger`'s DSN) and
+implement `compare.PaymentSource`:
+- HBase has no server-side computation over Thrift1, so `summarize` streams the `payments` table (three
+  cells per row: paymentType, amountValue, amountCurrency; the payment id comes from the row key) and sums
+  digests client-side. A time window is a row-key range (keys start with yyyyMMddHHmmss). Segment records
+  are fetched through the `payments_by_id` index (a prefix scan of ids, then one multi-get), never a scan
+  of the whole table again.
+- Postgres computes every segment digest in SQL (the same MD5 formula as `digest.record_hash`), so only
+  one row per segment leaves the server; segment records come from the primary key.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable, Collection, Iterable, Iterator, Sequence
+
+import psycopg2
+from psycopg2 import sql
+
+from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, time_prefix
+from payment_platform.reconciliation.compare import AllPayments, PaymentIds, Scope, TimeWindow
+from payment_platform.reconciliation.digest import (
+    PaymentRecord,
+    RailCurrencyTotal,
+    SegmentDigest,
+    StoreSummary,
+    make_record,
+)
+from payment_platform.reconciliation.validity import allowed_table, rail_problem
+
+_CF = COLUMN_FAMILY.encode() + b":"
+Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY = _CF + b"paymentType", _CF + b"amountValue", _CF + b"amountCurrency"
+Q_INDEX_ROW_KEY = _CF + b"rowKey"
+RECORD_COLUMNS = [Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY]
+MULTI_GET = 2000  # row keys per getRows call
+SCAN_BATCH = 5000  # rows per scannerGetList call
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _window_bounds(window: TimeWindow) -> tuple[bytes, bytes]:
+    return time_prefix(window.start), time_prefix(window.end)
+
+
+class HBaseReader:
+    """The `payments` table of HBase as a reconciliation source (see the module docstring)."""
+
+    name = "hbase"
+
+    def __init__(self, table: Callable[[str], object], scan_batch: int = SCAN_BATCH):
+        self._table = table  # name -> happybase.Table, e.g. HBaseStore.table
+        self.scan_batch = scan_batch
+
+    @classmethod
+    def from_store(cls, store) -> "HBaseReader":
+        return cls(store.table)
+
+    @staticmethod
+    def _record(key: bytes, cells: dict[bytes, bytes]) -> PaymentRecord:
+        return make_record(key.rsplit(b"_", 1)[-1], cells.get(Q_PAYMENT_TYPE), cells.get(Q_AMOUNT_CURRENCY),
+                           cells.get(Q_AMOUNT_VALUE))
+
+    def _scan(self, scope: AllPayments | TimeWindow) -> Iterator[PaymentRecord]:
+        table = self._table(PAYMENTS_TABLE)
+        if isinstance(scope, TimeWindow):
+            start, stop = _window_bounds(scope)
+            rows = table.scan(row_start=start, row_stop=stop, columns=RECORD_COLUMNS, batch_size=self.scan_batch)
+        else:
+            rows = table.scan(columns=RECORD_COLUMNS, batch_size=self.scan_batch)
+        for key, cells in rows:
+            yield self._record(key, cells)
+
+    def row_keys(self, payment_ids: Iterable[str]) -> list[bytes]:
+        """Row keys of these payments through the index table (ids without an entry are left out)."""
+        index, keys = self._table(PAYMENTS_BY_ID_TABLE), []
+        for chunk in _chunks(sorted(payment_ids), MULTI_GET):
+            for _, cells in index.rows([i.encode() for i in chunk], columns=[Q_INDEX_ROW_KEY]):
+                if cells.get(Q_INDEX_ROW_KEY):
+                    keys.append(cells[Q_INDEX_ROW_KEY])
+        return keys
+
+    def _fetch(self, keys: Sequence[bytes]) -> Iterator[PaymentRecord]:
+        table = self._table(PAYMENTS_TABLE)
+        for chunk in _chunks(keys, MULTI_GET):
+            for key, cells in table.rows(list(chunk), columns=RECORD_COLUMNS):
+                if cells:
+                    yield self._record(key, cells)
+
+    def _ids_with_prefixes(self, prefixes: Collection[str]) -> list[str]:
+        index, ids = self._table(PAYMENTS_BY_ID_TABLE), []
+        for prefix in sorted(prefixes):
+            for key, _ in index.scan(row_prefix=prefix.encode(), filter=b"KeyOnlyFilter()", batch_size=self.scan_batch):
+                ids.append(key.decode())
+        return ids
+
+    def iter_records(self, scope: Scope) -> Iterator[PaymentRecord]:
+        if isinstance(scope, PaymentIds):
+            yield from self._fetch(self.row_keys(scope.ids))
+        else:
+            yield from self._scan(scope)
+
+    def summarize(self, scope: Scope, depth: int, check_rails: bool = True) -> StoreSummary:
+        summary = StoreSummary(track_duplicates=True)
+        for record in self.iter_records(scope):
+            summary.add(record, depth)
+            if check_rails:
+                problem = rail_problem(record)
+                if problem:
+                    summary.invalid[record.payment_id] = problem
+        return summary
+
+    def records(self, scope: Scope, segments: Collection[str], depth: int) -> Iterator[PaymentRecord]:
+        wanted = set(segments)
+        if isinstance(scope, PaymentIds):
+            yield from self._fetch(self.row_keys(i for i in scope.ids if i[:depth] in wanted))
+        elif isinstance(scope, TimeWindow):  # a window is a key range: rescan it, keep the differing segments
+            yield from (r for r in self._scan(scope) if r.payment_id[:depth] in wanted)
+        else:
+            yield from self._fetch(self.row_keys(self._ids_with_prefixes(wanted)))
+
+    def count(self) -> int:
+        return sum(1 for _ in self._table(PAYMENTS_TABLE).scan(filter=b"FirstKeyOnlyFilter() AND KeyOnlyFilter()",
+                                                               batch_size=self.scan_batch))
+
+
+# -- Postgres ---------------------------------------------------------------------------------------------
+_LINE = sql.SQL("payment_id::text || '|' || payment_type || '|' || currency || '|' || trim_scale(amount)::text")
+_HASH = sql.SQL("('x' || substr(md5({line}), 1, 16))::bit(64)::bigint").format(line=_LINE)
+
+
+class PostgresReader:
+    """The `payments` table of the Postgres ledger as a reconciliation source (see the module docstring)."""
+
+    name = "postgres"
+
+    def __init__(self, connect: Callable[[], "psycopg2.extensions.connection"], table: str = "payments"):
+        self._connect = connect
+        self.table = sql.Identifier(table)
+        self._id_type: str | None = None
+
+    @classmethod
+    def from_dsn(cls, dsn: str, connect_timeout_s: int = 5) -> "PostgresReader":
+        return cls(lambda: psycopg2.connect(dsn, connect_timeout=connect_timeout_s))
+
+    @classmethod
+    def from_ledger(cls, ledger) -> "PostgresReader":
+        return cls.from_dsn(ledger.dsn)
+
+    def _query(self, query: sql.Composable, params: Sequence = ()) -> list[tuple]:
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(query, params)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def _ids_param(self, ids: Collection[str]) -> sql.Composable:
+        if self._id_type is None:
+            rows = self._query(sql.SQL("SELECT data_type FROM information_schema.columns WHERE table_name = %s "
+                                       "AND column_name = 'payment_id' ORDER BY table_schema LIMIT 1"),
+                               [self.table.strings[0]])
+            self._id_type = "uuid[]" if rows and rows[0][0] == "uuid" else "text[]"
+        return sql.SQL("%s::" + self._id_type)  # whitelisted: one of two literals
+
+    def _where(self, scope: Scope) -> tuple[sql.Composable, list]:
+        if isinstance(scope, TimeWindow):
+            return sql.SQL("created_at >= %s AND created_at < %s"), [scope.start, scope.end]
+        if isinstance(scope, PaymentIds):
+            return sql.SQL("payment_id = ANY({})").format(self._ids_param(scope.ids)), [sorted(scope.ids)]
+        return sql.SQL("TRUE"), []
+
+    def summarize(self, scope: Scope, depth: int, check_rails: bool = True) -> StoreSummary:
+        where, params = self._where(scope)
+        summary = StoreSummary()
+        digests = self._query(sql.SQL("SELECT left(payment_id::text, %s), count(*), sum({hash}) FROM {table} "
+                                      "WHERE {where} GROUP BY 1").format(hash=_HASH, table=self.table, where=where),
+                              [depth, *params])
+        for segment, count, checksum in digests:
+            summary.segments[segment] = SegmentDigest(int(count), int(checksum))
+            summary.rows += int(count)
+        totals = self._query(sql.SQL("SELECT payment_type, currency, count(*), sum(amount) FROM {table} "
+                                     "WHERE {where} GROUP BY 1, 2").format(table=self.table, where=where), params)
+        for rail, currency, count, amount in totals:
+            summary.totals[(rail, currency)] = RailCurrencyTotal(int(count), amount)
+        summary.duplicates = {row[0] for row in self._query(
+            sql.SQL("SELECT payment_id::text FROM {table} WHERE {where} GROUP BY 1 HAVING count(*) > 1").format(
+                table=self.table, where=where), params)}
+        if check_rails:
+            summary.invalid = self.invalid_for_rail(scope)
+        return summary
+
+    def invalid_for_rail(self, scope: Scope, limit: int = 1000) -> dict[str, str]:
+        """Rows whose amount or currency breaks their rail's rule (evaluated in SQL), with the reason."""
+        where, params = self._where(scope)
+        allowed = sql.SQL(", ").join(sql.SQL("(%s, %s, %s, %s::numeric)") for _ in allowed_table())
+        query = sql.SQL(
+            "SELECT p.payment_id::text, p.payment_type, p.currency, p.amount::text FROM {table} p "
+            "LEFT JOIN (VALUES {allowed}) AS r(rail, currency, minor, max_amount) "
+            "ON r.rail = p.payment_type AND r.currency = p.currency "
+            "WHERE ({where}) AND (r.rail IS NULL OR p.amount <= 0 OR scale(trim_scale(p.amount)) > r.minor "
+            "OR (r.max_amount IS NOT NULL AND p.amount > r.max_amount)) LIMIT %s").format(
+                table=self.table, allowed=allowed, where=where)
+        flat = [value for row in allowed_table() for value in row]
+        found = {}
+        for pid, rail, currency, amount in self._query(query, [*flat, *params, limit]):
+            found[pid] = rail_problem(make_record(pid, rail, currency, amount)) or "breaks its rail rule"
+        return found
+
+    def records(self, scope: Scope, segments: Collection[str], depth: int) -> Iterator[PaymentRecord]:
+        where, params = self._where(scope)
+        rows = self._query(sql.SQL("SELECT payment_id::text, payment_type, currency, amount FROM {table} "
+                                   "WHERE ({where}) AND left(payment_id::text, %s) = ANY(%s)").format(
+                                       table=self.table, where=where), [*params, depth, sorted(segments)])
+        for row in rows:
+            yield make_record(*row)
+
+    def iter_records(self, scope: Scope) -> Iterator[PaymentRecord]:
+        where, params = self._where(scope)
+        for row in self._query(sql.SQL("SELECT payment_id::text, payment_type, currency, amount FROM {table} "
+                                       "WHERE {where}").format(table=self.table, where=where), params):
+            yield make_record(*row)
+
+    def count(self) -> int:
+        return int(self._query(sql.SQL("SELECT count(*) FROM {table}").format(table=self.table))[0][0])
+
+
+def utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

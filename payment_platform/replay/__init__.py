@@ -1,0 +1,1 @@
+"""Replay: drain the failed-payment backup into the stores it missed, oldest first, rate-bounded, idempotent."""

@@ -1,0 +1,236 @@
+"""Drain the failed-payment backup (MongoDB and the local `failed_payments/` folder) into its stores.
+
+For each store, oldest first attempt first, in batches: rebuild each payment from its raw message, write the
+batch with the store's own idempotent write (HBase: same row key and cells; Postgres: ON CONFLICT DO NOTHING),
+and only then remove it from the backup. A replay killed between the write and the removal writes the same
+payment again next time, which changes nothing: a payment lands once.
+
+Errors are sorted in two kinds:
+- unreachable store (connection refused, timeouts, server gone): retried with backoff, then the store's drain
+  stops and its payments stay in the backup (attempts + 1, last error) for the next replay;
+- content the store rejects (or a raw message that no longer parses): the batch is split to find the payment,
+  which goes to quarantine with the reason and leaves the backup, so it never loops forever.
+Throughput is bounded by `max_rate_per_s` so a large backlog does not starve live ingestion.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from payment_platform.domain.schema import InvalidMessage
+from payment_platform.stores.records import DATA_STORES, PaymentRecord
+
+SAMPLE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    batch_size: int = 500
+    max_rate_per_s: float = 2000.0  # payments per second across the whole replay
+    max_payments: int | None = None  # per run; None drains everything
+    connection_retries: int = 3
+    retry_backoff_s: float = 0.5
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_rate_per_s <= 0:
+            raise ValueError(f"max_rate_per_s must be > 0, got {self.max_rate_per_s}")
+        if self.connection_retries < 0:
+            raise ValueError(f"connection_retries must be >= 0, got {self.connection_retries}")
+
+
+class ContentRejected(Exception):
+    """The store refused a payment for what it contains (not because it is unreachable)."""
+
+
+def is_content_error(error: BaseException) -> bool:
+    """True for a rejection of the data itself; False for anything that may go away (connection, timeout)."""
+    if isinstance(error, (ContentRejected, InvalidMessage, ValueError, TypeError, UnicodeError)):
+        return True
+    try:
+        import psycopg2
+        if isinstance(error, (psycopg2.DataError, psycopg2.IntegrityError)):
+            return True
+    except ImportError:  # pragma: no cover - psycopg2 is a dependency
+        pass
+    return type(error).__name__ == "IllegalArgument"  # HBase Thrift: the request itself is wrong
+
+
+@dataclass
+class StoreOutcome:
+    landed: int = 0
+    quarantined: int = 0
+    left_in_backup: int = 0
+    attempts_failed: int = 0
+    stopped: str | None = None  # why the drain of this store stopped early
+    landed_sample: list[str] = field(default_factory=list)
+    quarantined_sample: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReplayResult:
+    stores: dict[str, StoreOutcome]
+    seconds: float = 0.0
+
+    @property
+    def landed(self) -> int:
+        return sum(o.landed for o in self.stores.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(o.quarantined for o in self.stores.values())
+
+    def as_metadata(self) -> dict:
+        """Stable keys: what the replay landed and quarantined, per store, and what is left."""
+        metadata: dict = {"landed": self.landed, "quarantined": self.quarantined,
+                          "seconds": round(self.seconds, 3),
+                          "rate_per_s": round(self.landed / self.seconds, 1) if self.seconds > 0 else 0.0}
+        for store, outcome in sorted(self.stores.items()):
+            metadata[f"landed_{store}"] = outcome.landed
+            metadata[f"quarantined_{store}"] = outcome.quarantined
+            metadata[f"left_in_backup_{store}"] = outcome.left_in_backup
+            metadata[f"landed_sample_{store}"] = outcome.landed_sample
+            if outcome.quarantined_sample:
+                metadata[f"quarantined_sample_{store}"] = outcome.quarantined_sample
+            if outcome.stopped:
+                metadata[f"stopped_{store}"] = outcome.stopped
+        return metadata
+
+
+Writer = Callable[[Sequence[PaymentRecord]], int]
+QuarantineSink = Callable[[list[tuple[object, str]]], int]  # [(BackedUpPayment, reason)] -> stored
+
+
+class Replayer:
+    """Drains `backup` into `writers` (store name -> idempotent batch write)."""
+
+    def __init__(self, backup, writers: dict[str, Writer], quarantine: QuarantineSink,
+                 settings: ReplaySettings = ReplaySettings(), log=None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self.backup = backup
+        self.writers = writers
+        self.quarantine = quarantine
+        self.settings = settings
+        self.log = log
+        self.sleep, self.clock = sleep, clock
+
+    def _info(self, message: str) -> None:
+        if self.log is not None:
+            self.log.info(message)
+
+    def drain(self, stores: Iterable[str] | None = None) -> ReplayResult:
+        started = self.clock()
+        budget = self.settings.max_payments
+        result = ReplayResult({})
+        landed_total = 0
+        for store in (list(stores) if stores is not None else [s for s in DATA_STORES if s in self.writers]):
+            outcome = result.stores[store] = StoreOutcome()
+            while budget is None or budget > 0:
+                limit = self.settings.batch_size if budget is None else min(budget, self.settings.batch_size)
+                entries = self.backup.list_oldest(limit, store=store)
+                if not entries:
+                    break
+                before = outcome.landed + outcome.quarantined
+                landed_total += self._replay_batch(store, entries, outcome)
+                if budget is not None:
+                    budget -= len(entries)
+                if outcome.stopped:
+                    break
+                if outcome.landed + outcome.quarantined == before:  # nothing left the backup: never spin
+                    outcome.stopped = "no progress"
+                    break
+                self._respect_rate(started, landed_total)
+            outcome.left_in_backup = self.backup.size(store)
+            self._info(f"replay {store}: landed {outcome.landed}, quarantined {outcome.quarantined}, "
+                       f"left {outcome.left_in_backup}" + (f", stopped: {outcome.stopped}" if outcome.stopped else ""))
+        result.seconds = self.clock() - started
+        return result
+
+    def _respect_rate(self, started: float, handled: int) -> None:
+        earliest = started + handled / self.settings.max_rate_per_s
+        wait = earliest - self.clock()
+        if wait > 0:
+            self.sleep(wait)
+
+    def _replay_batch(self, store: str, entries: list, outcome: StoreOutcome) -> int:
+        records, unreadable = [], []
+        for entry in entries:
+            try:
+                records.append((entry, entry.record()))
+            except Exception as error:  # noqa: BLE001 - a backup entry whose raw message no longer parses
+                unreadable.append((entry, f"replay to {store}: backed-up message unreadable: {error}"))
+        if unreadable:
+            self._quarantine(store, unreadable, outcome)
+        if not records:
+            return len(unreadable)
+        self._write(store, records, outcome)
+        return len(entries)
+
+    def _write(self, store: str, records: list[tuple], outcome: StoreOutcome) -> None:
+        writer = self.writers[store]
+        error = self._write_with_retries(writer, [r for _, r in records])
+        if error is None:
+            self._landed(store, [e for e, _ in records], outcome)
+            return
+        if not is_content_error(error):
+            outcome.stopped = f"{store} unreachable after {self.settings.connection_retries} retries: {error!r}"
+            outcome.attempts_failed += len(records)
+            try:
+                self.backup.record_failures(store, [r for _, r in records], f"replay: {error!r}")
+            except Exception:  # noqa: BLE001 - the payments are still in the backup, only the count is stale
+                pass
+            return
+        if len(records) == 1:
+            self._quarantine(store, [(records[0][0], f"replay to {store} rejected: {error}")], outcome)
+            return
+        middle = len(records) // 2  # split to find the payments the store refuses
+        self._write(store, records[:middle], outcome)
+        if not outcome.stopped:
+            self._write(store, records[middle:], outcome)
+
+    def _write_with_retries(self, writer: Writer, records: list[PaymentRecord]) -> BaseException | None:
+        for attempt in range(self.settings.connection_retries + 1):
+            try:
+                writer(records)
+                return None
+            except Exception as error:  # noqa: BLE001 - sorted below
+                if is_content_error(error):
+                    return error
+                if attempt == self.settings.connection_retries:
+                    return error
+                self.sleep(self.settings.retry_backoff_s * (2 ** attempt))
+        return None  # pragma: no cover
+
+    def _landed(self, store: str, entries: list, outcome: StoreOutcome) -> None:
+        for entry in entries:
+            self.backup.remove(entry.payment_id, store)
+        outcome.landed += len(entries)
+        room = SAMPLE_SIZE - len(outcome.landed_sample)
+        outcome.landed_sample.extend(e.payment_id for e in entries[:max(room, 0)])
+
+    def _quarantine(self, store: str, rejected: list[tuple], outcome: StoreOutcome) -> None:
+        self.quarantine(rejected)
+        for entry, _ in rejected:
+            self.backup.remove(entry.payment_id, store)
+        outcome.quarantined += len(rejected)
+        room = SAMPLE_SIZE - len(outcome.quarantined_sample)
+        outcome.quarantined_sample.extend(e.payment_id for e, _ in rejected[:max(room, 0)])
+
+
+def quarantine_into_ledger(ledger) -> QuarantineSink:
+    """Quarantine rejected backup entries in the ledger's `payments_quarantine` table, with the reason."""
+    from payment_platform.stores.postgres import QuarantineEntry
+
+    def sink(rejected: list[tuple[object, str]]) -> int:
+        return ledger.quarantine([QuarantineEntry(raw=entry.raw, position=entry.position, reason=reason,
+                                                  field=None, payment_id=entry.payment_id)
+                                  for entry, reason in rejected])
+    return sink
+
+
+def replayer_for(backup, hbase, postgres, settings: ReplaySettings = ReplaySettings(), log=None) -> Replayer:
+    """A Replayer writing with the store classes' own idempotent writes."""
+    return Replayer(backup, {"hbase": hbase.write_payments, "postgres": postgres.write_payments},
+                    quarantine_into_ledger(postgres), settings, log=log)

@@ -1,0 +1,177 @@
+"""Replay logic with in-memory fakes for the backup and the stores (the real stores: test_healing)."""
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+import pytest
+
+from payment_platform.domain.schema import decode
+from payment_platform.replay.replayer import ReplaySettings, Replayer, is_content_error
+from payment_platform.stores.records import PaymentRecord
+
+
+def message(i: int, amount: str = "10.00") -> bytes:
+    return json.dumps({
+        "schema_version": 1, "payment_id": str(uuid.UUID(int=i + 1)), "payment_type": "WIRE",
+        "amount": {"value": amount, "currency": "USD"},
+        "originator": {"party_id": "P1", "name": "A", "account_number": "1234567", "routing_number": "021000021"},
+        "beneficiary": {"party_id": "P2", "name": "B", "account_number": "7654321", "routing_number": "021000021"},
+        "created_at": "2026-11-24T10:00:00Z", "status": "ACSC"}).encode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    payment_id: str
+    store: str
+    raw: bytes
+    first_attempt_at: datetime
+    position: object = None
+
+    def record(self):
+        return PaymentRecord(decode(self.raw), self.raw, None)
+
+
+class FakeBackup:
+    def __init__(self, entries):
+        self.entries = list(entries)
+        self.failures = []
+
+    def list_oldest(self, limit, store=None):
+        return sorted((e for e in self.entries if store in (None, e.store)), key=lambda e: e.first_attempt_at)[:limit]
+
+    def remove(self, payment_id, store):
+        before = len(self.entries)
+        self.entries = [e for e in self.entries if not (e.payment_id == payment_id and e.store == store)]
+        return len(self.entries) < before
+
+    def size(self, store=None):
+        return len([e for e in self.entries if store in (None, e.store)])
+
+    def record_failures(self, store, records, error):
+        self.failures.append((store, len(records), error))
+
+
+class FakeStore:
+    def __init__(self, reject_amount=None, down_for=0):
+        self.rows = {}
+        self.calls = 0
+        self.reject_amount = reject_amount
+        self.down_for = down_for
+
+    def write(self, records):
+        self.calls += 1
+        if self.down_for:
+            self.down_for -= 1
+            raise ConnectionRefusedError("store down")
+        for r in records:
+            if self.reject_amount and r.payment.doc["amount"]["value"] == self.reject_amount:
+                raise psycopg2.DataError("numeric field overflow")
+        for r in records:
+            self.rows.setdefault(r.payment_id, r)
+        return len(records)
+
+
+def entries(n, store="hbase", start=0):
+    base = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    return [Entry(str(uuid.UUID(int=i + 1)), store, message(i), base + timedelta(seconds=n - i)) for i in range(start, start + n)]
+
+
+def make(backup, stores, quarantined, **settings):
+    return Replayer(backup, {name: s.write for name, s in stores.items()}, lambda rej: quarantined.extend(rej) or len(rej),
+                    ReplaySettings(**{"retry_backoff_s": 0, **settings}), sleep=lambda s: None)
+
+
+def test_drains_oldest_first_in_batches_and_says_what_landed():
+    backup = FakeBackup(entries(7))
+    store = FakeStore()
+    order = []
+    replayer = make(backup, {"hbase": store}, [], batch_size=3)
+    replayer.writers["hbase"] = lambda recs: order.extend(r.payment_id for r in recs) or store.write(recs)
+    result = replayer.drain(["hbase"])
+    assert backup.size() == 0
+    assert len(store.rows) == 7 and store.calls == 3
+    expected = [e.payment_id for e in sorted(entries(7), key=lambda e: e.first_attempt_at)]
+    assert order == expected
+    meta = result.as_metadata()
+    assert meta["landed"] == 7 and meta["landed_hbase"] == 7 and meta["left_in_backup_hbase"] == 0
+    assert meta["landed_sample_hbase"] == expected
+
+
+def test_replaying_twice_or_after_a_kill_lands_each_payment_once():
+    backup = FakeBackup(entries(5))
+    store = FakeStore()
+    # killed after the write, before the removal: the entries stay in the backup
+    original_remove = backup.remove
+    backup.remove = lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        make(backup, {"hbase": store}, []).drain(["hbase"])
+    assert len(store.rows) == 5 and backup.size() == 5
+    backup.remove = original_remove
+    make(backup, {"hbase": store}, []).drain(["hbase"])
+    make(backup, {"hbase": store}, []).drain(["hbase"])
+    assert len(store.rows) == 5 and backup.size() == 0
+
+
+def test_store_down_is_retried_then_left_in_the_backup():
+    backup = FakeBackup(entries(4))
+    store = FakeStore(down_for=100)
+    result = make(backup, {"hbase": store}, [], connection_retries=2).drain(["hbase"])
+    assert store.calls == 3  # one try and two retries, then stop: no storm
+    assert backup.size() == 4
+    assert "unreachable" in result.stores["hbase"].stopped
+    assert backup.failures and backup.failures[0][:2] == ("hbase", 4)
+
+
+def test_transient_error_recovers_within_retries():
+    backup = FakeBackup(entries(4))
+    store = FakeStore(down_for=1)
+    result = make(backup, {"hbase": store}, [], connection_retries=2).drain(["hbase"])
+    assert result.landed == 4 and backup.size() == 0
+
+
+def test_content_rejection_goes_to_quarantine_with_reason_and_the_rest_lands():
+    items = entries(6, store="postgres")
+    bad = Entry(str(uuid.UUID(int=999)), "postgres", message(998, amount="99999.99"), items[0].first_attempt_at)
+    unreadable = Entry(str(uuid.UUID(int=1000)), "postgres", b"{not json", items[0].first_attempt_at)
+    backup = FakeBackup(items + [bad, unreadable])
+    store = FakeStore(reject_amount="99999.99")
+    quarantined = []
+    result = make(backup, {"postgres": store}, quarantined).drain(["postgres"])
+    assert backup.size() == 0
+    assert len(store.rows) == 6
+    reasons = {e.payment_id: reason for e, reason in quarantined}
+    assert set(reasons) == {bad.payment_id, unreadable.payment_id}
+    assert "numeric field overflow" in reasons[bad.payment_id]
+    assert "unreadable" in reasons[unreadable.payment_id]
+    assert result.as_metadata()["quarantined_postgres"] == 2
+
+
+def test_rate_bound_sleeps_between_batches():
+    backup = FakeBackup(entries(10))
+    slept = []
+    replayer = Replayer(backup, {"hbase": FakeStore().write}, lambda r: 0,
+                        ReplaySettings(batch_size=2, max_rate_per_s=1.0), sleep=slept.append,
+                        clock=lambda: 0.0)
+    replayer.drain(["hbase"])
+    assert slept == [2.0, 4.0, 6.0, 8.0, 10.0]
+
+
+def test_max_payments_per_run():
+    backup = FakeBackup(entries(10))
+    result = make(backup, {"hbase": FakeStore()}, [], batch_size=3, max_payments=5).drain(["hbase"])
+    assert result.landed == 5 and backup.size() == 5
+
+
+def test_error_kinds():
+    assert is_content_error(psycopg2.DataError("x"))
+    assert not is_content_error(psycopg2.OperationalError("x"))
+    assert not is_content_error(ConnectionRefusedError())
+    assert not is_content_error(TimeoutError())
+
+
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(max_rate_per_s=0), dict(connection_retries=-1)])
+def test_bad_settings(bad):
+    with pytest.raises(ValueError):
+        ReplaySettings(**bad)
