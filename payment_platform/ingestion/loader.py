@@ -1,0 +1,380 @@
+"""The ingestion data path: one Kafka offset range into HBase, Postgres and Redis, with exactly-once effects.
+
+`Ingestor.ingest(OffsetRange)` reads exactly [start, end) of one partition in chunks (memory bounded: a reader
+thread stays at most one chunk ahead), and settles every message of every chunk:
+- invalid (not JSON, fails schema v1 or the rail rules) -> Postgres quarantine with raw bytes, position, reason;
+- its payment_id already settled (Redis says so, or both stores / their backups hold it, or it appeared earlier
+  in the same chunk) -> nothing is written, counted in `duplicates_skipped`;
+- otherwise written to each store that does not hold it yet (HBase and Postgres in parallel); a store whose write
+  fails (after one retry) gets those payments in the failed-payment backup instead;
+- then Redis marks the settled ids landed and adds to the live metrics (Redis errors are counted, never fatal).
+Progress is recorded (Postgres, contiguous) only after the last chunk is settled. If anything cannot be settled
+(Kafka range unreadable, quarantine not writable, backup unreachable as well as a store) it raises IngestionError
+and progress does not move: the same range is simply ingested again later, which changes nothing already done.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterator, Sequence
+
+from payment_platform.domain.schema import InvalidMessage
+from payment_platform.domain.validation import parse_and_validate
+from payment_platform.stores import kafka as kafka_store
+from payment_platform.stores.backup import BackupUnavailable, FailedPaymentBackup
+from payment_platform.stores.hbase import HBaseStore
+from payment_platform.stores.postgres import PostgresLedger, ProgressConflict, QuarantineEntry
+from payment_platform.stores.records import (STORE_HBASE, STORE_POSTGRES, STORE_REDIS, KafkaPosition,
+                                             PaymentRecord)
+from payment_platform.stores.redis_state import ChunkMetrics, RedisState
+
+logger = logging.getLogger(__name__)
+
+WRITE_RETRY_DELAY_S = 0.2
+
+
+class IngestionError(RuntimeError):
+    """A range could not be settled; its progress was not recorded and the range must be ingested again."""
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """Offsets [start, end) of one partition of a topic."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+    def __post_init__(self):
+        if not self.topic:
+            raise ValueError("OffsetRange.topic is empty")
+        if self.partition < 0 or self.start < 0 or self.end < self.start:
+            raise ValueError(f"bad offset range {self.topic}[{self.partition}] [{self.start}, {self.end})")
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}] [{self.start}, {self.end})"
+
+
+@dataclass
+class RangeResult:
+    range: OffsetRange
+    messages: int = 0
+    written: dict[str, int] = field(default_factory=lambda: {STORE_HBASE: 0, STORE_POSTGRES: 0, STORE_REDIS: 0})
+    backed_up: dict[str, int] = field(default_factory=lambda: {STORE_HBASE: 0, STORE_POSTGRES: 0})
+    quarantined: int = 0
+    duplicates_skipped: int = 0
+    seconds: float = 0.0
+    backed_up_to_files: int = 0  # of `backed_up`, how many went to the local folder (MongoDB failed too)
+    redis_errors: int = 0
+    store_errors: list[str] = field(default_factory=list)  # distinct store errors seen, for the run log
+    progress_recorded: bool = False  # False when the range was already recorded (a re-run)
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    def as_metadata(self) -> dict:
+        """Flat metadata with stable keys (the Dagster UI plots them across runs)."""
+        return {
+            "topic": self.range.topic,
+            "partition": self.range.partition,
+            "start_offset": self.range.start,
+            "end_offset": self.range.end,
+            "messages": self.messages,
+            "written_hbase": self.written.get(STORE_HBASE, 0),
+            "written_postgres": self.written.get(STORE_POSTGRES, 0),
+            "written_redis": self.written.get(STORE_REDIS, 0),
+            "backed_up_hbase": self.backed_up.get(STORE_HBASE, 0),
+            "backed_up_postgres": self.backed_up.get(STORE_POSTGRES, 0),
+            "backed_up": sum(self.backed_up.values()),
+            "backed_up_to_files": self.backed_up_to_files,
+            "quarantined": self.quarantined,
+            "duplicates_skipped": self.duplicates_skipped,
+            "redis_errors": self.redis_errors,
+            "rate_msgs_per_s": round(self.rate, 1),
+            "seconds": round(self.seconds, 3),
+            "progress_recorded": self.progress_recorded,
+        }
+
+
+@dataclass
+class _StoreOutcome:
+    written: int = 0
+    already: set[str] = field(default_factory=set)  # ids the store (or its backup) already held
+    failed: list[PaymentRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+def _payment_id_hint(raw: bytes) -> str | None:
+    """The payment_id of a message that failed validation, when it can be read (for people searching)."""
+    try:
+        import json
+        doc = json.loads(raw)
+        value = doc.get("payment_id") if isinstance(doc, dict) else None
+        return value[:64] if isinstance(value, str) else None
+    except Exception:
+        return None
+
+
+def _prefetch(chunks: Iterator[list], depth: int = 1) -> Iterator[list]:
+    """Run the Kafka reader in a thread, at most `depth` chunks ahead, so reading overlaps writing."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def pump():
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        slots.put(chunk, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            item = done
+        except BaseException as error:  # handed to the consumer thread
+            item = error
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    reader = threading.Thread(target=pump, name="kafka-range-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+
+
+class Ingestor:
+    """Lands Kafka offset ranges in the stores. Not thread-safe: one Ingestor per run (or per thread)."""
+
+    def __init__(self, kafka_bootstrap: str, hbase: HBaseStore, postgres: PostgresLedger,
+                 backup: FailedPaymentBackup, redis: RedisState):
+        self.kafka_bootstrap = kafka_bootstrap
+        self.hbase, self.postgres, self.backup, self.redis = hbase, postgres, backup, redis
+        self._schemas_ready = False
+
+    @classmethod
+    def from_resources(cls, kafka, hbase, postgres, backup, redis) -> "Ingestor":
+        """From the Dagster resources `kafka` (KafkaResource), `hbase`, `postgres`, `backup`, `redis`."""
+        return cls(kafka.bootstrap_servers, hbase.client(), postgres.client(), backup.client(), redis.client())
+
+    def close(self) -> None:
+        for store in (self.hbase, self.postgres, self.backup, self.redis):
+            try:
+                store.close()
+            except Exception:  # closing is best effort
+                pass
+
+    def ensure_schemas(self, log=None) -> None:
+        """Create tables/indexes where missing. A store that is down now is reported, not fatal: its writes
+        will fail and go to the backup (Postgres down fails the range later, as progress lives there)."""
+        log = log or logger
+        for name, store in (("postgres", self.postgres), ("hbase", self.hbase), ("backup", self.backup),
+                            ("redis", self.redis)):
+            try:
+                store.ensure_schema()
+            except Exception as error:
+                log.warning(f"ensure_schema({name}) failed, carrying on: {error!r}")
+        self._schemas_ready = True
+
+    # -- the range -------------------------------------------------------------------------------------
+    def ingest(self, range: OffsetRange, chunk_size: int = 2000, log=None) -> RangeResult:  # noqa: A002
+        """Land every message of `range`, then record progress. Raises IngestionError if it cannot settle."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        log = log or logger
+        started = time.monotonic()
+        if not self._schemas_ready:
+            self.ensure_schemas(log)
+        result = RangeResult(range=range)
+        state = {"redis_ok": True, "failed_stores": set()}
+        chunks = kafka_store.read_range(self.kafka_bootstrap, range.topic, range.partition, range.start,
+                                        range.end, batch=chunk_size)
+        try:
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-writer") as writers:
+                for chunk in _prefetch(chunks):
+                    self._settle_chunk(range, chunk, result, state, writers, log)
+        except (kafka_store.KafkaUnavailable, kafka_store.RangeUnavailable) as error:
+            raise IngestionError(f"{range}: cannot read the range from Kafka: {error}") from error
+        except BackupUnavailable as error:
+            raise IngestionError(f"{range}: a store write failed and the backup is unreachable too, "
+                                 f"progress not recorded: {error}") from error
+        result.seconds = time.monotonic() - started
+        try:
+            result.progress_recorded = self.postgres.record_progress(
+                range.topic, range.partition, range.start, range.end, summary=result.as_metadata())
+        except ProgressConflict as error:
+            raise IngestionError(f"{range}: every message is settled but progress cannot move: {error}") from error
+        except Exception as error:
+            raise IngestionError(f"{range}: every message is settled but progress could not be recorded "
+                                 f"in Postgres: {error!r}") from error
+        result.seconds = time.monotonic() - started
+        log.info(f"ingested {range}: {result.as_metadata()}")
+        return result
+
+    # -- one chunk -------------------------------------------------------------------------------------
+    def _settle_chunk(self, range: OffsetRange, chunk: Sequence[kafka_store.KafkaMessage], result: RangeResult,  # noqa: A002
+                      state: dict, writers: ThreadPoolExecutor, log) -> None:
+        chunk_started = time.monotonic()
+        result.messages += len(chunk)
+        records, invalid, seen, in_chunk_duplicates = [], [], set(), 0
+        for message in chunk:
+            position = KafkaPosition(range.topic, message.partition, message.offset)
+            try:
+                payment = parse_and_validate(message.value)
+            except InvalidMessage as error:
+                invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
+                continue
+            except Exception as error:  # a validator bug must not block the partition: keep it, with why
+                invalid.append(self._quarantine_entry(
+                    message, position, f"could not be validated ({type(error).__name__}: {error})", None))
+                continue
+            if payment.payment_id in seen:
+                in_chunk_duplicates += 1
+                continue
+            seen.add(payment.payment_id)
+            records.append(PaymentRecord(payment, message.value, position))
+
+        if invalid:
+            result.quarantined += self._quarantine(invalid, range)
+
+        landed = self._redis_call(state, result, log, self.redis.landed_ids, [r.payment_id for r in records]) or set()
+        candidates = [r for r in records if r.payment_id not in landed]
+
+        hbase_job = writers.submit(self._land, STORE_HBASE, self.hbase, candidates, state, log)
+        postgres_job = writers.submit(self._land, STORE_POSTGRES, self.postgres, candidates, state, log)
+        outcomes = {STORE_HBASE: hbase_job.result(), STORE_POSTGRES: postgres_job.result()}
+
+        metrics = ChunkMetrics(quarantined=len(invalid))
+        for store, outcome in outcomes.items():
+            result.written[store] += outcome.written
+            if outcome.failed:
+                receipt = self.backup.record_failures(store, outcome.failed, outcome.error or "unknown error")
+                result.backed_up[store] += len(outcome.failed)
+                result.backed_up_to_files += receipt.get("files", 0)
+                metrics.backed_up[store] += len(outcome.failed)
+                metrics.errors += 1
+                log.warning(f"{range}: {len(outcome.failed)} payments backed up for {store} "
+                            f"({receipt}): {outcome.error}")
+
+        already_everywhere = {r.payment_id for r in candidates
+                              if all(r.payment_id in o.already for o in outcomes.values())}
+        result.duplicates_skipped += in_chunk_duplicates + len(landed) + len(already_everywhere)
+        metrics.duplicates = in_chunk_duplicates + len(landed) + len(already_everywhere)
+
+        for record in candidates:
+            if record.payment_id in already_everywhere:
+                continue
+            p = record.payment
+            metrics.processed += 1
+            metrics.by_rail[p.payment_type] += 1
+            metrics.by_currency[p.currency] += 1
+            metrics.amount_by_currency[p.currency] = metrics.amount_by_currency.get(p.currency, Decimal(0)) + p.amount
+        metrics.seconds = time.monotonic() - chunk_started
+        # Every candidate is now in each store or in its backup: safe to call it landed.
+        marked = self._redis_call(state, result, log, self.redis.mark_landed, [r.payment_id for r in candidates])
+        result.written[STORE_REDIS] += marked or 0
+        self._redis_call(state, result, log, self.redis.record_chunk, metrics)
+
+    @staticmethod
+    def _quarantine_entry(message, position: KafkaPosition, reason: str, field_name: str | None) -> QuarantineEntry:
+        defect = message.headers.get("defect") if message.headers else None
+        return QuarantineEntry(raw=message.value or b"", position=position, reason=reason, field=field_name,
+                               payment_id=_payment_id_hint(message.value or b""), key=message.key,
+                               defect_label=defect.decode("utf-8", "replace") if defect else None)
+
+    def _quarantine(self, entries: list[QuarantineEntry], range: OffsetRange) -> int:  # noqa: A002
+        """Quarantine lives in Postgres; if it cannot be written the messages are not settled."""
+        try:
+            return self.postgres.quarantine(entries)
+        except Exception:
+            time.sleep(WRITE_RETRY_DELAY_S)
+            try:
+                return self.postgres.quarantine(entries)
+            except Exception as error:
+                raise IngestionError(f"{range}: {len(entries)} invalid messages could not be quarantined "
+                                     f"(Postgres): {error!r}") from error
+
+    def _land(self, name: str, store, candidates: list[PaymentRecord], state: dict, log) -> _StoreOutcome:
+        """Write to one store the candidates it does not hold yet (nor holds in its backup)."""
+        outcome = _StoreOutcome()
+        if not candidates:
+            return outcome
+        ids = [r.payment_id for r in candidates]
+        try:
+            outcome.already = store.existing_ids(ids)
+        except Exception as first_error:
+            try:
+                time.sleep(WRITE_RETRY_DELAY_S)
+                outcome.already = store.existing_ids(ids)
+            except Exception as error:
+                # Unknown what it holds: writing blind could overwrite a first version, so back them all up.
+                outcome.failed, outcome.error = list(candidates), f"{name} unreachable: {error!r}"
+                self._note_failure(name, state, outcome.error, log, first_error)
+                return outcome
+        try:
+            outcome.already |= self.backup.stored_ids(name, [i for i in ids if i not in outcome.already])
+        except Exception as error:  # the store itself is the truth; the backup check only saves a rewrite
+            log.warning(f"backup lookup for {name} failed, carrying on: {error!r}")
+        todo = [r for r in candidates if r.payment_id not in outcome.already]
+        if not todo:
+            return outcome
+        attempts = 1 if name in state["failed_stores"] else 2
+        for attempt in range(1, attempts + 1):
+            try:
+                outcome.written = store.write_payments(todo)
+                return outcome
+            except Exception as error:
+                outcome.error = f"{name} write failed: {type(error).__name__}: {error}"
+                if attempt < attempts:
+                    time.sleep(WRITE_RETRY_DELAY_S)
+        outcome.failed = todo
+        self._note_failure(name, state, outcome.error, log)
+        return outcome
+
+    @staticmethod
+    def _note_failure(name: str, state: dict, error: str, log, first_error: Exception | None = None) -> None:
+        if name not in state["failed_stores"]:
+            log.warning(f"{name} failing: {error}")
+        state["failed_stores"].add(name)
+
+    def _redis_call(self, state: dict, result: RangeResult, log, method, *args):
+        """Redis is best effort: an error is counted and Redis is left alone for the rest of the range."""
+        if not state["redis_ok"]:
+            return None
+        try:
+            return method(*args)
+        except Exception as error:
+            result.redis_errors += 1
+            state["redis_ok"] = False
+            log.warning(f"Redis unavailable, ingestion carries on without it for this range: {error!r}")
+            return None

@@ -1,0 +1,223 @@
+"""HBase: the `payments` wide-row table and the `payments_by_id` index, through happybase (Thrift1).
+
+Works unchanged against a real HBase Thrift server and against the project's embedded gateway.
+
+Layout (design.md):
+- `payments`, family `cf`, row key `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`
+  (`payment_platform.domain.rowkeys.row_key`), one version per cell. Qualifiers (UTF-8 values):
+  the seed's `paymentId`, `paymentType`, `amountValue` (decimal string, exact), `amountCurrency`, `originatorId`,
+  `originatorName`, `beneficiaryId`, `beneficiaryName`, `createdAt` (ISO 8601 UTC, `...Z`), plus `status`,
+  `valueDate` (only when the message has one), `raw` (the message bytes as received), `kafkaTopic`,
+  `kafkaPartition`, `kafkaOffset` (only when the position is known).
+- `payments_by_id`, family `cf`: row = payment id, `cf:rowKey` = the `payments` row key. Lookup by id is two gets,
+  never a scan. The index cell is written after the payment row, so an index entry always points at a full row.
+
+Writes are idempotent: a payment always maps to the same row key and the same cells, and `write_payments`
+skips nothing itself (the loader decides what is new); re-putting a row only rewrites identical values.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import dagster as dg
+import happybase
+
+from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, row_key
+from payment_platform.stores.records import PaymentRecord, amount_text, iso_utc
+
+FAMILY_SPEC = {COLUMN_FAMILY: dict(max_versions=1)}
+INDEX_COLUMN = f"{COLUMN_FAMILY}:rowKey".encode()
+_CF = COLUMN_FAMILY.encode() + b":"
+
+
+def _q(name: str) -> bytes:
+    return _CF + name.encode()
+
+
+Q_PAYMENT_ID, Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY = (
+    _q("paymentId"), _q("paymentType"), _q("amountValue"), _q("amountCurrency"))
+Q_ORIGINATOR_ID, Q_ORIGINATOR_NAME, Q_BENEFICIARY_ID, Q_BENEFICIARY_NAME = (
+    _q("originatorId"), _q("originatorName"), _q("beneficiaryId"), _q("beneficiaryName"))
+Q_CREATED_AT, Q_STATUS, Q_VALUE_DATE, Q_RAW = _q("createdAt"), _q("status"), _q("valueDate"), _q("raw")
+Q_KAFKA_TOPIC, Q_KAFKA_PARTITION, Q_KAFKA_OFFSET = _q("kafkaTopic"), _q("kafkaPartition"), _q("kafkaOffset")
+
+
+class HBaseUnavailable(ConnectionError):
+    """HBase (or its Thrift server) did not answer; the message says where and why."""
+
+
+def payment_cells(record: PaymentRecord) -> dict[bytes, bytes]:
+    """The `cf:*` cells of one payment row."""
+    p = record.payment
+    cells = {
+        Q_PAYMENT_ID: p.payment_id.encode(),
+        Q_PAYMENT_TYPE: p.payment_type.encode(),
+        Q_AMOUNT_VALUE: amount_text(p).encode(),
+        Q_AMOUNT_CURRENCY: p.currency.encode(),
+        Q_ORIGINATOR_ID: p.originator.party_id.encode(),
+        Q_ORIGINATOR_NAME: p.originator.name.encode(),
+        Q_BENEFICIARY_ID: p.beneficiary.party_id.encode(),
+        Q_BENEFICIARY_NAME: p.beneficiary.name.encode(),
+        Q_CREATED_AT: iso_utc(p).encode(),
+        Q_STATUS: p.status.encode(),
+        Q_RAW: record.raw,
+    }
+    if p.value_date:
+        cells[Q_VALUE_DATE] = p.value_date.encode()
+    if record.position is not None:
+        cells[Q_KAFKA_TOPIC] = record.position.topic.encode()
+        cells[Q_KAFKA_PARTITION] = str(record.position.partition).encode()
+        cells[Q_KAFKA_OFFSET] = str(record.position.offset).encode()
+    return cells
+
+
+def decode_row(cells: dict[bytes, bytes]) -> dict[str, str | bytes]:
+    """A `payments` row as {qualifier: value}: text values decoded, `raw` kept as bytes."""
+    out: dict[str, str | bytes] = {}
+    for column, value in cells.items():
+        qualifier = column.split(b":", 1)[1].decode()
+        out[qualifier] = value if qualifier == "raw" else value.decode()
+    return out
+
+
+class HBaseStore:
+    """The payments tables in HBase. One Thrift connection, opened lazily, reopened after an error."""
+
+    def __init__(self, host: str, port: int = 9090, transport: str = "buffered", protocol: str = "binary",
+                 timeout_ms: int = 10_000, table_prefix: str | None = None, health_timeout_ms: int = 3_000):
+        self.host, self.port = host, int(port)
+        self.transport, self.protocol = transport, protocol
+        self.timeout_ms, self.health_timeout_ms = timeout_ms, health_timeout_ms
+        self.table_prefix = table_prefix
+        self._connection: happybase.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"HBaseStore({self.host}:{self.port}, {self.transport}/{self.protocol}, prefix={self.table_prefix!r})"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _connect(self, timeout_ms: int) -> happybase.Connection:
+        connection = happybase.Connection(self.host, self.port, timeout=timeout_ms, autoconnect=False,
+                                          table_prefix=self.table_prefix, transport=self.transport,
+                                          protocol=self.protocol)
+        try:
+            connection.open()
+        except Exception as error:
+            raise HBaseUnavailable(f"HBase Thrift server {self.address} unreachable: {error!r}") from error
+        return connection
+
+    def connection(self) -> happybase.Connection:
+        if self._connection is None:
+            self._connection = self._connect(self.timeout_ms)
+        return self._connection
+
+    def reset(self) -> None:
+        """Drop the connection (after an error its transport state is unknown); the next call reconnects."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # closing a broken socket: nothing left to do
+                pass
+
+    close = reset
+
+    def table(self, name: str) -> happybase.Table:
+        return self.connection().table(name)
+
+    # -- schema and health -----------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create `payments` and `payments_by_id` (family `cf`, one version) if missing. Idempotent."""
+        connection = self.connection()
+        existing = {t.decode() if isinstance(t, bytes) else t for t in connection.tables()}
+        for name in (PAYMENTS_TABLE, PAYMENTS_BY_ID_TABLE):
+            if name not in existing:
+                try:
+                    connection.create_table(name, FAMILY_SPEC)
+                except Exception as error:  # another process created it first: fine, anything else is not
+                    if "AlreadyExists" not in type(error).__name__ and "exists" not in str(error).lower():
+                        raise
+
+    def health(self) -> dict:
+        """Raises HBaseUnavailable unless the server answers within the health timeout; returns its tables."""
+        connection = self._connect(self.health_timeout_ms)
+        try:
+            tables = sorted(t.decode() if isinstance(t, bytes) else t for t in connection.tables())
+        except Exception as error:
+            raise HBaseUnavailable(f"HBase Thrift server {self.address} did not answer: {error!r}") from error
+        finally:
+            connection.close()
+        return {"address": self.address, "tables": tables}
+
+    # -- writes ----------------------------------------------------------------------------------------
+    def write_payments(self, records: Sequence[PaymentRecord]) -> int:
+        """Put the payment rows, then their index entries, each as one batched mutateRows call.
+
+        Raises on any failure (the caller backs the records up); on success every record is in HBase.
+        """
+        if not records:
+            return 0
+        try:
+            payments, index = self.table(PAYMENTS_TABLE), self.table(PAYMENTS_BY_ID_TABLE)
+            keys = []
+            with payments.batch() as batch:
+                for record in records:
+                    key = row_key(record.payment)
+                    keys.append(key)
+                    batch.put(key, payment_cells(record))
+            with index.batch() as batch:
+                for record, key in zip(records, keys):
+                    batch.put(record.payment_id.encode(), {INDEX_COLUMN: key})
+        except Exception:
+            self.reset()
+            raise
+        return len(records)
+
+    # -- reads -----------------------------------------------------------------------------------------
+    def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
+        """Which of these payment ids are already in HBase (one multi-get on the index table)."""
+        ids = [i.encode() for i in payment_ids]
+        if not ids:
+            return set()
+        try:
+            found = self.table(PAYMENTS_BY_ID_TABLE).rows(ids, columns=[INDEX_COLUMN])
+        except Exception:
+            self.reset()
+            raise
+        return {key.decode() for key, cells in found if cells}
+
+    def row_key_for(self, payment_id: str) -> bytes | None:
+        cells = self.table(PAYMENTS_BY_ID_TABLE).row(payment_id.encode(), columns=[INDEX_COLUMN])
+        return cells.get(INDEX_COLUMN)
+
+    def get_payment(self, payment_id: str) -> dict[str, str | bytes] | None:
+        """The payment row for an id via the index (no scan), decoded; None if absent."""
+        key = self.row_key_for(payment_id)
+        if key is None:
+            return None
+        cells = self.table(PAYMENTS_TABLE).row(key)
+        return decode_row(cells) if cells else None
+
+    def scan_payments(self, row_prefix: bytes | None = None, columns: Sequence[bytes] | None = None,
+                      batch_size: int = 1000):
+        """Stream (row_key, cells) of the payments table (time-ordered keys: a prefix is a time window)."""
+        return self.table(PAYMENTS_TABLE).scan(row_prefix=row_prefix, columns=columns, batch_size=batch_size)
+
+    def count_index(self, batch_size: int = 5000) -> int:
+        """Number of payments in the index table (a key-only scan)."""
+        return sum(1 for _ in self.table(PAYMENTS_BY_ID_TABLE).scan(filter=b"KeyOnlyFilter()", batch_size=batch_size))
+
+
+class HBaseResource(dg.ConfigurableResource):
+    """HBase Thrift1 server holding the `payments` tables (HBASE_HOST, HBASE_PORT, HBASE_TRANSPORT, HBASE_PROTOCOL)."""
+
+    host: str
+    port: int = 9090
+    transport: str = "buffered"
+    protocol: str = "binary"
+    timeout_ms: int = 10_000
+
+    def client(self) -> HBaseStore:
+        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms)

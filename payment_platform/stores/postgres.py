@@ -1,0 +1,396 @@
+"""PostgreSQL: the relational payments ledger of record, quarantine, and ingestion progress.
+
+Tables (in `schema`, `public` by default; all created by `ensure_schema()`):
+- `payments`: one row per payment, `payment_id` uuid primary key, typed columns (payment_type, amount numeric
+  exactly as sent, currency, originator/beneficiary ids and names, status, created_at timestamptz, value_date
+  date), `hbase_row_key` (the same payment's row in HBase), `document` jsonb (the message as received), its Kafka
+  position (`kafka_topic`, `kafka_partition`, `kafka_offset`) and `ingested_at`.
+  Bulk path: COPY into a session temp table, then `INSERT ... SELECT ... ON CONFLICT (payment_id) DO NOTHING`,
+  one transaction per chunk (all or nothing), so a payment already there is never changed.
+- `payments_quarantine`: messages that could not be parsed or failed validation: `raw` bytea, `kafka_topic`,
+  `kafka_partition`, `kafka_offset` (unique together: re-runs add nothing), `reason` (for a person), `field`,
+  `payment_id` (when readable), `kafka_key`, `defect_label` (the producer's `defect` header, for scoring only),
+  `quarantined_at`.
+- `ingestion_progress` (topic, partition) -> `next_offset`: moves forward contiguously only (see `record_progress`).
+- `ingestion_resets`: every time progress was moved by hand or because a broker's offsets went backwards.
+- `ingested_ranges`: one row per recorded range with its counts (what checks reconcile range by range).
+
+SQL is composed with `psycopg2.sql` (identifiers) and parameters (values), never string formatting of values.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import dagster as dg
+import psycopg2
+import psycopg2.extras
+from psycopg2 import sql
+
+from payment_platform.domain.rowkeys import row_key
+from payment_platform.stores.records import KafkaPosition, PaymentRecord, amount_text, iso_utc
+
+PAYMENT_COLUMNS = (
+    "payment_id", "payment_type", "amount", "currency", "originator_id", "originator_name", "beneficiary_id",
+    "beneficiary_name", "status", "created_at", "value_date", "hbase_row_key", "document",
+    "kafka_topic", "kafka_partition", "kafka_offset",
+)
+
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS {schema}.payments (
+    payment_id        uuid PRIMARY KEY,
+    payment_type      text NOT NULL,
+    amount            numeric NOT NULL,
+    currency          char(3) NOT NULL,
+    originator_id     text NOT NULL,
+    originator_name   text NOT NULL,
+    beneficiary_id    text NOT NULL,
+    beneficiary_name  text NOT NULL,
+    status            text NOT NULL,
+    created_at        timestamptz NOT NULL,
+    value_date        date,
+    hbase_row_key     text NOT NULL,
+    document          jsonb NOT NULL,
+    kafka_topic       text,
+    kafka_partition   integer,
+    kafka_offset      bigint,
+    ingested_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS payments_created_at_idx ON {schema}.payments (created_at);
+CREATE TABLE IF NOT EXISTS {schema}.payments_quarantine (
+    id                bigserial PRIMARY KEY,
+    kafka_topic       text,
+    kafka_partition   integer,
+    kafka_offset      bigint,
+    raw               bytea NOT NULL,
+    reason            text NOT NULL,
+    field             text,
+    payment_id        text,
+    kafka_key         bytea,
+    defect_label      text,
+    quarantined_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (kafka_topic, kafka_partition, kafka_offset)
+);
+CREATE TABLE IF NOT EXISTS {schema}.ingestion_progress (
+    topic             text NOT NULL,
+    partition         integer NOT NULL,
+    next_offset       bigint NOT NULL,
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS {schema}.ingestion_resets (
+    id                bigserial PRIMARY KEY,
+    topic             text NOT NULL,
+    partition         integer NOT NULL,
+    previous_offset   bigint,
+    next_offset       bigint NOT NULL,
+    reason            text NOT NULL,
+    reset_at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.ingested_ranges (
+    id                bigserial PRIMARY KEY,
+    topic             text NOT NULL,
+    partition         integer NOT NULL,
+    start_offset      bigint NOT NULL,
+    end_offset        bigint NOT NULL,
+    summary           jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    recorded_at       timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+class PostgresUnavailable(ConnectionError):
+    """PostgreSQL did not answer; the message says why."""
+
+
+class ProgressConflict(RuntimeError):
+    """Recording a range would leave a gap or an overlap in a partition's progress."""
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A message that cannot be ingested, kept with its raw bytes, position and a reason a person can act on."""
+
+    raw: bytes
+    position: KafkaPosition | None
+    reason: str
+    field: str | None = None
+    payment_id: str | None = None
+    key: bytes | None = None
+    defect_label: str | None = None
+
+
+def _redact_dsn(dsn: str) -> str:
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except Exception:
+        return "<unparsable DSN>"
+    params.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def payment_csv_row(record: PaymentRecord) -> tuple:
+    p = record.payment
+    position = record.position
+    return (
+        p.payment_id, p.payment_type, amount_text(p), p.currency, p.originator.party_id, p.originator.name,
+        p.beneficiary.party_id, p.beneficiary.name, p.status, iso_utc(p), p.value_date,
+        row_key(p).decode(), record.raw.decode("utf-8"),
+        position.topic if position else None,
+        position.partition if position else None,
+        position.offset if position else None,
+    )
+
+
+class PostgresLedger:
+    """The payments ledger in PostgreSQL. One connection, opened lazily, reopened after an error."""
+
+    def __init__(self, dsn: str, schema: str = "public", connect_timeout_s: int = 5,
+                 statement_timeout_ms: int = 60_000):
+        self.dsn = dsn
+        self.schema = schema
+        self.connect_timeout_s = connect_timeout_s
+        self.statement_timeout_ms = statement_timeout_ms
+        self._conn = None
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({_redact_dsn(self.dsn)}, schema={self.schema!r})"
+
+    def _t(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+
+    def _open(self, connect_timeout_s: int, statement_timeout_ms: int):
+        try:
+            return psycopg2.connect(self.dsn, connect_timeout=connect_timeout_s, application_name="payment_platform",
+                                    options=f"-c statement_timeout={int(statement_timeout_ms)}")
+        except psycopg2.Error as error:
+            raise PostgresUnavailable(f"PostgreSQL {_redact_dsn(self.dsn)} unreachable: {str(error).strip()}") from error
+
+    def connection(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = self._open(self.connect_timeout_s, self.statement_timeout_ms)
+        return self._conn
+
+    def reset(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a broken connection: nothing left to close
+                pass
+
+    close = reset
+
+    def _run(self, work):
+        """Run work(cursor) in one transaction; roll back and drop the connection on any error."""
+        conn = self.connection()
+        try:
+            with conn.cursor() as cur:
+                result = work(cur)
+            conn.commit()
+            return result
+        except Exception:
+            try:
+                conn.rollback()
+            except Exception:
+                pass
+            self.reset()
+            raise
+
+    # -- schema and health -----------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create the schema, tables and indexes if missing. Idempotent (and safe against concurrent callers)."""
+        def work(cur):
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"payment_platform.schema.{self.schema}",))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            cur.execute(sql.SQL(_SCHEMA_SQL).format(schema=sql.Identifier(self.schema)))
+        self._run(work)
+
+    def health(self) -> dict:
+        """Raises PostgresUnavailable unless `select 1` answers within a few seconds."""
+        conn = self._open(connect_timeout_s=3, statement_timeout_ms=3000)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('server_version')")
+                version = cur.fetchone()[0]
+        except psycopg2.Error as error:
+            raise PostgresUnavailable(f"PostgreSQL {_redact_dsn(self.dsn)} did not answer: {error}") from error
+        finally:
+            conn.close()
+        return {"server_version": version, "schema": self.schema}
+
+    # -- payments --------------------------------------------------------------------------------------
+    def write_payments(self, records: Sequence[PaymentRecord]) -> int:
+        """COPY the records into a temp table and insert the new ones; returns how many were inserted.
+
+        One transaction: on any error nothing of this call is in the ledger and the error is raised.
+        """
+        if not records:
+            return 0
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for record in records:
+            writer.writerow(payment_csv_row(record))
+        buffer.seek(0)
+        columns = sql.SQL(", ").join(map(sql.Identifier, PAYMENT_COLUMNS))
+
+        def work(cur):
+            cur.execute(sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS payments_staging (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            ).format(self._t("payments")))
+            cur.copy_expert(sql.SQL("COPY payments_staging ({}) FROM STDIN WITH (FORMAT csv)").format(columns)
+                            .as_string(cur), buffer)
+            cur.execute(sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM payments_staging "
+                                "ON CONFLICT (payment_id) DO NOTHING").format(self._t("payments"), cols=columns))
+            return cur.rowcount
+        return self._run(work)
+
+    def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
+        """Which of these payment ids are already in the ledger."""
+        ids = list(payment_ids)
+        if not ids:
+            return set()
+
+        def work(cur):
+            cur.execute(sql.SQL("SELECT payment_id::text FROM {} WHERE payment_id = ANY(%s::uuid[])")
+                        .format(self._t("payments")), (ids,))
+            return {row[0] for row in cur.fetchall()}
+        return self._run(work)
+
+    def get_payment(self, payment_id: str) -> dict | None:
+        def work(cur):
+            cur.execute(sql.SQL("SELECT * FROM {} WHERE payment_id = %s::uuid").format(self._t("payments")),
+                        (payment_id,))
+            row = cur.fetchone()
+            return dict(zip([d.name for d in cur.description], row)) if row else None
+        return self._run(work)
+
+    def count_payments(self) -> int:
+        return self._scalar(sql.SQL("SELECT count(*) FROM {}").format(self._t("payments")))
+
+    def _scalar(self, query, params=()):
+        def work(cur):
+            cur.execute(query, params)
+            return cur.fetchone()[0]
+        return self._run(work)
+
+    # -- quarantine ------------------------------------------------------------------------------------
+    def quarantine(self, entries: Sequence[QuarantineEntry]) -> int:
+        """Store quarantined messages; an entry already there (same position) is left as it is.
+
+        Returns how many were newly stored. Raises on failure (the messages are then not settled).
+        """
+        if not entries:
+            return 0
+        rows = [(e.position.topic if e.position else None, e.position.partition if e.position else None,
+                 e.position.offset if e.position else None, psycopg2.Binary(e.raw), e.reason, e.field,
+                 e.payment_id, psycopg2.Binary(e.key) if e.key is not None else None, e.defect_label)
+                for e in entries]
+
+        def work(cur):
+            inserted = psycopg2.extras.execute_values(cur, sql.SQL(
+                "INSERT INTO {} (kafka_topic, kafka_partition, kafka_offset, raw, reason, field, payment_id, "
+                "kafka_key, defect_label) VALUES %s ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) "
+                "DO NOTHING RETURNING 1").format(self._t("payments_quarantine")).as_string(cur), rows, fetch=True)
+            return len(inserted)
+        return self._run(work)
+
+    def count_quarantine(self) -> int:
+        return self._scalar(sql.SQL("SELECT count(*) FROM {}").format(self._t("payments_quarantine")))
+
+    def quarantined(self, limit: int = 100) -> list[dict]:
+        """The most recent quarantined messages (raw as bytes), newest first."""
+        def work(cur):
+            cur.execute(sql.SQL("SELECT kafka_topic, kafka_partition, kafka_offset, raw, reason, field, payment_id, "
+                                "defect_label, quarantined_at FROM {} ORDER BY id DESC LIMIT %s")
+                        .format(self._t("payments_quarantine")), (limit,))
+            names = [d.name for d in cur.description]
+            return [{**dict(zip(names, row)), "raw": bytes(row[3])} for row in cur.fetchall()]
+        return self._run(work)
+
+    # -- progress --------------------------------------------------------------------------------------
+    def read_progress(self, topic: str) -> dict[int, int]:
+        """partition -> next offset to ingest; a missing partition has nothing ingested yet."""
+        def work(cur):
+            cur.execute(sql.SQL("SELECT partition, next_offset FROM {} WHERE topic = %s")
+                        .format(self._t("ingestion_progress")), (topic,))
+            return {int(p): int(o) for p, o in cur.fetchall()}
+        return self._run(work)
+
+    def record_progress(self, topic: str, partition: int, start: int, end: int, summary: dict | None = None) -> bool:
+        """Move a partition's progress from `start` to `end` after the range [start, end) is settled.
+
+        Returns True if progress moved, False if it was already at or past `end` (a re-run: a no-op).
+        Raises ProgressConflict when the recorded next offset is neither `start` nor >= `end` (a gap or
+        an overlap), and for a partition with no progress yet unless `start` is 0: a first range starting
+        elsewhere needs `reset_progress` first, so where ingestion began is always on record.
+        """
+        if not 0 <= start <= end:
+            raise ValueError(f"bad range [{start}, {end})")
+
+        def work(cur):
+            cur.execute(sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s), %s)"), (topic, partition))
+            cur.execute(sql.SQL("SELECT next_offset FROM {} WHERE topic = %s AND partition = %s FOR UPDATE")
+                        .format(self._t("ingestion_progress")), (topic, partition))
+            row = cur.fetchone()
+            current = int(row[0]) if row else 0
+            if current >= end and (row or end == 0):
+                return False
+            if current != start:
+                raise ProgressConflict(
+                    f"{topic}[{partition}]: recorded next offset is {current if row else 'none (0)'}, "
+                    f"cannot record [{start}, {end}): that would leave a "
+                    f"{'gap' if start > current else 'overlap'}")
+            cur.execute(sql.SQL(
+                "INSERT INTO {} (topic, partition, next_offset) VALUES (%s, %s, %s) ON CONFLICT (topic, partition) "
+                "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()")
+                .format(self._t("ingestion_progress")), (topic, partition, end))
+            cur.execute(sql.SQL("INSERT INTO {} (topic, partition, start_offset, end_offset, summary) "
+                                "VALUES (%s, %s, %s, %s, %s)").format(self._t("ingested_ranges")),
+                        (topic, partition, start, end, json.dumps(summary or {})))
+            return True
+        return self._run(work)
+
+    def reset_progress(self, topic: str, partition: int, next_offset: int, reason: str) -> None:
+        """Set a partition's next offset (offsets went backwards, or ingestion starts past 0) and record why."""
+        if next_offset < 0:
+            raise ValueError(f"next_offset must be >= 0, got {next_offset}")
+        if not reason or not reason.strip():
+            raise ValueError("reset_progress needs a reason a person can read")
+
+        def work(cur):
+            cur.execute(sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s), %s)"), (topic, partition))
+            cur.execute(sql.SQL("SELECT next_offset FROM {} WHERE topic = %s AND partition = %s FOR UPDATE")
+                        .format(self._t("ingestion_progress")), (topic, partition))
+            row = cur.fetchone()
+            cur.execute(sql.SQL(
+                "INSERT INTO {} (topic, partition, next_offset) VALUES (%s, %s, %s) ON CONFLICT (topic, partition) "
+                "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()")
+                .format(self._t("ingestion_progress")), (topic, partition, next_offset))
+            cur.execute(sql.SQL("INSERT INTO {} (topic, partition, previous_offset, next_offset, reason) "
+                                "VALUES (%s, %s, %s, %s, %s)").format(self._t("ingestion_resets")),
+                        (topic, partition, int(row[0]) if row else None, next_offset, reason))
+        self._run(work)
+
+    def resets(self, topic: str | None = None, limit: int = 100) -> list[dict]:
+        """Recorded progress resets, newest first."""
+        def work(cur):
+            cur.execute(sql.SQL("SELECT topic, partition, previous_offset, next_offset, reason, reset_at FROM {} "
+                                "WHERE %s::text IS NULL OR topic = %s ORDER BY id DESC LIMIT %s")
+                        .format(self._t("ingestion_resets")), (topic, topic, limit))
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+        return self._run(work)
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """PostgreSQL holding the payments ledger, quarantine and ingestion progress (POSTGRES_DSN)."""
+
+    dsn: str
+    schema_name: str = "public"
+
+    def client(self) -> PostgresLedger:
+        return PostgresLedger(self.dsn, schema=self.schema_name)
