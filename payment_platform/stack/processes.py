@@ -104,6 +104,13 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return _living(members)
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _living(procs: list[psutil.Process]) -> list[psutil.Process]:
     alive = []
     for proc in procs:
@@ -118,16 +125,18 @@ def _living(procs: list[psutil.Process]) -> list[psutil.Process]:
 def stop(ref: ProcessRef, stop_signal: int = signal.SIGTERM, timeout: float = 10.0,
          popen: subprocess.Popen | None = None) -> None:
     """Signals the process, waits for it and its tree to exit, then kills whatever is left."""
+    if popen is not None:
+        popen.poll()
     proc = ref.process()
-    if proc is None:
-        if popen is not None:
-            popen.poll()
-        return
-    members = tree(proc)
-    try:
-        proc.send_signal(stop_signal)
-    except psutil.NoSuchProcess:
-        pass
+    if proc is None and psutil.pid_exists(ref.pid) and not _is_zombie(ref.pid):
+        return  # the pid belongs to another process now; Linux never reuses a pid while its group lives
+    # The leader may be gone while what it started lives on in its process group: stop those too.
+    members = tree(proc) if proc is not None else group_members(ref.pid)
+    for member in [proc] if proc is not None else members:
+        try:
+            member.send_signal(stop_signal)
+        except psutil.NoSuchProcess:
+            pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if popen is not None:

@@ -1,0 +1,90 @@
+"""`payment-platform up`: the embedded stack plus `dagster dev` (webserver and daemon) in the foreground.
+
+Dagster's storage is the stack's Postgres (database `dagster`, via dagster.yaml and DAGSTER_POSTGRES_URL);
+DAGSTER_HOME is `<data dir>/dagster_home`. Ctrl+C or SIGTERM stops Dagster, then the stack, and leaves
+no process behind; the services are also tied to this process if it is killed outright.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from payment_platform.config import parse_port
+from payment_platform.errors import UsageError
+from payment_platform.stack import processes
+
+DAGSTER_STOP_TIMEOUT_S = 30.0
+
+
+def dagster_home(data_dir: Path, project_dir: Path) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml (copied fresh each time, so edits take effect)."""
+    source = project_dir / "dagster.yaml"
+    if not source.exists():
+        raise UsageError(f"dagster.yaml: not found in {project_dir} (run this from the project folder)")
+    home = data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, home / "dagster.yaml")
+    return home
+
+
+def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
+    executable = Path(sys.executable).with_name("dagster")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "dagster"]
+    return command + ["dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+
+
+def run_dagster_dev(args) -> int:
+    from payment_platform.stack.cli import print_stack, signals_raise_interrupt, start, wait_for_signal
+    from payment_platform.stack.manager import StackStartError, port_in_use
+
+    project_dir = Path.cwd()
+    workspace = (project_dir / args.workspace).absolute()
+    if not workspace.exists():
+        raise UsageError(f"--workspace: {workspace} does not exist (run this from the project folder)")
+    ui_port = parse_port("--dagster-port", args.dagster_port)
+    if port_in_use(ui_port):
+        raise UsageError(f"--dagster-port: port {ui_port} on 127.0.0.1 is already in use")
+
+    began = time.monotonic()
+    with signals_raise_interrupt():
+        try:
+            stack = start(args, owned=True)
+        except StackStartError as error:
+            print(f"payment-platform up: error: {error}", file=sys.stderr)
+            return 1
+    print_stack(stack, time.monotonic() - began)
+    dagster, dagster_ref = None, None
+    log = stack.data_dir / "logs" / "dagster.log"
+    try:
+        with signals_raise_interrupt():
+            home = dagster_home(stack.data_dir, project_dir)
+            env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home)}
+            dagster = processes.spawn(dagster_command(workspace, "127.0.0.1", ui_port), log, env=env,
+                                      cwd=project_dir, die_with_parent=True, death_signal=signal.SIGTERM)
+            dagster_ref = processes.ProcessRef.of(dagster.pid)
+            print(f"dagster dev: UI on http://localhost:{ui_port} (log {log})")
+            print("Ctrl+C stops Dagster and the stack", flush=True)
+        name = wait_for_signal(stop_when=lambda: dagster.poll() is not None)
+        print(f"{name or 'dagster dev exited'}: stopping Dagster and the stack", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: stopping Dagster and the stack", flush=True)
+    finally:
+        # A second Ctrl+C while shutting down must not leave half the stack running.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if dagster_ref is not None:
+                processes.stop(dagster_ref, signal.SIGTERM, timeout=DAGSTER_STOP_TIMEOUT_S, popen=dagster)
+            if not stack.already_running:
+                stack.stop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    if dagster is not None and dagster.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
+        print(f"payment-platform up: error: dagster dev exited with status {dagster.returncode}; see {log}",
+              file=sys.stderr)
+        return 1
+    print("stopped")
+    return 0
