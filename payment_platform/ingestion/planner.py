@@ -66,9 +66,15 @@ class RunState(str, Enum):
     FAILED = "failed"  # failed for good: no retry left
 
 
-def range_run_key(topic: str, partition: int, start: int, end: int, attempt: int = 0) -> str:
-    """Stable run key of a range; a deliberate re-try after a failure gets a suffix."""
+def range_run_key(topic: str, partition: int, start: int, end: int, attempt: int = 0, epoch: int = 0) -> str:
+    """Stable run key of a range; a deliberate re-try after a failure gets a suffix.
+
+    After offsets went backwards the same offsets hold new messages, so ranges of a later epoch (one per
+    recorded reset) get a `:reset{n}` suffix: Dagster never launches a run key twice.
+    """
     key = f"ingest:{topic}:{partition}:{start}-{end}"
+    if epoch:
+        key += f":reset{epoch}"
     return key if attempt == 0 else f"{key}:retry{attempt}"
 
 
@@ -81,10 +87,11 @@ class PlannedRange:
     start: int
     end: int
     attempt: int = 0
+    epoch: int = 0
 
     @property
     def run_key(self) -> str:
-        return range_run_key(self.topic, self.partition, self.start, self.end, self.attempt)
+        return range_run_key(self.topic, self.partition, self.start, self.end, self.attempt, self.epoch)
 
     @property
     def messages(self) -> int:
@@ -97,6 +104,7 @@ class InFlight:
     end: int
     attempt: int
     requested_at: float
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,7 @@ class CursorState:
                 topic=raw.get("topic"),
                 end_offsets={int(p): int(o) for p, o in raw.get("end_offsets", {}).items()},
                 in_flight={int(p): InFlight(int(r["start"]), int(r["end"]), int(r["attempt"]),
-                                            float(r["requested_at"]))
+                                            float(r["requested_at"]), int(r.get("epoch", 0)))
                            for p, r in raw.get("in_flight", {}).items()},
                 waiting_since={int(p): float(t) for p, t in raw.get("waiting_since", {}).items()},
                 resets=int(raw.get("resets", 0)),
@@ -173,7 +181,8 @@ class CursorState:
     def in_flight_ranges(self) -> list[PlannedRange]:
         if self.topic is None:
             return []
-        return [PlannedRange(self.topic, p, r.start, r.end, r.attempt) for p, r in sorted(self.in_flight.items())]
+        return [PlannedRange(self.topic, p, r.start, r.end, r.attempt, r.epoch)
+                for p, r in sorted(self.in_flight.items())]
 
 
 @dataclass
@@ -254,6 +263,7 @@ def plan(
                   f"ingesting again from offset {to_offset}")
         resets.append(ProgressReset(topic, partition, recorded, to_offset, end, reason))
         notes.append(reason)
+    next_cursor.resets += len(resets)  # an epoch per backwards move: later run keys never repeat old ones
     # A partition with no progress whose first available offset is past 0 (retention dropped the start):
     # where ingestion begins is put on record before the first range.
     for partition, end in sorted(end_offsets.items()):
@@ -264,16 +274,16 @@ def plan(
             resets.append(ProgressReset(topic, partition, 0, first, end, reason))
             notes.append(reason)
     reset_partitions = {r.partition for r in resets}
-    next_cursor.resets += len(resets)
 
     # 2. In-flight ranges: done, still running, or failed for good (requested again, never skipped).
     requests: list[PlannedRange] = []
     for partition, flight in sorted(cursor.in_flight.items()):
         if partition in reset_partitions or partition not in end_offsets:
-            notes.append(f"dropped in-flight range {range_run_key(topic, partition, flight.start, flight.end, flight.attempt)}"
+            notes.append(f"dropped in-flight range "
+                         f"{range_run_key(topic, partition, flight.start, flight.end, flight.attempt, flight.epoch)}"
                          f" (partition reset or gone)")
             continue
-        key = range_run_key(topic, partition, flight.start, flight.end, flight.attempt)
+        key = range_run_key(topic, partition, flight.start, flight.end, flight.attempt, flight.epoch)
         state = run_states.get(key, RunState.MISSING)
         done = progress.get(partition, first_offsets.get(partition, 0)) >= flight.end
         if done:
@@ -285,11 +295,11 @@ def plan(
         retry = state == RunState.FAILED or (
             state == RunState.MISSING and now - flight.requested_at >= settings.missing_run_seconds)
         if retry:
-            again = PlannedRange(topic, partition, flight.start, flight.end, flight.attempt + 1)
+            again = PlannedRange(topic, partition, flight.start, flight.end, flight.attempt + 1, flight.epoch)
             why = "failed for good" if state == RunState.FAILED else "never started"
             notes.append(f"{key} {why}: requesting the same range again as {again.run_key}")
             requests.append(again)
-            next_cursor.in_flight[partition] = InFlight(again.start, again.end, again.attempt, now)
+            next_cursor.in_flight[partition] = InFlight(again.start, again.end, again.attempt, now, again.epoch)
         else:
             next_cursor.in_flight[partition] = flight
     # waiting clocks carry over for partitions still waiting
@@ -317,9 +327,9 @@ def plan(
             notes.append(f"partition {partition} waits: {settings.max_concurrent_ranges} ranges already in flight")
             continue
         stop = min(end, start + settings.max_batch_size)
-        planned = PlannedRange(topic, partition, start, stop)
+        planned = PlannedRange(topic, partition, start, stop, epoch=next_cursor.resets)
         requests.append(planned)
-        next_cursor.in_flight[partition] = InFlight(start, stop, 0, now)
+        next_cursor.in_flight[partition] = InFlight(start, stop, 0, now, planned.epoch)
         if stop >= end:
             waiting.pop(partition, None)  # everything seen so far is planned
         slots -= 1

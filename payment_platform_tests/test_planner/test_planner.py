@@ -116,7 +116,9 @@ def test_offsets_going_backwards_below_progress_are_reset_and_reported():
     assert p.cursor.resets == 1 and p.cursor.end_offsets[0] == 120
     # next tick, after the reset was recorded, the new data is planned from the first offset
     after = run({0: 120, 1: 60}, {0: 0, 1: 40}, cursor=p.cursor, now=1011)
-    assert after.resets == [] and after.ranges == [PlannedRange(T, 0, 0, 120)]
+    assert after.resets == [] and after.ranges == [PlannedRange(T, 0, 0, 120, epoch=1)]
+    # the same offsets now hold other messages: the run key must differ from any earlier one
+    assert after.ranges[0].run_key == "ingest:payments:0:0-120:reset1"
 
 
 def test_end_offset_below_last_seen_but_above_progress_is_a_reset_too():
@@ -170,6 +172,6 @@ def test_first_range_past_offset_zero_is_put_on_record_first():
     p = run({0: 700}, {}, first={0: 200})
     assert [(r.partition, r.from_offset, r.to_offset) for r in p.resets] == [(0, 0, 200)]
     assert p.ranges == []
-    assert p.cursor.resets == 1
+    assert p.cursor.resets == 0  # not offsets going backwards: run keys keep no suffix
     after = run({0: 700}, {0: 200}, cursor=p.cursor, first={0: 200}, now=1001)
     assert after.resets == [] and after.ranges == [PlannedRange(T, 0, 200, 700)]
