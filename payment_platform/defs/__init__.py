@@ -8,6 +8,7 @@ import dagster as dg
 
 ROOMS = (
     "payment_platform.defs.resources",
+    "payment_platform.defs.ingestion",
 )
 
 

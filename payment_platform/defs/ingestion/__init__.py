@@ -1,0 +1,14 @@
+"""Sensor-driven ingestion: the range job (assets HBase/Postgres payments, backup, quarantine downstream of
+the Kafka topic), the sensor that plans offset ranges, and the topic's lag observed over time."""
+import dagster as dg
+
+from payment_platform.defs.ingestion.assets import ingest_payments_range, ingest_range_job
+from payment_platform.defs.ingestion.sensors import payments_ingestion_sensor
+from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+
+defs = dg.Definitions(
+    assets=[ingest_payments_range],
+    jobs=[ingest_range_job],
+    sensors=[payments_ingestion_sensor],
+    resources={"ingestion_settings": IngestionSettingsResource()},
+)

@@ -1,0 +1,13 @@
+"""Names shared by the ingestion job and the sensor that requests its runs."""
+from __future__ import annotations
+
+INGEST_RANGE_ASSET = "ingest_payments_range"
+INGEST_JOB_NAME = "ingest_payments_range_job"
+RANGE_TAG = "payment_platform/range"  # the planner's run key of the range attempt; kept by Dagster run retries
+RUN_RETRIES = 2  # Dagster run retries (dagster.yaml enables run_retries), each after the op's own retries
+
+
+def range_run_config(topic: str, partition: int, start: int, end: int) -> dict:
+    """Run config of the ingestion job for the range [start, end) of one partition."""
+    return {"ops": {INGEST_RANGE_ASSET: {"config": {"topic": topic, "partition": partition, "start": start,
+                                                     "end": end}}}}

@@ -1,0 +1,160 @@
+"""The ingestion sensor: reads offsets only, plans micro-batch ranges, requests one run per range.
+
+Each tick: read the topic's end offsets (Kafka) and the recorded progress (Postgres), both bounded in
+time; look up the runs of the ranges in flight; let the pure planner decide; record progress resets
+(offsets that went backwards) BEFORE moving the cursor; request runs with stable run keys; observe the
+topic's lag on the topic asset. If Kafka or Postgres cannot be read, the tick skips with the reason and
+the cursor does not move.
+"""
+
+import time
+
+import dagster as dg
+from dagster._core.storage.tags import WILL_RETRY_TAG
+
+from payment_platform.defs import asset_keys
+from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG, range_run_config
+from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.ingestion import planner
+from payment_platform.ingestion.flow_offsets import (
+    OffsetsUnavailable,
+    bounded,
+    read_end_offsets,
+    read_first_offsets,
+    read_progress,
+)
+from payment_platform.stores.kafka import KafkaResource
+from payment_platform.stores.postgres import PostgresResource
+
+SENSOR_NAME = "payments_ingestion_sensor"
+SENSOR_INTERVAL_SECONDS = 5
+
+_FINISHED_BAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+_FINISHED = _FINISHED_BAD | {dg.DagsterRunStatus.SUCCESS}
+
+
+def run_state_of(records: list[dg.RunRecord], retries_enabled: bool, now: float,
+                 retry_grace_s: float) -> planner.RunState:
+    """What the runs of one range attempt (the first run and its Dagster run retries) add up to."""
+    runs = [r.dagster_run for r in records]
+    if not runs:
+        return planner.RunState.MISSING
+    if any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs):
+        return planner.RunState.SUCCEEDED
+    if any(r.status not in _FINISHED for r in runs):
+        return planner.RunState.ACTIVE
+    # every run failed or was canceled: a Dagster run retry may still come for the newest one
+    newest = max(records, key=lambda r: int(r.dagster_run.tags.get("dagster/retry_number", "0")))
+    will_retry = newest.dagster_run.tags.get(WILL_RETRY_TAG, "true" if retries_enabled else "false") == "true"
+    ended = newest.end_time or now
+    if newest.dagster_run.status == dg.DagsterRunStatus.FAILURE and will_retry and now - ended < retry_grace_s:
+        return planner.RunState.ACTIVE
+    return planner.RunState.FAILED
+
+
+def run_states(instance: dg.DagsterInstance, in_flight: list[planner.PlannedRange], now: float,
+               retry_grace_s: float) -> dict[str, planner.RunState]:
+    states = {}
+    for flight in in_flight:
+        records = list(instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: flight.run_key})))
+        states[flight.run_key] = run_state_of(records, instance.run_retries_enabled, now, retry_grace_s)
+    return states
+
+
+def run_request(planned: planner.PlannedRange) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=planned.run_key,
+        run_config=range_run_config(planned.topic, planned.partition, planned.start, planned.end),
+        tags={RANGE_TAG: planned.run_key, "payment_platform/partition": str(planned.partition),
+              "payment_platform/messages": str(planned.messages)},
+    )
+
+
+def lag_observation(lag: planner.Lag, topic: str) -> dg.AssetObservation:
+    return dg.AssetObservation(asset_key=asset_keys.PAYMENTS_TOPIC,
+                               metadata={**lag.as_metadata(), "topic": topic},
+                               description="messages published but not yet ingested")
+
+
+def _should_observe(cursor: planner.CursorState, lag: planner.Lag, now: float, every_s: float) -> bool:
+    last = cursor.lag_observed
+    changed = {k: float(v) for k, v in lag.as_metadata().items()} != {k: v for k, v in last.items() if k != "at"}
+    return changed or now - last.get("at", 0.0) >= every_s
+
+
+def evaluate(context: dg.SensorEvaluationContext, kafka: KafkaResource, postgres: PostgresResource,
+             settings: IngestionSettingsResource, now: float | None = None) -> dg.SensorResult | dg.SkipReason:
+    """One tick (separate from the decorator so tests can call it with a fixed clock)."""
+    now = time.time() if now is None else now
+    try:
+        cursor = planner.CursorState.from_json(context.cursor)
+    except planner.PlanError as error:
+        # progress lives in Postgres, so a fresh cursor is safe; in-flight runs keep their run keys
+        context.log.error(f"{error}; starting from a fresh cursor")
+        cursor = planner.CursorState()
+    ledger = postgres.client()
+    try:
+        return _tick(context, kafka, ledger, settings, cursor, now)
+    finally:
+        ledger.close()
+
+
+def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsResource,
+          cursor: planner.CursorState, now: float) -> dg.SensorResult | dg.SkipReason:
+    topic = kafka.topic
+    timeout_s = settings.io_timeout_seconds
+    try:
+        end_offsets = read_end_offsets(kafka.bootstrap_servers, topic, timeout_s)
+        if cursor.topic is None:  # first tick (of a deployment or after a bad cursor): tables exist from now on
+            bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
+        progress = read_progress(ledger, topic, timeout_s)
+        first_offsets = {}
+        missing = [p for p in end_offsets if p not in progress]
+        if missing or planner.backwards_partitions(cursor, topic, end_offsets, progress):
+            first_offsets = read_first_offsets(kafka.bootstrap_servers, topic, timeout_s)
+    except OffsetsUnavailable as error:
+        return dg.SkipReason(f"ingestion paused, cursor unchanged: {error}")
+    except Exception as error:  # noqa: BLE001 - e.g. Postgres refusing the schema: said plainly, tick retried
+        return dg.SkipReason(f"ingestion paused, cursor unchanged: {type(error).__name__}: {error}")
+    if not end_offsets:
+        return dg.SkipReason(f"topic {topic!r} has no partitions (not created yet?)")
+
+    plan = planner.plan(topic=topic, end_offsets=end_offsets, progress=progress, cursor=cursor,
+                        run_states=run_states(context.instance, cursor.in_flight_ranges(), now,
+                                              settings.missing_run_seconds), now=now,
+                        settings=settings.planner(), first_offsets=first_offsets)
+
+    for reset in plan.resets:
+        context.log.warning(f"progress reset: {reset.reason}")
+        try:
+            bounded(lambda r=reset: ledger.reset_progress(r.topic, r.partition, r.to_offset, r.reason),
+                    timeout_s, "postgres reset_progress")
+        except Exception as error:  # noqa: BLE001 - reported, and the tick is retried with the cursor unchanged
+            return dg.SkipReason(f"progress reset of {topic}[{reset.partition}] needed ({reset.reason}) but it "
+                                 f"could not be recorded in Postgres ({type(error).__name__}: {error}); "
+                                 f"cursor unchanged")
+
+    events = []
+    if _should_observe(cursor, plan.lag, now, settings.lag_observation_seconds):
+        events.append(lag_observation(plan.lag, topic))
+        plan.cursor.lag_observed = {**{k: float(v) for k, v in plan.lag.as_metadata().items()}, "at": now}
+
+    for note in plan.notes:
+        context.log.info(note)
+    requests = [run_request(r) for r in plan.ranges]
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=plan.cursor.to_json(), asset_events=events)
+    return dg.SensorResult(skip_reason=dg.SkipReason(plan.summary()), cursor=plan.cursor.to_json(),
+                           asset_events=events)
+
+
+@dg.sensor(
+    name=SENSOR_NAME,
+    job_name=INGEST_JOB_NAME,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Plans Kafka offset ranges from end offsets and recorded progress; one run per range.",
+)
+def payments_ingestion_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
+                              postgres: PostgresResource, ingestion_settings: IngestionSettingsResource):
+    return evaluate(context, kafka, postgres, ingestion_settings)
