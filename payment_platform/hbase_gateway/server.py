@@ -1,0 +1,190 @@
+"""The gateway's network side: a thread per connection speaking Thrift1 (buffered or framed, binary or compact).
+
+It listens before anything else can be slow, answers until SIGTERM/SIGINT, then stops accepting, lets the
+write in flight finish and closes the store. A connection that sends garbage or vanishes mid-call is
+closed on its own; every other connection keeps being served.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import threading
+
+from thriftpy2.protocol import TCompactProtocolFactory, TCyBinaryProtocolFactory
+from thriftpy2.thrift import TProcessor
+from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportFactory, TSocket, TTransportException
+
+from payment_platform.errors import UsageError
+from payment_platform.hbase_gateway.handler import HbaseHandler, checked, service_module
+from payment_platform.hbase_gateway.storage import Store
+
+log = logging.getLogger("payment_platform.hbase_gateway")
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the accept loop."""
+
+
+def prepare_data_dir(data_dir: str) -> str:
+    path = os.path.abspath(data_dir)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-probe")
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+        os.unlink(probe)
+    except OSError as error:
+        raise UsageError(f"--data-dir: cannot write to {data_dir!r}: {error.strerror or error}") from None
+    return path
+
+
+def parse_port(text) -> int:
+    try:
+        port = int(str(text), 10)
+    except ValueError:
+        raise UsageError(f"--port: {text!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port: {port} is out of range (0-65535)")
+    return port
+
+
+class Gateway:
+    def __init__(self, host: str, port: int, data_dir: str, framed: bool = False, compact: bool = False):
+        self.host, self.requested_port = host, port
+        self.data_dir = prepare_data_dir(data_dir)
+        self.framed, self.compact = framed, compact
+        self.trans_factory = TCyFramedTransportFactory() if framed else TCyBufferedTransportFactory()
+        self.proto_factory = (
+            TCompactProtocolFactory(decode_response=False) if compact
+            else TCyBinaryProtocolFactory(decode_response=False)
+        )
+        self.listener: socket.socket | None = None
+        self.store: Store | None = None
+        self.handler: HbaseHandler | None = None
+        self.processor: TProcessor | None = None
+        self.stopping = threading.Event()
+        self._connections: set = set()
+        self._connections_lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return self.listener.getsockname()[1] if self.listener else self.requested_port
+
+    def open(self) -> None:
+        try:
+            self.store = Store(self.data_dir)
+        except Exception as error:  # sqlite3.DatabaseError and friends: the folder holds something else
+            raise UsageError(f"--data-dir: cannot open the store in {self.data_dir!r}: {error}") from None
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self.host, self.requested_port))
+        except OSError as error:
+            listener.close()
+            self.store.close()
+            if error.errno == errno.EADDRINUSE:
+                raise UsageError(f"--port: {self.requested_port} is already in use on {self.host}") from None
+            raise UsageError(f"--host/--port: cannot listen on {self.host}:{self.requested_port}: {error.strerror}") from None
+        listener.listen(256)
+        self.listener = listener
+        self.handler = HbaseHandler(self.store, self.host, self.port)
+        self.processor = TProcessor(service_module(), checked(self.handler, service_module()))
+
+    def serve_forever(self) -> None:
+        """Accepts connections until stop() or a _Stop raised by a signal handler."""
+        assert self.listener is not None
+        try:
+            while not self.stopping.is_set():
+                try:
+                    client, address = self.listener.accept()
+                except OSError:
+                    if self.stopping.is_set():
+                        break
+                    raise
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                thread = threading.Thread(target=self._serve_client, args=(client, address), daemon=True,
+                                          name=f"hbase-client-{address[1]}")
+                thread.start()
+        except _Stop:
+            pass
+        finally:
+            self.close()
+
+    def _serve_client(self, client: socket.socket, address) -> None:
+        with self._connections_lock:
+            self._connections.add(client)
+        transport = self.trans_factory.get_transport(TSocket(sock=client))
+        protocol = self.proto_factory.get_protocol(transport)
+        try:
+            while not self.stopping.is_set():
+                self.processor.process(protocol, protocol)
+        except TTransportException:
+            pass  # the client closed its connection (or vanished mid-call)
+        except OSError as error:
+            log.info("connection from %s:%s ended: %s", address[0], address[1], error)
+        except Exception as error:  # noqa: BLE001 - garbage on the wire: drop this connection only
+            log.warning("closing connection from %s:%s: unreadable request (%s: %s)",
+                        address[0], address[1], type(error).__name__, error)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(client)
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001
+                pass
+            if self.store is not None:
+                try:
+                    self.store.release_thread()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.listener is not None:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self.listener is not None:
+            self.listener.close()
+        with self._connections_lock:
+            for conn in list(self._connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        if self.store is not None:
+            self.store.close()
+
+
+def run(host: str, port, data_dir: str, framed: bool, compact: bool) -> int:
+    """The `hbase-gateway` command: serve until SIGTERM/SIGINT, then close the store and return 0."""
+    logging.basicConfig(level=logging.WARNING, format="hbase-gateway: %(levelname)s %(message)s")
+    gateway = Gateway(host, parse_port(port), data_dir, framed=framed, compact=compact)
+
+    def on_signal(signum, _frame):
+        gateway.stopping.set()
+        raise _Stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        gateway.open()
+        print(
+            f"hbase-gateway: serving HBase Thrift1 on {host}:{gateway.port}"
+            f" ({'framed' if framed else 'buffered'}, {'compact' if compact else 'binary'}), store {gateway.store.path}",
+            flush=True,
+        )
+        gateway.serve_forever()
+    except _Stop:
+        gateway.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
