@@ -1,0 +1,158 @@
+"""Run the real `dagster-daemon` (sensors, schedules, run queue, run retries) against a stack.
+
+Used by the demo, the end-to-end test and the latency benchmark: a DAGSTER_HOME folder holding the
+project's dagster.yaml (storage in the stack's Postgres through DAGSTER_POSTGRES_URL), the project's
+workspace.yaml, and the stack's environment. Stopping it stops the whole process tree (code server and
+run workers included).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Used only when the project's dagster.yaml is not next to the package (e.g. an installed wheel).
+FALLBACK_DAGSTER_YAML = """\
+storage:
+  postgres:
+    postgres_url:
+      env: DAGSTER_POSTGRES_URL
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 4
+run_retries:
+  enabled: true
+  max_retries: 0
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 120
+  poll_interval_seconds: 15
+telemetry:
+  enabled: false
+"""
+
+
+class DaemonError(RuntimeError):
+    """dagster-daemon could not be started or died; the message carries the end of its log."""
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """A DAGSTER_HOME with the project's dagster.yaml (storage configured from DAGSTER_POSTGRES_URL)."""
+    home.mkdir(parents=True, exist_ok=True)
+    source = PROJECT_ROOT / "dagster.yaml"
+    if source.is_file():
+        shutil.copyfile(source, home / "dagster.yaml")
+    else:
+        (home / "dagster.yaml").write_text(FALLBACK_DAGSTER_YAML)
+    return home
+
+
+def _daemon_command() -> list[str]:
+    binary = Path(sys.executable).with_name("dagster-daemon")
+    command = [str(binary) if binary.exists() else "dagster-daemon", "run"]
+    workspace = PROJECT_ROOT / "workspace.yaml"
+    if workspace.is_file():
+        return command + ["-w", str(workspace)]
+    return command + ["-m", "payment_platform.definitions"]
+
+
+class DagsterDaemon:
+    """`dagster-daemon run` as a child process in its own session; a context manager."""
+
+    def __init__(self, home: Path, env: Mapping[str, str], log_path: Path):
+        if not env.get("DAGSTER_POSTGRES_URL"):
+            from payment_platform.config import ConfigError
+
+            raise ConfigError("DAGSTER_POSTGRES_URL", "must be set for dagster-daemon (postgresql+psycopg2://...)")
+        self.home = prepare_dagster_home(Path(home))
+        self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
+        self.log_path = Path(log_path)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "DagsterDaemon":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(_daemon_command(), cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def check(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise DaemonError(f"dagster-daemon exited with status {self.process.returncode}: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to the daemon's process tree, then SIGKILL to whatever is left."""
+        if self.process is None:
+            return
+        import psutil
+
+        try:
+            root = psutil.Process(self.process.pid)
+            members = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            members = []
+        for member in members:
+            try:
+                member.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(members, timeout=timeout)
+        for member in alive:
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # anything still in the daemon's session group
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self) -> "DagsterDaemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _die_with_parent() -> None:
+    """Linux: the daemon gets SIGTERM if the process that started it dies (no orphan daemons)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 1.0, daemon: DagsterDaemon | None = None):
+    """Poll predicate() until it returns a truthy value or the timeout passes; returns the last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        if daemon is not None:
+            daemon.check()
+        time.sleep(interval_s)
