@@ -70,7 +70,9 @@ def _utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _as_utc(value: datetime) -> datetime:
+def _as_utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # nx-27017 (the embedded MongoDB) hands back a `$set` datetime as text
+        value = datetime.fromisoformat(value)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
@@ -298,10 +300,11 @@ class FailedPaymentBackup:
         query = {"store": store} if store else {}
         if self._mongo_usable():
             try:
-                entries += [self._from_mongo(d) for d in
-                            self._collection().find(query).sort("first_attempt_at", 1).limit(limit)]
+                docs = list(self._collection().find(query).sort("first_attempt_at", 1).limit(limit))
             except Exception as error:
                 self._mongo_failed(error)
+                docs = []
+            entries += [self._from_mongo(d) for d in docs]
         for path in self._files(store):
             try:
                 entries.append(self._read_file(path))
