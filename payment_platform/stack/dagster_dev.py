@@ -63,8 +63,10 @@ def run_dagster_dev(args) -> int:
         with signals_raise_interrupt():
             home = dagster_home(stack.data_dir, project_dir)
             env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home)}
+            # cwd is DAGSTER_HOME: Dagster warns about a dagster.yaml in its cwd that is not DAGSTER_HOME's;
+            # workspace.yaml's working_directory is relative to the workspace file, not to the cwd.
             dagster = processes.spawn(dagster_command(workspace, "127.0.0.1", ui_port), log, env=env,
-                                      cwd=project_dir, die_with_parent=True, death_signal=signal.SIGTERM)
+                                      cwd=home, die_with_parent=True, death_signal=signal.SIGTERM)
             dagster_ref = processes.ProcessRef.of(dagster.pid)
             print(f"dagster dev: UI on http://localhost:{ui_port} (log {log})")
             print("Ctrl+C stops Dagster and the stack", flush=True)

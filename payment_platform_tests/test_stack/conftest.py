@@ -1,0 +1,78 @@
+"""Helpers for testing the stack manager itself: each test that needs its own stack starts (and stops) it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from payment_platform.config import ENV_VARS
+
+STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS", "DAGSTER_HOME"}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without any setting that would point the stack elsewhere."""
+    env = {key: value for key, value in os.environ.items() if key not in STACK_SETTINGS}
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "payment_platform.cli", *args], env=env or clean_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def processes_under(folder: Path) -> list[psutil.Process]:
+    """Live processes working in or named after `folder`: every service runs with its data dir as cwd."""
+    folder = str(Path(folder).resolve())
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.cwd().startswith(folder) or any(folder in arg for arg in proc.cmdline()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def wait_until_gone(pids, timeout: float = 15.0) -> list[int]:
+    """The pids still alive (not zombies) after waiting up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def read_state(data_dir: Path) -> dict:
+    return json.loads((data_dir / "stack.json").read_text())
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A fresh data dir; whatever a test leaves running in it is stopped (and reported) afterwards."""
+    folder = tmp_path / "data"
+    yield folder
+    leftovers = []
+    for proc in processes_under(folder):
+        try:
+            leftovers.append((proc.pid, proc.name()))
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not leftovers, f"processes left running in {folder}: {leftovers}"
