@@ -18,7 +18,7 @@ from stdnum.exceptions import ValidationError
 from stdnum.us import rtn
 
 _DIGITS = re.compile(r"^\d+$")
-_PAN_LIKE = re.compile(r"\d{13,19}")
+_PAN = re.compile(r"^\d{13,19}$")
 _CARD_TOKEN = re.compile(r"^tok_[0-9a-f]{24}$")
 
 # First two digits of an ABA routing number: Federal Reserve district (01-12), thrift (21-32),
@@ -69,11 +69,9 @@ def account_number_problem(value: str) -> str | None:
 
 
 def is_card_number(value: str) -> bool:
-    """True when the string holds something that looks like a full card number (13-19 digits, Luhn)."""
-    for match in _PAN_LIKE.finditer(value.replace(" ", "").replace("-", "")):
-        if luhn.is_valid(match.group()):
-            return True
-    return False
+    """True when the value is a full card number: 13 to 19 digits (spaces and dashes allowed) passing Luhn."""
+    digits = value.replace(" ", "").replace("-", "")
+    return bool(_PAN.match(digits)) and luhn.is_valid(digits)
 
 
 def card_problem(token: str, bin_: str, last4: str) -> str | None:

@@ -66,6 +66,13 @@ class RailRule:
     share: float  # share of all generated traffic
     statuses: tuple[tuple[str, float], ...]  # ISO 20022 status code, weight
 
+    def calendar_for(self, currency: str) -> tuple[str, str]:
+        """(calendar, cut-off time zone) for a payment in `currency`: euro payments on multi-currency
+        rails settle on TARGET2 days against a Frankfurt cut-off; everything else follows the rail."""
+        if currency == "EUR" and len(self.currencies) > 1:
+            return TARGET2, "Europe/Berlin"
+        return self.calendar, self.cutoff_tz
+
     def limit_in(self, currency: str) -> Decimal | None:
         """The limit expressed in `currency` (converted at indicative rates when it differs)."""
         if self.limit is None:

@@ -14,6 +14,10 @@ from payment_platform.domain import identifiers as ids
 from payment_platform.domain.rails import RAIL_RULES, SEPA_COUNTRIES, RailRule
 from payment_platform.domain.schema import STATUS_CODES, InvalidMessage, Party, Payment, decode
 
+# Fields that may only hold card data in its safe form, and names under which a full card number hides.
+CARD_FIELDS = ("card_token", "card_bin", "card_last4")
+PAN_FIELD_NAMES = frozenset({"card_number", "pan", "primary_account_number", "card_no", "cardnumber"})
+
 
 def validate(payment: Payment, rules: Mapping[str, RailRule] = RAIL_RULES) -> None:
     """Raises InvalidMessage naming the first rail rule the payment breaks; returns None if it is fine."""
@@ -21,8 +25,8 @@ def validate(payment: Payment, rules: Mapping[str, RailRule] = RAIL_RULES) -> No
     if rule is None:
         raise InvalidMessage(f"payment_type {payment.payment_type!r} has no rail rules", "payment_type")
     _check_amount(payment, rule)
-    _check_party(payment.originator, "originator", rule.originator_ids, rule)
-    _check_party(payment.beneficiary, "beneficiary", rule.beneficiary_ids, rule)
+    _check_party(payment.originator, "originator", rule.originator_ids, rule, payment.doc["originator"])
+    _check_party(payment.beneficiary, "beneficiary", rule.beneficiary_ids, rule, payment.doc["beneficiary"])
     if payment.status not in STATUS_CODES:
         raise InvalidMessage(f"status {payment.status!r} is not an ISO 20022 transaction status code", "status")
     if payment.value_date is not None and payment.value_date < payment.created_at.date().isoformat():
@@ -50,12 +54,21 @@ def _check_amount(payment: Payment, rule: RailRule) -> None:
                              f"{shown} ({rule.limit_source})", "amount.value")
 
 
-def _check_party(party: Party, role: str, accepted: tuple[tuple[str, ...], ...], rule: RailRule) -> None:
-    found = party.identifiers
-    for key, value in found.items():
-        if key != "card_last4" and ids.is_card_number(value):
+def _check_no_card_number(raw_party: dict, role: str) -> None:
+    """PCI DSS 3.4: a full card number (PAN) must never travel, whatever field it hides in."""
+    for key, value in raw_party.items():
+        if key in PAN_FIELD_NAMES and value:
+            raise InvalidMessage(f"{role}.{key} is present: a full card number must never travel, only a token, "
+                                 f"the BIN and the last four digits (PCI DSS 3.4)", f"{role}.{key}")
+        if key in CARD_FIELDS and isinstance(value, str) and ids.is_card_number(value):
             raise InvalidMessage(f"{role}.{key} holds a full card number: only a token, the BIN and the last "
                                  f"four digits may travel (PCI DSS 3.4)", f"{role}.{key}")
+
+
+def _check_party(party: Party, role: str, accepted: tuple[tuple[str, ...], ...], rule: RailRule,
+                 raw_party: dict) -> None:
+    found = party.identifiers
+    _check_no_card_number(raw_party, role)
     usable = [group for group in accepted if all(f in found for f in group)]
     if not usable:
         wanted = " or ".join("+".join(group) for group in accepted)
