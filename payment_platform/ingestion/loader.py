@@ -216,6 +216,7 @@ class Ingestor:
         if not self._schemas_ready:
             self.ensure_schemas(log)
         result = RangeResult(range=range)
+        self._refuse_gap(range)
         state = {"redis_ok": True, "failed_stores": set()}
         chunks = kafka_store.read_range(self.kafka_bootstrap, range.topic, range.partition, range.start,
                                         range.end, batch=chunk_size)
@@ -241,6 +242,17 @@ class Ingestor:
         log.info(f"ingested {range}: {result.as_metadata()}")
         return result
 
+    def _refuse_gap(self, range: OffsetRange) -> None:  # noqa: A002
+        """Fail before reading anything when the range starts past the recorded progress (a gap)."""
+        try:
+            recorded = self.postgres.read_progress(range.topic).get(range.partition)
+        except Exception as error:
+            raise IngestionError(f"{range}: cannot read progress from Postgres: {error!r}") from error
+        if (recorded if recorded is not None else 0) < range.start:
+            raise IngestionError(f"{range}: starts past the recorded progress "
+                                 f"({recorded if recorded is not None else 'none: 0'}); ingesting it would leave "
+                                 f"a gap (reset_progress puts a deliberate jump on record)")
+
     # -- one chunk -------------------------------------------------------------------------------------
     def _settle_chunk(self, range: OffsetRange, chunk: Sequence[kafka_store.KafkaMessage], result: RangeResult,  # noqa: A002
                       state: dict, writers: ThreadPoolExecutor, log) -> None:
@@ -265,7 +277,8 @@ class Ingestor:
             records.append(PaymentRecord(payment, message.value, position))
 
         if invalid:
-            result.quarantined += self._quarantine(invalid, range)
+            self._quarantine(invalid, range)  # stored now, or already there from an earlier run of this range
+            result.quarantined += len(invalid)
 
         landed = self._redis_call(state, result, log, self.redis.landed_ids, [r.payment_id for r in records]) or set()
         candidates = [r for r in records if r.payment_id not in landed]
