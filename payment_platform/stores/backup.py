@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import dagster as dg
 import pymongo
@@ -350,11 +350,26 @@ class FailedPaymentBackup:
         return removed
 
 
+FALLBACK_DIR_SETTING = "FAILED_PAYMENTS_DIR"
+
+
+def default_fallback_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the folder backup goes when not configured: $FAILED_PAYMENTS_DIR, else `failed_payments/` inside
+    $PAYMENT_PLATFORM_DATA_DIR (the stack's data dir), else `./failed_payments`."""
+    env = os.environ if env is None else env
+    if env.get(FALLBACK_DIR_SETTING, "").strip():
+        return Path(env[FALLBACK_DIR_SETTING].strip()).expanduser()
+    if env.get("PAYMENT_PLATFORM_DATA_DIR", "").strip():
+        return Path(env["PAYMENT_PLATFORM_DATA_DIR"].strip()).expanduser() / DEFAULT_FALLBACK_DIR
+    return Path(DEFAULT_FALLBACK_DIR)
+
+
 class BackupResource(dg.ConfigurableResource):
-    """Failed-payment backup: MongoDB (MONGO_URI) first, JSON files under `fallback_dir` as a last resort."""
+    """Failed-payment backup: MongoDB (MONGO_URI) first, JSON files under `fallback_dir` as a last resort
+    (unset: `default_fallback_dir()`, resolved when a run builds the client, never at import)."""
 
     mongo_uri: str
-    fallback_dir: str = DEFAULT_FALLBACK_DIR
+    fallback_dir: Optional[str] = None
 
     def client(self) -> FailedPaymentBackup:
-        return FailedPaymentBackup(self.mongo_uri, self.fallback_dir)
+        return FailedPaymentBackup(self.mongo_uri, self.fallback_dir or default_fallback_dir())

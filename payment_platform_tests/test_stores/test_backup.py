@@ -70,3 +70,12 @@ def test_unavailable_when_mongo_and_folder_both_fail(tmp_path, unused_port):
 def test_health_and_schema(backup):
     backup.ensure_schema()
     assert backup.health()["mongo"] == "ok"
+
+
+def test_fallback_dir_setting_order():
+    from pathlib import Path
+
+    from payment_platform.stores.backup import default_fallback_dir
+    assert default_fallback_dir({"FAILED_PAYMENTS_DIR": "/x/fp", "PAYMENT_PLATFORM_DATA_DIR": "/d"}) == Path("/x/fp")
+    assert default_fallback_dir({"PAYMENT_PLATFORM_DATA_DIR": "/d"}) == Path("/d/failed_payments")
+    assert default_fallback_dir({}) == Path("failed_payments")
