@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 
-from thriftpy2.protocol import TCompactProtocolFactory, TCyBinaryProtocolFactory
+from thriftpy2.protocol import TCompactProtocol, TCyBinaryProtocolFactory
 from thriftpy2.thrift import TProcessor
 from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportFactory, TSocket, TTransportException
 
@@ -22,6 +22,19 @@ from payment_platform.hbase_gateway.handler import HbaseHandler, checked, servic
 from payment_platform.hbase_gateway.storage import Store
 
 log = logging.getLogger("payment_platform.hbase_gateway")
+
+
+class _CompactProtocol(TCompactProtocol):
+    """Compact protocol handing binaries over undecoded, but method names as text (as the binary one does)."""
+
+    def read_message_begin(self):
+        name, kind, seqid = super().read_message_begin()
+        return (name.decode("utf-8", "replace") if isinstance(name, bytes) else name), kind, seqid
+
+
+class _CompactProtocolFactory:
+    def get_protocol(self, trans):
+        return _CompactProtocol(trans, decode_response=False)
 
 
 class _Stop(Exception):
@@ -58,7 +71,7 @@ class Gateway:
         self.framed, self.compact = framed, compact
         self.trans_factory = TCyFramedTransportFactory() if framed else TCyBufferedTransportFactory()
         self.proto_factory = (
-            TCompactProtocolFactory(decode_response=False) if compact
+            _CompactProtocolFactory() if compact
             else TCyBinaryProtocolFactory(decode_response=False)
         )
         self.listener: socket.socket | None = None
