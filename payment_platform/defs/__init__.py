@@ -9,6 +9,10 @@ import dagster as dg
 ROOMS = (
     "payment_platform.defs.resources",
     "payment_platform.defs.ingestion",
+    "payment_platform.defs.checks",
+    "payment_platform.defs.replay",
+    "payment_platform.defs.monitoring",
+    "payment_platform.defs.summaries",
 )
 
 

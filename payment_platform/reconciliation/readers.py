@@ -137,18 +137,23 @@ class PostgresReader:
 
     name = "postgres"
 
-    def __init__(self, connect: Callable[[], "psycopg2.extensions.connection"], table: str = "payments"):
+    def __init__(self, connect: Callable[[], "psycopg2.extensions.connection"], schema: str = "public"):
         self._connect = connect
-        self.table = sql.Identifier(table)
-        self._id_type: str | None = None
+        self.schema = schema
+        self.table = self._t("payments")
+
+    def _t(self, name: str) -> sql.Composable:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 
     @classmethod
-    def from_dsn(cls, dsn: str, connect_timeout_s: int = 5) -> "PostgresReader":
-        return cls(lambda: psycopg2.connect(dsn, connect_timeout=connect_timeout_s))
+    def from_dsn(cls, dsn: str, schema: str = "public", connect_timeout_s: int = 5,
+                 statement_timeout_ms: int = 120_000) -> "PostgresReader":
+        return cls(lambda: psycopg2.connect(dsn, connect_timeout=connect_timeout_s, application_name="reconciliation",
+                                            options=f"-c statement_timeout={int(statement_timeout_ms)}"), schema)
 
     @classmethod
     def from_ledger(cls, ledger) -> "PostgresReader":
-        return cls.from_dsn(ledger.dsn)
+        return cls.from_dsn(ledger.dsn, ledger.schema)
 
     def _query(self, query: sql.Composable, params: Sequence = ()) -> list[tuple]:
         connection = self._connect()
@@ -159,19 +164,11 @@ class PostgresReader:
         finally:
             connection.close()
 
-    def _ids_param(self, ids: Collection[str]) -> sql.Composable:
-        if self._id_type is None:
-            rows = self._query(sql.SQL("SELECT data_type FROM information_schema.columns WHERE table_name = %s "
-                                       "AND column_name = 'payment_id' ORDER BY table_schema LIMIT 1"),
-                               [self.table.strings[0]])
-            self._id_type = "uuid[]" if rows and rows[0][0] == "uuid" else "text[]"
-        return sql.SQL("%s::" + self._id_type)  # whitelisted: one of two literals
-
     def _where(self, scope: Scope) -> tuple[sql.Composable, list]:
         if isinstance(scope, TimeWindow):
             return sql.SQL("created_at >= %s AND created_at < %s"), [scope.start, scope.end]
         if isinstance(scope, PaymentIds):
-            return sql.SQL("payment_id = ANY({})").format(self._ids_param(scope.ids)), [sorted(scope.ids)]
+            return sql.SQL("payment_id = ANY(%s::uuid[])"), [sorted(scope.ids)]
         return sql.SQL("TRUE"), []
 
     def summarize(self, scope: Scope, depth: int, check_rails: bool = True) -> StoreSummary:
@@ -227,6 +224,36 @@ class PostgresReader:
 
     def count(self) -> int:
         return int(self._query(sql.SQL("SELECT count(*) FROM {table}").format(table=self.table))[0][0])
+
+    def latest_created_at(self) -> datetime | None:
+        return self._query(sql.SQL("SELECT max(created_at) FROM {}").format(self.table))[0][0]
+
+    # -- what the range and quarantine checks need from the ledger's other tables ----------------------------
+    def recent_ranges(self, limit: int) -> list[tuple[int, str, int, int, int]]:
+        """The most recently recorded ingested ranges: (id, topic, partition, start, end), newest first."""
+        return self._query(sql.SQL("SELECT id, topic, partition, start_offset, end_offset FROM {} "
+                                   "ORDER BY id DESC LIMIT %s").format(self._t("ingested_ranges")), [limit])
+
+    def quarantined_offsets(self, topic: str, partition: int, start: int, end: int) -> set[int]:
+        rows = self._query(sql.SQL("SELECT kafka_offset FROM {} WHERE kafka_topic = %s AND kafka_partition = %s "
+                                   "AND kafka_offset >= %s AND kafka_offset < %s").format(
+                                       self._t("payments_quarantine")), [topic, partition, start, end])
+        return {int(r[0]) for r in rows}
+
+    def ids_at_positions(self, topic: str, partition: int, start: int, end: int) -> set[str]:
+        rows = self._query(sql.SQL("SELECT payment_id::text FROM {} WHERE kafka_topic = %s AND kafka_partition = %s "
+                                   "AND kafka_offset >= %s AND kafka_offset < %s").format(self.table),
+                           [topic, partition, start, end])
+        return {r[0] for r in rows}
+
+    def quarantine_window(self, window_s: float) -> tuple[int, int]:
+        """(messages quarantined, messages in ranges recorded) over the last window_s seconds."""
+        quarantined = self._query(sql.SQL("SELECT count(*) FROM {} WHERE quarantined_at > now() - %s * interval '1 second'")
+                                  .format(self._t("payments_quarantine")), [window_s])[0][0]
+        messages = self._query(sql.SQL("SELECT coalesce(sum(end_offset - start_offset), 0) FROM {} "
+                                       "WHERE recorded_at > now() - %s * interval '1 second'")
+                               .format(self._t("ingested_ranges")), [window_s])[0][0]
+        return int(quarantined), int(messages)
 
 
 def utc(moment: datetime) -> datetime:

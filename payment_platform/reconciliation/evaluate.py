@@ -1,0 +1,240 @@
+"""The platform's checks as plain functions over the stores: each returns a `Verdict` the Dagster layer
+turns into an `AssetCheckResult` (so the logic is testable and reusable outside Dagster).
+
+- `full_consistency`: every payment, HBase vs Postgres (segment checksums, narrowing, names the ids), plus
+  from the same pass: duplicate payment ids and amounts/currencies valid for their rail, per store.
+- `window_consistency`: the same over the most recent UTC days of `created_at` (time windows).
+- `ranges_consistency`: each recently ingested Kafka range: the payment ids read back from Kafka (the truth
+  for a range) minus quarantined positions must be in both stores, or in the backup for the store that missed.
+- `backup_verdict`, `quarantine_verdict`: the failed-payment backup and the quarantine rate.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from payment_platform.reconciliation.compare import (
+    SAMPLE_SIZE,
+    AllPayments,
+    PaymentIds,
+    ReconciliationReport,
+    TimeWindow,
+    choose_depth,
+    reconcile,
+)
+
+ERROR, WARN = "ERROR", "WARN"
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+    severity: str = ERROR  # of a failure
+
+    @classmethod
+    def ok(cls, description: str, **metadata) -> "Verdict":
+        return cls(True, description, metadata)
+
+
+def _pending_in_backup(report: ReconciliationReport, backup) -> dict[str, int]:
+    """How many ids present in one store only are waiting in the backup for the other store."""
+    pending = {}
+    for present_in, missing_from in (("hbase", "postgres"), ("postgres", "hbase")):
+        ids = report.only_in.get(present_in, [])
+        pending[missing_from] = len(backup.stored_ids(missing_from, ids)) if ids and backup is not None else 0
+    return pending
+
+
+def consistency_verdict(report: ReconciliationReport, backup=None) -> Verdict:
+    metadata = report.as_metadata()
+    if report.consistent:
+        return Verdict(True, report.describe(), metadata)
+    try:
+        pending = _pending_in_backup(report, backup)
+    except Exception as error:  # noqa: BLE001 - informational: the check fails either way
+        pending, metadata["pending_error"] = {}, str(error)
+    metadata.update({f"pending_in_backup_{store}": n for store, n in pending.items()})
+    note = ""
+    if sum(pending.values()):
+        note = f" ({sum(pending.values())} of them wait in the backup for replay)"
+    return Verdict(False, report.describe() + note, metadata)
+
+
+def duplicates_verdict(report: ReconciliationReport, store: str) -> Verdict:
+    ids = sorted(report.duplicates.get(store, []))
+    metadata = {"duplicate_count": len(ids), "duplicate_sample": ids[:SAMPLE_SIZE], "rows": report.rows[store]}
+    if not ids:
+        return Verdict(True, f"no payment id appears twice in {store} ({report.rows[store]} payments)", metadata)
+    return Verdict(False, f"{len(ids)} payment ids appear more than once in {store}", metadata)
+
+
+def rail_verdict(report: ReconciliationReport, store: str) -> Verdict:
+    invalid = report.summaries[store].invalid if store in report.summaries else {}
+    sample = sorted(invalid)[:SAMPLE_SIZE]
+    metadata = {"invalid_count": len(invalid), "invalid_sample": sample,
+                "invalid_reasons": {pid: invalid[pid] for pid in sample}, "rows": report.rows[store]}
+    if not invalid:
+        return Verdict(True, f"every amount and currency in {store} is valid for its rail", metadata)
+    return Verdict(False, f"{len(invalid)} payments in {store} break their rail's amount/currency rules", metadata)
+
+
+def full_reconciliation(hbase_reader, postgres_reader, target_rows_per_segment: int = 4096) -> ReconciliationReport:
+    depth = choose_depth(postgres_reader.count(), target_rows_per_segment)
+    return reconcile(hbase_reader, postgres_reader, AllPayments(), depth=depth)
+
+
+def recent_days(postgres_reader, days: int) -> list[TimeWindow]:
+    """The most recent `days` UTC days that hold payments in the ledger (by created_at), newest first."""
+    latest = postgres_reader.latest_created_at()
+    if latest is None:
+        return []
+    last_day = latest.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [TimeWindow(last_day - timedelta(days=i), last_day - timedelta(days=i - 1)) for i in range(days)]
+
+
+def window_consistency(hbase_reader, postgres_reader, days: int, backup=None) -> Verdict:
+    windows = recent_days(postgres_reader, days)
+    if not windows:
+        return Verdict.ok("no payments in the ledger yet", windows=0, mismatch_count=0)
+    reports = [reconcile(hbase_reader, postgres_reader, w, depth=2) for w in windows]
+    bad = [r for r in reports if not r.consistent]
+    metadata = {"windows": len(reports), "windows_differing": len(bad),
+                "hbase_rows": sum(r.rows["hbase"] for r in reports),
+                "postgres_rows": sum(r.rows["postgres"] for r in reports),
+                "mismatch_count": sum(len(r.offending_ids) for r in reports),
+                "mismatch_sample": sorted({i for r in bad for i in r.offending_ids})[:SAMPLE_SIZE],
+                "window_results": {r.scope: r.describe() for r in reports},
+                "seconds": round(sum(r.seconds for r in reports), 3)}
+    if not bad:
+        return Verdict(True, f"HBase and Postgres agree on the last {len(reports)} days", metadata)
+    first = consistency_verdict(bad[0], backup)
+    metadata.update({k: v for k, v in first.metadata.items() if k.startswith("pending_in_backup")})
+    return Verdict(False, f"{len(bad)} of {len(reports)} daily windows differ; first: {first.description}", metadata)
+
+
+@dataclass(frozen=True)
+class IngestedRange:
+    id: int
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+    def describe(self) -> str:
+        return f"{self.topic}[{self.partition}] offsets {self.start}-{self.end}"
+
+
+def expected_ids_of_range(kafka_bootstrap: str, ingested: IngestedRange, quarantined_offsets: set[int]) -> set[str]:
+    """Payment ids of the range read back from Kafka, leaving out the messages that went to quarantine."""
+    from payment_platform.stores.kafka import read_range
+
+    ids = set()
+    for chunk in read_range(kafka_bootstrap, ingested.topic, ingested.partition, ingested.start, ingested.end):
+        for message in chunk:
+            if message.offset in quarantined_offsets:
+                continue
+            try:
+                ids.add(str(json.loads(message.value)["payment_id"]).lower())
+            except (ValueError, KeyError, TypeError):
+                continue  # unparsable: ingestion quarantined it (a missing quarantine row shows in the counts)
+    return ids
+
+
+def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup, kafka_bootstrap: str) -> dict:
+    """One range: stores agree on the range's payment ids, and every id is in each store or its backup."""
+    started = time.perf_counter()
+    quarantined = postgres_reader.quarantined_offsets(ingested.topic, ingested.partition, ingested.start, ingested.end)
+    try:
+        expected = expected_ids_of_range(kafka_bootstrap, ingested, quarantined)
+        source = "kafka"
+    except Exception as error:  # noqa: BLE001 - the broker lost the range (memory broker restarted)
+        expected = postgres_reader.ids_at_positions(ingested.topic, ingested.partition, ingested.start, ingested.end)
+        source = f"ledger (kafka range unavailable: {type(error).__name__})"
+    scope = PaymentIds(frozenset(expected), ingested.describe())
+    held = {"hbase": list(hbase_reader.iter_records(scope)), "postgres": list(postgres_reader.iter_records(scope))}
+    report = reconcile(RecordsSource("hbase", held["hbase"]), RecordsSource("postgres", held["postgres"]), scope)
+    lost, pending = {}, {}
+    for store, records in held.items():
+        absent = expected - {r.payment_id for r in records}
+        waiting = backup.stored_ids(store, absent) if absent else set()
+        pending[store] = len(waiting)
+        lost[store] = sorted(absent - waiting)
+    return {"range": ingested, "report": report, "source": source, "expected": len(expected),
+            "pending": pending, "lost": lost, "seconds": time.perf_counter() - started}
+
+
+def ranges_consistency(ranges: list[IngestedRange], hbase_reader, postgres_reader, backup,
+                       kafka_bootstrap: str) -> Verdict:
+    """Each range: both stores agree; an id missing from a store must be waiting in that store's backup."""
+    if not ranges:
+        return Verdict.ok("no ingested range recorded yet", ranges=0, mismatch_count=0)
+    results = [range_report(r, hbase_reader, postgres_reader, backup, kafka_bootstrap) for r in ranges]
+    lost_ids = sorted({i for r in results for ids in r["lost"].values() for i in ids})
+    differing = sorted({i for r in results for i in r["report"].offending_ids})
+    metadata = {
+        "ranges": len(results), "expected_payments": sum(r["expected"] for r in results),
+        "hbase_rows": sum(r["report"].rows["hbase"] for r in results),
+        "postgres_rows": sum(r["report"].rows["postgres"] for r in results),
+        "pending_in_backup_hbase": sum(r["pending"]["hbase"] for r in results),
+        "pending_in_backup_postgres": sum(r["pending"]["postgres"] for r in results),
+        "lost_count": len(lost_ids), "lost_sample": lost_ids[:SAMPLE_SIZE],
+        "mismatch_count": len(differing), "mismatch_sample": differing[:SAMPLE_SIZE],
+        "ranges_checked": [r["range"].describe() for r in results][:SAMPLE_SIZE],
+        "seconds": round(sum(r["seconds"] for r in results), 3),
+        "max_range_seconds": round(max(r["seconds"] for r in results), 3),
+    }
+    if lost_ids:
+        return Verdict(False, f"{len(lost_ids)} payments of {len(results)} ranges are in neither a store nor "
+                              f"its backup", metadata)
+    if differing:
+        pending = metadata["pending_in_backup_hbase"] + metadata["pending_in_backup_postgres"]
+        return Verdict(False, f"HBase and Postgres differ on {len(differing)} payments of the last {len(results)} "
+                              f"ranges ({pending} wait in the backup for replay)", metadata)
+    return Verdict(True, f"the last {len(results)} ingested ranges are in both stores "
+                         f"({metadata['expected_payments']} payments)", metadata)
+
+
+class RecordsSource:
+    """Records already read, as a reconciliation source."""
+
+    def __init__(self, name: str, records):
+        from payment_platform.reconciliation.digest import summarize
+        self.name, self._records, self._summarize = name, list(records), summarize
+
+    def summarize(self, scope, depth):
+        return self._summarize(self._records, depth, track_duplicates=True)
+
+    def records(self, scope, segments, depth):
+        wanted = set(segments)
+        return [r for r in self._records if r.payment_id[:depth] in wanted]
+
+
+def backup_verdict(stats: dict, max_age_s: float) -> Verdict:
+    """Empty: pass. Holding payments: WARN with size and oldest age. Older than max_age_s: ERROR."""
+    size, age = stats["size"], stats.get("oldest_age_s")
+    metadata = {"backup_size": size, "backup_hbase": stats["by_store"].get("hbase", 0),
+                "backup_postgres": stats["by_store"].get("postgres", 0),
+                "oldest_age_s": round(age, 1) if age is not None else 0.0, "max_age_s": max_age_s}
+    if stats.get("mongo_error"):
+        metadata["mongo_error"] = stats["mongo_error"]
+    if size == 0:
+        return Verdict(True, "the failed-payment backup is empty", metadata)
+    text = f"the backup holds {size} payments, oldest waiting {age or 0:.0f} s"
+    if age is not None and age > max_age_s:
+        return Verdict(False, f"{text}: past the {max_age_s:.0f} s limit, replay is not draining it", metadata, ERROR)
+    return Verdict(False, f"{text} (replay drains it once the store is healthy)", metadata, WARN)
+
+
+def quarantine_verdict(quarantined: int, messages: int, max_rate: float, window_s: float) -> Verdict:
+    rate = quarantined / messages if messages else 0.0
+    metadata = {"quarantined": quarantined, "messages": messages, "quarantine_rate": round(rate, 6),
+                "max_rate": max_rate, "window_s": window_s}
+    if rate <= max_rate:
+        return Verdict(True, f"quarantine rate {rate:.2%} within {max_rate:.2%} ({quarantined} of {messages} "
+                             f"messages in the last {window_s / 3600:g} h)", metadata)
+    return Verdict(False, f"quarantine rate {rate:.2%} over {max_rate:.2%} ({quarantined} of {messages} messages "
+                          f"in the last {window_s / 3600:g} h)", metadata)
