@@ -8,6 +8,7 @@ import dagster as dg
 
 ROOMS = (
     "payment_platform.defs.resources",
+    "payment_platform.defs.generation",
     "payment_platform.defs.ingestion",
     "payment_platform.defs.checks",
     "payment_platform.defs.replay",

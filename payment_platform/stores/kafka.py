@@ -278,7 +278,7 @@ class Publisher:
         self.delivery_timeout_s = delivery_timeout_s
         self.result = PublishResult()
         self._lock = threading.Lock()
-        self._started = time.perf_counter()
+        self._started: float | None = None  # set at the first send: the rate is the publishing rate
         self._producer = self._connect(connect_attempts, connect_timeout_s, delivery_timeout_s, linger_ms,
                                        batch_size, compression_type)
 
@@ -319,6 +319,8 @@ class Publisher:
                 self.result.first_error = f"{type(error).__name__}: {error}"
 
     def send(self, message: OutgoingMessage) -> None:
+        if self._started is None:
+            self._started = time.perf_counter()
         headers = list(message.headers.items()) if message.headers else None
         try:
             future = self._producer.send(self.topic, value=message.value, key=message.key, headers=headers)
@@ -337,7 +339,7 @@ class Publisher:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as error:
             raise self._error(f"flush did not complete in {timeout_s:.0f}s: {error}") from None
-        self.result.seconds = time.perf_counter() - self._started
+        self.result.seconds = time.perf_counter() - self._started if self._started is not None else 0.0
         if self.result.failed:
             raise self._error(self.result.first_error or "delivery failed")
         return self.result
