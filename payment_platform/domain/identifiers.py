@@ -76,7 +76,7 @@ def is_card_number(value: str) -> bool:
 
 def card_problem(token: str, bin_: str, last4: str) -> str | None:
     if not _CARD_TOKEN.match(token):
-        return f"card token must look like tok_ followed by 24 hex digits, got {token[:8]!r}..."
+        return f"card token must look like tok_ followed by 24 hex digits (got {len(token)} characters)"
     if not (len(bin_) in (6, 8) and _DIGITS.match(bin_)):
         return f"card BIN must be 6 or 8 digits, got {bin_!r}"
     if not (len(last4) == 4 and _DIGITS.match(last4)):
