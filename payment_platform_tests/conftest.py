@@ -9,6 +9,7 @@ server behind; a normal or Ctrl+C'd session stops them in the fixture's teardown
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,18 +26,27 @@ if not os.environ.get("XDG_RUNTIME_DIR"):
 _STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS"}
 
 
+def stack_data_dir(prefix: str) -> Path:
+    """A fresh folder outside pytest's basetemp: every pytest run (anyone's) chmods /tmp/pytest-of-<user>
+    back to 0700, which would lock out the unprivileged user Postgres runs as when tests run as root."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack():
     """The embedded stack (Kafka, Postgres, Redis, MongoDB, HBase gateway), healthy, on free ports."""
     from payment_platform.stack.manager import start_stack
 
     env = {key: value for key, value in os.environ.items() if key not in _STACK_SETTINGS}
-    data_dir = tmp_path_factory.mktemp("stack")
-    running = start_stack(Path(data_dir), use_default_ports=False, owned=True, env=env, timeout=60)
+    data_dir = stack_data_dir("payment-platform-test-stack-")
     try:
-        yield running
+        running = start_stack(data_dir, use_default_ports=False, owned=True, env=env, timeout=60)
+        try:
+            yield running
+        finally:
+            running.stop()
     finally:
-        running.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def postgres_prepare(data_dir: Path) -> str | None:
              "--no-sync", "--no-instructions"],
             capture_output=True, text=True, timeout=60, **as_user(user))
         if result.returncode != 0:
-            raise RuntimeError(f"initdb failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+            raise RuntimeError("initdb failed: " + " | ".join((result.stderr or result.stdout).strip().splitlines()[-4:]))
     return user
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,9 +65,13 @@ def read_state(data_dir: Path) -> dict:
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    """A fresh data dir; whatever a test leaves running in it is stopped (and reported) afterwards."""
-    folder = tmp_path / "data"
+def data_dir():
+    """A fresh data dir (not created yet); whatever a test leaves running in it is stopped (and reported)
+    afterwards. Outside pytest's basetemp for the reason given in payment_platform_tests/conftest.py."""
+    from payment_platform_tests.conftest import stack_data_dir
+
+    parent = stack_data_dir("payment-platform-test-")
+    folder = parent / "data"
     yield folder
     leftovers = []
     for proc in processes_under(folder):
@@ -75,4 +80,5 @@ def data_dir(tmp_path):
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+    shutil.rmtree(parent, ignore_errors=True)
     assert not leftovers, f"processes left running in {folder}: {leftovers}"
