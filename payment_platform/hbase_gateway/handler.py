@@ -112,13 +112,24 @@ def _bytes_increment(prefix: bytes) -> bytes | None:
     return None
 
 
-def _row_result(row: bytes, cells: list, sort_columns: bool) -> TRowResult:
+class _ColumnNames(dict):
+    """(family, qualifier) -> b'family:qualifier', built once per distinct column (scans repeat them)."""
+
+    def __missing__(self, key):
+        if len(self) > 100_000:
+            self.clear()
+        name = self[key] = key[0] + b":" + key[1]
+        return name
+
+
+def _row_result(row: bytes, cells: list, sort_columns: bool, names: dict | None = None) -> TRowResult:
+    names = _ColumnNames() if names is None else names
     if sort_columns:
         return TRowResult(
             row=row,
-            sortedColumns=[TColumn(columnName=f + b":" + q, cell=TCell(value=v, timestamp=ts)) for f, q, ts, v in cells],
+            sortedColumns=[TColumn(columnName=names[f, q], cell=TCell(value=v, timestamp=ts)) for f, q, ts, v in cells],
         )
-    return TRowResult(row=row, columns={f + b":" + q: TCell(value=v, timestamp=ts) for f, q, ts, v in cells})
+    return TRowResult(row=row, columns={names[f, q]: TCell(value=v, timestamp=ts) for f, q, ts, v in cells})
 
 
 class Scanner:
@@ -144,6 +155,7 @@ class Scanner:
         self.pending: list = []
         self.finished = False
         self.lock = threading.Lock()
+        self.names = _ColumnNames()
 
     def next(self, count: int) -> list:
         with self.lock:
@@ -172,9 +184,9 @@ class Scanner:
                 if cells:
                     if self.batch and len(cells) > self.batch:
                         for i in range(0, len(cells), self.batch):
-                            self.pending.append(_row_result(row, cells[i : i + self.batch], self.sort_columns))
+                            self.pending.append(_row_result(row, cells[i : i + self.batch], self.sort_columns, self.names))
                     else:
-                        self.pending.append(_row_result(row, cells, self.sort_columns))
+                        self.pending.append(_row_result(row, cells, self.sort_columns, self.names))
                     got += 1
                 if self.filter is not None and self.filter.done:
                     self.finished = True

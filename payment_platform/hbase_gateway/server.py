@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 from thriftpy2.protocol import TCompactProtocol, TCyBinaryProtocolFactory
 from thriftpy2.thrift import TProcessor
@@ -35,10 +36,6 @@ class _CompactProtocol(TCompactProtocol):
 class _CompactProtocolFactory:
     def get_protocol(self, trans):
         return _CompactProtocol(trans, decode_response=False)
-
-
-class _Stop(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT to leave the accept loop."""
 
 
 def prepare_data_dir(data_dir: str) -> str:
@@ -107,23 +104,26 @@ class Gateway:
         self.processor = TProcessor(service_module(), checked(self.handler, service_module()))
 
     def serve_forever(self) -> None:
-        """Accepts connections until stop() or a _Stop raised by a signal handler."""
+        """Accepts connections until stop() (SIGTERM/SIGINT call it), then closes everything."""
         assert self.listener is not None
         try:
             while not self.stopping.is_set():
                 try:
                     client, address = self.listener.accept()
-                except OSError:
+                except OSError as error:
                     if self.stopping.is_set():
                         break
-                    raise
+                    log.warning("accept failed: %s", error)  # e.g. out of file descriptors: keep serving
+                    time.sleep(0.1)
+                    continue
+                if self.stopping.is_set():
+                    client.close()
+                    break
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 thread = threading.Thread(target=self._serve_client, args=(client, address), daemon=True,
                                           name=f"hbase-client-{address[1]}")
                 thread.start()
-        except _Stop:
-            pass
         finally:
             self.close()
 
@@ -183,8 +183,9 @@ def run(host: str, port, data_dir: str, framed: bool, compact: bool) -> int:
     gateway = Gateway(host, parse_port(port), data_dir, framed=framed, compact=compact)
 
     def on_signal(signum, _frame):
-        gateway.stopping.set()
-        raise _Stop()
+        # No exception from here: it could land inside Thread.start(). Shutting the listener down makes
+        # the retried accept() fail, and the loop sees the flag.
+        gateway.stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -195,8 +196,6 @@ def run(host: str, port, data_dir: str, framed: bool, compact: bool) -> int:
             flush=True,
         )
         gateway.serve_forever()
-    except _Stop:
-        gateway.close()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -517,7 +517,8 @@ def _rows(cursor, meta: TableMeta, spec: ReadSpec, now: int, reverse: bool = Fal
             yield current_row, visible
 
 
-def _fetch(cursor, size: int = 2000):
+def _fetch(cursor, size: int = 256):
+    # Small chunks: a scanner call stops mid-chunk once it has its rows, and the rest is read again later.
     while True:
         chunk = cursor.fetchmany(size)
         if not chunk:

@@ -34,6 +34,7 @@ class RunningGateway:
     data_dir: str
     transport: str
     protocol: str
+    log_path: str
 
     def connect(self, **kwargs) -> happybase.Connection:
         kwargs.setdefault("transport", self.transport)
@@ -58,7 +59,7 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = START_TIM
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}: {proc.stderr.read().decode()}")
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return time.monotonic() - started
@@ -75,7 +76,10 @@ def start_gateway(data_dir, framed: bool = False, compact: bool = False, port: i
         cmd.append("--framed")
     if compact:
         cmd.append("--compact")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Output goes to a file, never to an unread pipe that could fill up and block the gateway.
+    log_path = os.path.join(str(data_dir), "..", f"gateway-{port}.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_listening(port, proc)
     except Exception:
@@ -83,7 +87,7 @@ def start_gateway(data_dir, framed: bool = False, compact: bool = False, port: i
         proc.wait()
         raise
     return RunningGateway(proc, port, str(data_dir), "framed" if framed else "buffered",
-                          "compact" if compact else "binary")
+                          "compact" if compact else "binary", os.path.abspath(log_path))
 
 
 @pytest.fixture(scope="module")
