@@ -138,11 +138,8 @@ class _Generator:
         self.rules = rail_rules(settings.sepa_instant_cap_eur)
         self.pool: PartyPool = build_pool(settings.pool_seed, settings.parties)
         self.clock = _Clock(settings.start, settings.peak_rate_per_s, self.rng)
-        shares = [(rail, self.rules[rail].share) for rail in settings.rails]
-        self.rail_table = tuple(self.rng.choices([r for r, _ in shares], weights=[s for _, s in shares], k=1000))
-        self.status_tables = {rail: tuple(self.rng.choices([c for c, _ in rule.statuses],
-                                                           weights=[w for _, w in rule.statuses], k=1000))
-                              for rail, rule in self.rules.items()}
+        self.rail_table = _quota_table([(rail, self.rules[rail].share) for rail in settings.rails])
+        self.status_tables = {rail: _quota_table(rule.statuses) for rail, rule in self.rules.items()}
         self.value_dates: dict[tuple[str, str, int], str] = {}
         self.recent_ids: list[str] = []
 
@@ -268,6 +265,18 @@ class _Generator:
         if "amount" in doc:
             doc["amount"] = {"value": amount, "currency": currency}
         return GeneratedMessage(None, encode(doc), defect, payment_id, message.payment_type, currency, amount)
+
+
+def _quota_table(weighted: "list[tuple[str, float]] | tuple[tuple[str, float], ...]", size: int = 1000) -> tuple[str, ...]:
+    """A table of `size` entries holding each item in proportion to its weight (largest remainders), so one
+    uniform index draws with exactly the intended shares."""
+    total = sum(w for _, w in weighted)
+    exact = [(item, w * size / total) for item, w in weighted]
+    counts = {item: int(x) for item, x in exact}
+    by_remainder = sorted(exact, key=lambda pair: pair[1] - int(pair[1]), reverse=True)
+    for item, _ in by_remainder[: size - sum(counts.values())]:
+        counts[item] += 1
+    return tuple(item for item, _ in weighted for _ in range(counts[item]))
 
 
 def _replace(message: GeneratedMessage, **changes) -> GeneratedMessage:
