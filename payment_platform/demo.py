@@ -18,6 +18,7 @@ from typing import Callable
 
 from payment_platform.config import ConfigError
 from payment_platform.errors import UsageError
+from payment_platform.ingestion import demo_flow
 
 
 @dataclass
@@ -88,11 +89,13 @@ def check_health(run: DemoRun) -> None:
 STEPS: list[tuple[str, Callable[[DemoRun], None]]] = [
     ("start stack", start_stack),
     ("check health", check_health),
+    *demo_flow.STEPS,  # start dagster-daemon, generate and publish, ingest (sensor runs), stop dagster-daemon
 ]
 
 
 def tear_down(run: DemoRun) -> None:
     """Stops what the demo started (unless --keep-stack or the stack was already running)."""
+    demo_flow.stop_dagster_daemon(run)  # the daemon never outlives the demo, even after a failed step
     stack = run.stack
     if stack is None:
         _remove_temporary(run)
@@ -158,6 +161,8 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
     for name, endpoint in summary.get("endpoints", {}).items():
         health = summary.get("health", {}).get(name, "")
         print(f"  {name:<9} {endpoint or '-':<50} {health}", file=out)
+    if "generated" in summary:
+        print("  " + "  ".join(f"{key}={summary.get(key)}" for key in demo_flow.SUMMARY_KEYS), file=out)
     for step in summary["steps"]:
         mark = "ok" if step["ok"] else f"FAILED: {step.get('error')}"
         print(f"  step {step['name']:<24} {step['seconds']:>7.2f} s  {mark}", file=out)

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 DEMO_BAD_FRACTION = 0.02  # a little labelled bad data: it must land in quarantine, never be lost
 ID_CHUNK = 1000
+SUMMARY_KEYS = ("generated", "published", "hbase", "postgres", "backed_up", "quarantined", "duplicates", "unaccounted")
 
 
 @dataclass
