@@ -1,0 +1,68 @@
+"""`payment-platform up` (what `make up` runs): stack + dagster dev with the code location loaded;
+Ctrl+C stops everything and leaves no process behind."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+from payment_platform.stack.manager import free_ports
+from payment_platform.stack.services import SERVICES
+from payment_platform_tests.test_stack.conftest import clean_env, processes_under, wait_until_gone
+
+pytestmark = pytest.mark.slow
+LOCATIONS_QUERY = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+                   "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def wait_for_location(port: int, parent: subprocess.Popen, timeout: float = 180.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        assert parent.poll() is None, "payment-platform up exited early"
+        try:
+            entries = graphql(port, LOCATIONS_QUERY)["data"]["workspaceOrError"]["locationEntries"]
+            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                return {e["name"]: e for e in entries}
+            last = entries
+        except OSError as error:
+            last = error
+        time.sleep(1)
+    pytest.fail(f"the Dagster UI did not load the code location in {timeout} s: {last}")
+
+
+def test_up_serves_dagster_and_ctrl_c_leaves_nothing(data_dir):
+    *service_ports, ui_port = free_ports(len(SERVICES) + 1)
+    ports = [arg for name, port in zip(SERVICES, service_ports) for arg in ("--port", f"{name}={port}")]
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "payment_platform.cli", "up", "--data-dir", str(data_dir),
+         "--dagster-port", str(ui_port), *ports],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        locations = wait_for_location(ui_port, parent)
+        assert locations["payment_platform"]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+        # Dagster's instance is the stack's Postgres (dagster.yaml + DAGSTER_POSTGRES_URL)
+        instance = graphql(ui_port, "{ instance { info } }")["data"]["instance"]["info"]
+        assert "PostgresRunStorage" in instance
+        everything = [p.pid for p in psutil.Process(parent.pid).children(recursive=True)]
+        assert len(everything) > len(SERVICES)  # the services, dagster dev, its webserver, daemon, code server
+    finally:
+        parent.send_signal(signal.SIGINT)  # what Ctrl+C in the terminal delivers
+        output = parent.communicate(timeout=90)[0]
+    assert parent.returncode == 0, output
+    assert "stopped" in output.splitlines()[-1]
+    assert wait_until_gone(everything) == []
+    assert processes_under(data_dir) == []
