@@ -10,9 +10,9 @@ import itertools
 import logging
 import re
 import sqlite3
-import struct
 import sys
 import threading
+import time
 
 from payment_platform.hbase_gateway import filters as hfilters
 from payment_platform.hbase_gateway.storage import (
@@ -52,7 +52,6 @@ IllegalArgument = Hbase_thrift.IllegalArgument
 AlreadyExists = Hbase_thrift.AlreadyExists
 
 _TABLE_NAME = re.compile(rb"^(?:[A-Za-z0-9_]+:)?[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_pack_i64 = struct.Struct(">q")
 
 
 def _need_bytes(value, what: str) -> bytes:
@@ -156,9 +155,12 @@ class Scanner:
         self.finished = False
         self.lock = threading.Lock()
         self.names = _ColumnNames()
+        self.owner = threading.current_thread()  # the thread serving the client's connection
+        self.last_used = time.monotonic()
 
     def next(self, count: int) -> list:
         with self.lock:
+            self.last_used = time.monotonic()
             if self.filter_error:
                 raise BadArgument(self.filter_error)
             out: list = []
@@ -201,12 +203,15 @@ class Scanner:
 class HbaseHandler:
     """One instance serves every connection; the Store and scanner registry are thread-safe."""
 
+    ABANDONED_AFTER_S = 600.0
+
     def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 9090):
         self.store = store
         self.host, self.port = host, port
         self._scanners: dict[int, Scanner] = {}
         self._scanner_ids = itertools.count(1)
         self._scanners_lock = threading.Lock()
+        self._last_sweep = time.monotonic()
 
     # ---------------------------------------------------------------- tables
     def _name(self, table) -> bytes:
@@ -490,6 +495,7 @@ class HbaseHandler:
         scanner = Scanner(self.store, name, start or b"", stop or None, bool(reverse), spec, filter_string,
                           batch, bool(sort_columns))
         with self._scanners_lock:
+            self._drop_abandoned_scanners()
             scanner_id = next(self._scanner_ids)
             if scanner_id >= 2**31:  # ScannerID is an i32
                 self._scanner_ids = itertools.count(1)
@@ -522,6 +528,16 @@ class HbaseHandler:
 
     def scannerOpenWithStopTs(self, tableName, startRow, stopRow, columns, timestamp, attributes):
         return self._open(tableName, _need_bytes(startRow or b"", "startRow"), stopRow, columns, _timestamp(timestamp))
+
+    def _drop_abandoned_scanners(self) -> None:
+        """Scanners stay valid until closed, except those of a client gone for ABANDONED_AFTER_S."""
+        now = time.monotonic()
+        if now - self._last_sweep < 10:
+            return
+        self._last_sweep = now
+        for scanner_id, scanner in list(self._scanners.items()):
+            if not scanner.owner.is_alive() and now - scanner.last_used > self.ABANDONED_AFTER_S:
+                del self._scanners[scanner_id]
 
     def _scanner(self, scanner_id) -> Scanner:
         scanner = self._scanners.get(scanner_id)

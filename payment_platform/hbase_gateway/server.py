@@ -149,11 +149,6 @@ class Gateway:
                 transport.close()
             except Exception:  # noqa: BLE001
                 pass
-            if self.store is not None:
-                try:
-                    self.store.release_thread()
-                except Exception:  # noqa: BLE001
-                    pass
 
     def stop(self) -> None:
         self.stopping.set()

@@ -12,6 +12,7 @@ Semantics follow HBase's region server:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import struct
@@ -127,8 +128,8 @@ class Store:
         self._write_lock = threading.RLock()
         self._writer = _connect(self.path)
         self._writer.executescript(_SCHEMA)
-        self._local = threading.local()
         self._readers: set = set()
+        self._idle_readers: list = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self.tables: dict[bytes, TableMeta] = {}
@@ -153,35 +154,39 @@ class Store:
                 return
             self._closed = True
             with self._readers_lock:
-                for reader in list(self._readers):
-                    try:
-                        reader.close()
-                    except sqlite3.Error:
-                        pass
-                self._readers.clear()
+                for reader in self._idle_readers:
+                    self._readers.discard(reader)
+                    reader.close()
+                self._idle_readers.clear()  # readers still borrowed close when they are given back
             try:
                 self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass  # a reader still busy: the WAL stays and is replayed on the next open
             self._writer.close()
 
-    def reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+    @contextlib.contextmanager
+    def reading(self):
+        """Borrows an idle reader connection (WAL readers run alongside the writer)."""
+        with self._readers_lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
+            if self._closed:
+                raise StoreError("the gateway is shutting down")
             conn = _connect(self.path)
-            self._local.conn = conn
             with self._readers_lock:
                 self._readers.add(conn)
-        return conn
-
-    def release_thread(self) -> None:
-        """Closes the calling thread's reader connection (a client connection ended)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
+        try:
+            yield conn
+        finally:
             with self._readers_lock:
-                self._readers.discard(conn)
-            conn.close()
+                if self._closed:
+                    self._readers.discard(conn)
+                    conn.close()
+                elif len(self._idle_readers) < 16:
+                    self._idle_readers.append(conn)
+                else:
+                    self._readers.discard(conn)
+                    conn.close()
 
     # ---------------------------------------------------------------- tables
     def table(self, name: bytes, *, must_be_enabled: bool = True) -> TableMeta:
@@ -442,7 +447,9 @@ class Store:
         """[(row, cells)] for the rows that have cells; cells are (family, qualifier, ts, value)."""
         meta = self.table(name)
         self.check_columns(meta, spec)
-        conn = conn or self.reader()
+        if conn is None:
+            with self.reading() as reader:
+                return self.get_rows(name, rows, spec, conn=reader)
         out = []
         now = now_ms()
         for row in rows:
@@ -462,7 +469,6 @@ class Store:
         returned in HBase's order.
         """
         meta = self.table(name)
-        conn = self.reader()
         clauses, params = [], []
         if not reverse:
             if after is not None:
@@ -487,11 +493,14 @@ class Store:
                 params.append(stop)
             order = "row DESC, family DESC, qualifier DESC, ts"
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        cur = conn.execute(f"SELECT row, family, qualifier, ts, value FROM {meta.cells} {where} ORDER BY {order}", params)
-        try:
-            yield from _rows(cur, meta, spec, now_ms(), reverse=reverse)
-        finally:
-            cur.close()
+        with self.reading() as conn:
+            cur = conn.execute(
+                f"SELECT row, family, qualifier, ts, value FROM {meta.cells} {where} ORDER BY {order}", params
+            )
+            try:
+                yield from _rows(cur, meta, spec, now_ms(), reverse=reverse)
+            finally:
+                cur.close()
 
 
 def _expired(fam: Family, ts: int, now: int) -> bool:
