@@ -20,8 +20,9 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the snapshot as JSON (one object per refresh)")
     parser.add_argument("--timeout", default="3", metavar="SECONDS",
                         help="bound on each service probe (default 3)")
-    parser.add_argument("--backup-dir", default="failed_payments",
-                        help="the local failed-payment folder (default failed_payments, as the backup resource)")
+    parser.add_argument("--backup-dir", default=None,
+                        help="the local failed-payment folder (default: as the backup resource: $FAILED_PAYMENTS_DIR, "
+                             "else failed_payments/ in $PAYMENT_PLATFORM_DATA_DIR, else ./failed_payments)")
     parser.add_argument("--count", default=None, metavar="N", help="with --watch: stop after N refreshes")
     parser.set_defaults(func=status)
 
@@ -64,7 +65,10 @@ def status(args) -> int:
     timeout = _timeout(args.timeout)
     count = _count(args.count) if args.count is not None else None
     endpoints = endpoints_from_env()  # ConfigError names a malformed setting (exit 2)
-    probes = Probes.from_endpoints(endpoints, backup_dir=args.backup_dir, timeout_s=timeout)
+    from payment_platform.stores.backup import default_fallback_dir
+
+    probes = Probes.from_endpoints(endpoints, backup_dir=args.backup_dir or str(default_fallback_dir()),
+                                   timeout_s=timeout)
     refreshes = 0
     try:
         while True:
