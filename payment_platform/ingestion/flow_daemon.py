@@ -56,13 +56,18 @@ def prepare_dagster_home(home: Path) -> Path:
     return home
 
 
-def _daemon_command() -> list[str]:
-    binary = Path(sys.executable).with_name("dagster-daemon")
-    command = [str(binary) if binary.exists() else "dagster-daemon", "run"]
+def _code_location_args() -> list[str]:
     workspace = PROJECT_ROOT / "workspace.yaml"
-    if workspace.is_file():
-        return command + ["-w", str(workspace)]
-    return command + ["-m", "payment_platform.definitions"]
+    return ["-w", str(workspace)] if workspace.is_file() else ["-m", "payment_platform.definitions"]
+
+
+def _tool(name: str) -> str:
+    binary = Path(sys.executable).with_name(name)
+    return str(binary) if binary.exists() else name
+
+
+def _daemon_command() -> list[str]:
+    return [_tool("dagster-daemon"), "run", *_code_location_args()]
 
 
 class DagsterDaemon:
@@ -85,6 +90,15 @@ class DagsterDaemon:
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                             preexec_fn=_die_with_parent)
         return self
+
+    def start_schedule(self, name: str, timeout_s: float = 120.0) -> None:
+        """Turns a schedule on in this instance (`dagster schedule start`); raises DaemonError if it cannot."""
+        done = subprocess.run([_tool("dagster"), "schedule", "start", name, *_code_location_args()], cwd=PROJECT_ROOT,
+                              env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout_s)
+        if done.returncode != 0:
+            tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+            raise DaemonError(f"could not start schedule {name!r}: {tail}")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

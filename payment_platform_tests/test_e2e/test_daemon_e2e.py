@@ -14,7 +14,7 @@ from payment_platform.generation.settings import GenerationSettings
 from payment_platform.ingestion.demo_flow import account
 from payment_platform.ingestion.flow_daemon import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
-from payment_platform.stores.backup import FailedPaymentBackup
+from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 
@@ -32,7 +32,7 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
     messages = list(generate(COUNT, seed=7, settings=GenerationSettings(bad_fraction=0.03)))
     hbase = HBaseStore(endpoints.hbase_host, endpoints.hbase_port)
     ledger = PostgresLedger(endpoints.postgres)
-    backup = FailedPaymentBackup(endpoints.mongo, tmp_path / "failed_payments")
+    backup = FailedPaymentBackup(endpoints.mongo, default_fallback_dir(env))
 
     with DagsterDaemon(tmp_path / "dagster_home", env, tmp_path / "daemon.log") as daemon:
         with kafka.Publisher(endpoints.kafka, topic) as publisher:
