@@ -79,11 +79,17 @@ class Filter:
 
 
 class PrefixFilter(Filter):
+    reverse = False  # set by the scanner: a forward scan is over once past the prefix
+
     def __init__(self, prefix: bytes):
         self.prefix = prefix
 
     def apply(self, row, cells):
-        return cells if row.startswith(self.prefix) else []
+        if row.startswith(self.prefix):
+            return cells
+        if not self.reverse and row > self.prefix:
+            self.done = True
+        return []
 
 
 class KeyOnlyFilter(Filter):
@@ -510,10 +516,22 @@ def _convert(name: bytes, args: list, required: list, optional: list) -> list:
     return out
 
 
-def parse_filter(text: bytes) -> Filter:
+def parse_filter(text: bytes, reverse: bool = False) -> Filter:
     """Parses an HBase filter string; raises FilterError for anything unsupported or malformed."""
     if isinstance(text, str):
         text = text.encode("utf-8")
     if not text.strip():
         raise FilterError("Incorrect filter string: empty")
-    return _Parser(text).parse()
+    parsed = _Parser(text).parse()
+    if reverse:
+        _mark_reverse(parsed)
+    return parsed
+
+
+def _mark_reverse(node) -> None:
+    if isinstance(node, PrefixFilter):
+        node.reverse = True
+    for child in getattr(node, "filters", ()):
+        _mark_reverse(child)
+    if hasattr(node, "inner"):
+        _mark_reverse(node.inner)

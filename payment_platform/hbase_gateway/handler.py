@@ -68,6 +68,16 @@ def _need_int(value, what: str) -> int:
     return value
 
 
+def _row_key(value) -> bytes:
+    """A row key a mutation may write: HBase refuses empty keys and keys over Short.MAX_VALUE bytes."""
+    row = _need_bytes(value, "row")
+    if not row:
+        raise BadArgument("Row length is 0")
+    if len(row) > 32767:
+        raise BadArgument(f"Row length {len(row)} is > 32767")
+    return row
+
+
 def _timestamp(value, what: str = "timestamp") -> int:
     value = _need_int(value, what)
     if value < 0:
@@ -146,7 +156,7 @@ class Scanner:
         self.filter_error = None
         if filter_string:
             try:
-                self.filter = hfilters.parse_filter(filter_string)
+                self.filter = hfilters.parse_filter(filter_string, reverse=reverse)
             except hfilters.FilterError as error:
                 # scannerOpenWithScan can only throw IOError; scannerGetList can throw IllegalArgument.
                 self.filter_error = str(error)
@@ -379,7 +389,7 @@ class HbaseHandler:
 
     # ---------------------------------------------------------------- writes
     def _mutations(self, row, mutations) -> tuple:
-        row = _need_bytes(row, "row")
+        row = _row_key(row)
         if mutations is None:
             raise BadArgument("mutations must be a list")
         puts, deletes = [], []
@@ -421,7 +431,7 @@ class HbaseHandler:
     def atomicIncrement(self, tableName, row, column, value):
         family, qualifier = parse_column(column)
         return self.store.increment(
-            self._name(tableName), _need_bytes(row, "row"), family, qualifier or b"", _need_int(value, "value")
+            self._name(tableName), _row_key(row), family, qualifier or b"", _need_int(value, "value")
         )
 
     def increment(self, increment):

@@ -410,7 +410,7 @@ class Store:
 
     def check_and_put(self, name: bytes, row: bytes, family: bytes, qualifier: bytes, expected: bytes | None,
                       put: tuple | None) -> bool:
-        """put: (family, qualifier, value). expected None = the column must not exist."""
+        """put: (family, qualifier, value). expected None or b'' = the cell must be missing or empty."""
         meta = self.table(name)
         self._check_family(meta, family)
         with self._write_lock:
@@ -418,7 +418,10 @@ class Store:
             value = None
             for _row, cells in current:
                 value = cells[0][3]
-            if value != expected:
+            if not expected:  # as HRegion.checkAndMutate: an empty expected value matches a missing or empty cell
+                if value:
+                    return False
+            elif value != expected:
                 return False
             if put is not None:
                 self.mutate(name, [(row, [put], [])], LATEST_TIMESTAMP)

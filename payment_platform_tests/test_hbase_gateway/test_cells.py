@@ -194,3 +194,26 @@ def test_mutate_row_and_single_cell_rpcs(table):
 def test_negative_timestamp_is_refused(table):
     with pytest.raises(IllegalArgument, match="negative"):
         table.put(b"r", {b"cf:a": b"1"}, timestamp=-1)
+
+
+def test_row_keys_must_not_be_empty_or_too_long(table):
+    with pytest.raises(IllegalArgument, match="Row length is 0"):
+        table.put(b"", {b"cf:a": b"1"})
+    with pytest.raises(IllegalArgument, match="32767"):
+        table.put(b"x" * 40000, {b"cf:a": b"1"})
+    table.put(b"x" * 32767, {b"cf:a": b"max"})
+    assert table.row(b"x" * 32767) == {b"cf:a": b"max"}
+
+
+def test_check_and_put_and_append(table):
+    client = table.connection.client
+    put = Mutation(column=b"cf:a", value=b"first")
+    assert client.checkAndPut(table.name, b"r", b"cf:a", None, put, {}) is True  # missing: matches
+    assert client.checkAndPut(table.name, b"r", b"cf:a", None, Mutation(column=b"cf:a", value=b"x"), {}) is False
+    assert client.checkAndPut(table.name, b"r", b"cf:a", b"first", Mutation(column=b"cf:a", value=b"second"), {})
+    assert table.row(b"r") == {b"cf:a": b"second"}
+    from Hbase_thrift import TAppend
+
+    cells = client.append(TAppend(table=table.name, row=b"r", columns=[b"cf:a", b"cf:b"], values=[b"+1", b"new"]))
+    assert sorted(c.value for c in cells) == [b"new", b"second+1"]
+    assert table.row(b"r") == {b"cf:a": b"second+1", b"cf:b": b"new"}
