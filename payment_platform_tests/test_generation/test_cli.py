@@ -1,0 +1,125 @@
+"""`payment-platform generate` and `produce` as a person runs them: real processes, the real broker."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from payment_platform.generation.generator import generate
+from payment_platform.generation.settings import GenerationSettings
+from payment_platform.stores import kafka
+
+CLI = [sys.executable, "-m", "payment_platform.cli"]
+
+
+def run(args, env=None, timeout=120):
+    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    messages = []
+    for partition, end in kafka.end_offsets(bootstrap, topic).items():
+        for chunk in kafka.read_range(bootstrap, topic, partition, 0, end):
+            messages.extend(chunk)
+    return messages
+
+
+def test_generate_writes_json_lines_identical_across_processes_and_to_the_api(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    result = run(["generate", "--count", "3000", "--seed", "42", "--bad-fraction", "0.02", "--output", str(first)],
+                 env={**os.environ, "PYTHONHASHSEED": "1"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["generated"] == 3000
+    run(["generate", "--count", "3000", "--seed", "42", "--bad-fraction", "0.02", "--output", str(second)],
+        env={**os.environ, "PYTHONHASHSEED": "2"})
+    assert first.read_bytes() == second.read_bytes()  # byte-identical, whatever the hash seed
+    expected = b"".join(m.value + b"\n" for m in generate(3000, 42, GenerationSettings(bad_fraction=0.02)))
+    assert first.read_bytes() == expected
+
+
+def test_generate_rails_filter(tmp_path):
+    out = tmp_path / "sepa.jsonl"
+    assert run(["generate", "--count", "200", "--rails", "sepa,ach", "--output", str(out)]).returncode == 0
+    assert {json.loads(line)["payment_type"] for line in out.read_text().splitlines()} == {"SEPA", "ACH"}
+
+
+@pytest.mark.parametrize("args, option", [
+    (["generate", "--count", "0", "--output", "x"], "--count"),
+    (["generate", "--count", "-5", "--output", "x"], "--count"),
+    (["generate", "--count", "5", "--output", "/nonexistent-dir/x.jsonl"], "--output"),
+    (["generate", "--count", "5"], "--output"),
+    (["generate", "--count", "5", "--output", "x", "--rails", "ACH,SWIFT"], "--rails"),
+    (["generate", "--count", "5", "--output", "x", "--key-strategy", "random"], "--key-strategy"),
+    (["generate", "--count", "5", "--output", "x", "--bad-fraction", "1.5"], "--bad-fraction"),
+    (["produce", "--tps", "0"], "--tps"),
+    (["produce", "--tps", "-3"], "--tps"),
+    (["produce", "--tps", "10", "--key-strategy", "random"], "--key-strategy"),
+])
+def test_bad_input_is_one_line_naming_the_option_and_exit_2(args, option, tmp_path):
+    result = subprocess.run(CLI + args, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"error: {option}" in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_unreachable_kafka_says_how_many_were_acknowledged():
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "PAYMENTS_TOPIC": "t"}
+    started = time.monotonic()
+    result = run(["generate", "--count", "10", "--publish"], env=env)
+    assert result.returncode == 1
+    assert "0 payments acknowledged" in result.stderr and "unreachable" in result.stderr
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.stack
+def test_generate_publish_sends_exactly_the_generated_payments_with_labels(stack):
+    topic = f"test-gen-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **stack.env(), "PAYMENTS_TOPIC": topic}
+    result = run(["generate", "--count", "1500", "--seed", "5", "--bad-fraction", "0.05", "--publish"], env=env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["published"] == 1500 and summary["topic"] == topic
+    expected = {m.value: m for m in generate(1500, 5, GenerationSettings(bad_fraction=0.05))}
+    received = read_topic(stack.endpoints.kafka, topic)
+    assert sorted(m.value for m in received) == sorted(m.value for m in expected.values())
+    for message in received:
+        sent = expected[message.value]
+        assert message.key == sent.key and message.headers == sent.headers
+
+
+@pytest.mark.stack
+def test_produce_streams_at_the_rate_and_stops_cleanly_on_ctrl_c(stack):
+    topic = f"test-produce-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **stack.env(), "PAYMENTS_TOPIC": topic}
+    process = subprocess.Popen(CLI + ["produce", "--tps", "200", "--key-strategy", "originator"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)  # pool build, connect, and a few seconds of streaming
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "rate" in stderr and "/s" in stderr  # the live rate line
+    final = stderr.strip().splitlines()[-1]
+    acknowledged = int(final.split(":")[1].split("acknowledged")[0].split()[-1].replace(",", ""))
+    assert 100 < acknowledged < 200 * 6
+    received = read_topic(stack.endpoints.kafka, topic)
+    assert len(received) == acknowledged  # what it says was acknowledged is exactly what the topic holds
+    assert all(m.key.startswith(b"PTY-") for m in received)
+
+
+@pytest.mark.stack
+def test_produce_with_a_count_stops_by_itself(stack):
+    topic = f"test-produce-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **stack.env(), "PAYMENTS_TOPIC": topic}
+    result = run(["produce", "--tps", "2000", "--count", "300", "--key-strategy", "none"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert "300 acknowledged" in result.stderr
+    assert len(read_topic(stack.endpoints.kafka, topic)) == 300
