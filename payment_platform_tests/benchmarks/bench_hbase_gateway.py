@@ -125,6 +125,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cells", type=int, default=200_000, help="cells for the put and scan rates")
     parser.add_argument("--rss-cells", type=int, default=1_000_000, help="table size for the memory figure")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds for the rates (best of)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-hbase-") as tmp:
@@ -132,18 +133,21 @@ def main() -> int:
         try:
             conn = happybase.Connection("127.0.0.1", port, autoconnect=False)
             conn.open()
-            conn.create_table("bench", {"cf": dict(max_versions=1)})
-            table = conn.table("bench")
-
-            put_s = put_through_gateway(table, args.cells)
-            scanned, scan_s = scan_through_gateway(table)
-            assert scanned == args.cells, f"scanned {scanned} cells, wrote {args.cells}"
-            raw_write_s, raw_read_s, raw_cells = raw_engine(os.path.join(tmp, "raw.sqlite3"), args.cells)
-            assert raw_cells == args.cells
-
-            put_rate, raw_put_rate = args.cells / put_s, args.cells / raw_write_s
-            scan_rate, raw_scan_rate = scanned / scan_s, raw_cells / raw_read_s
+            # Best of --rounds, gateway and raw engine alternating: the machine is shared and noisy.
+            put_rate = scan_rate = raw_put_rate = raw_scan_rate = 0.0
+            for round_no in range(args.rounds):
+                conn.create_table(f"bench{round_no}", {"cf": dict(max_versions=1)})
+                table = conn.table(f"bench{round_no}")
+                put_s = put_through_gateway(table, args.cells)
+                scanned, scan_s = scan_through_gateway(table)
+                assert scanned == args.cells, f"scanned {scanned} cells, wrote {args.cells}"
+                raw_write_s, raw_read_s, raw_cells = raw_engine(os.path.join(tmp, f"raw{round_no}.sqlite3"), args.cells)
+                assert raw_cells == args.cells
+                put_rate, raw_put_rate = max(put_rate, args.cells / put_s), max(raw_put_rate, args.cells / raw_write_s)
+                scan_rate, raw_scan_rate = max(scan_rate, scanned / scan_s), max(raw_scan_rate, raw_cells / raw_read_s)
+                conn.delete_table(f"bench{round_no}", disable=True)
             print(f"start-up to first accepted connection: {startup_s:.3f} s")
+            print(f"rates: best of {args.rounds} rounds")
             print(f"batched puts through happybase: {put_rate:10,.0f} cells/s   raw SQLite: {raw_put_rate:10,.0f}"
                   f" cells/s   ratio {put_rate / raw_put_rate:.2f}   ({args.cells:,} cells, {ROW_COLUMNS} per row,"
                   f" {BATCH_ROWS * ROW_COLUMNS} per mutateRows)")
