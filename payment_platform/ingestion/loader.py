@@ -14,12 +14,13 @@ and progress does not move: the same range is simply ingested again later, which
 """
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterator, Sequence
@@ -114,6 +115,20 @@ class _StoreOutcome:
     already: set[str] = field(default_factory=set)  # ids the store (or its backup) already held
     failed: list[PaymentRecord] = field(default_factory=list)
     error: str | None = None
+
+
+@dataclass
+class _Chunk:
+    """One chunk on its way through the pipeline."""
+
+    started: float
+    records: list[PaymentRecord] = field(default_factory=list)
+    invalid: list[QuarantineEntry] = field(default_factory=list)
+    in_chunk_duplicates: int = 0
+    landed: set[str] = field(default_factory=set)
+    candidates: list[PaymentRecord] = field(default_factory=list)
+    hbase: Future | None = None
+    postgres: Future | None = None
 
 
 def _payment_id_hint(raw: bytes) -> str | None:
@@ -220,15 +235,30 @@ class Ingestor:
         state = {"redis_ok": True, "failed_stores": set()}
         chunks = kafka_store.read_range(self.kafka_bootstrap, range.topic, range.partition, range.start,
                                         range.end, batch=chunk_size)
+        thresholds = gc.get_threshold()
+        # Each chunk allocates ~20 short-lived objects per payment (Thrift mutations, parsed documents); with the
+        # default gen-0 threshold of 700 the collector would run thousands of times per range (measured: 40% of
+        # the HBase client's CPU). Collect less often while ingesting; memory stays bounded by the chunk size.
+        gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
         try:
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-writer") as writers:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-writer") as postgres_writer:
+                in_flight: _Chunk | None = None
                 for chunk in _prefetch(chunks):
-                    self._settle_chunk(range, chunk, result, state, writers, log)
+                    work = self._prepare(range, chunk, result, state, log)
+                    self._submit(range, work, hbase_writer, postgres_writer, state, log)
+                    if in_flight is not None:
+                        self._finish(range, in_flight, result, state, log)
+                    in_flight = work
+                if in_flight is not None:
+                    self._finish(range, in_flight, result, state, log)
         except (kafka_store.KafkaUnavailable, kafka_store.RangeUnavailable) as error:
             raise IngestionError(f"{range}: cannot read the range from Kafka: {error}") from error
         except BackupUnavailable as error:
             raise IngestionError(f"{range}: a store write failed and the backup is unreachable too, "
                                  f"progress not recorded: {error}") from error
+        finally:
+            gc.set_threshold(*thresholds)
         result.seconds = time.monotonic() - started
         try:
             result.progress_recorded = self.postgres.record_progress(
@@ -254,40 +284,49 @@ class Ingestor:
                                  f"a gap (reset_progress puts a deliberate jump on record)")
 
     # -- one chunk -------------------------------------------------------------------------------------
-    def _settle_chunk(self, range: OffsetRange, chunk: Sequence[kafka_store.KafkaMessage], result: RangeResult,  # noqa: A002
-                      state: dict, writers: ThreadPoolExecutor, log) -> None:
-        chunk_started = time.monotonic()
+    # Chunks flow through a short pipeline: while the store threads write chunk n (HBase and Postgres each on
+    # its own thread, in chunk order, so chunk n+1's "already there?" check always sees chunk n's writes), the
+    # main thread parses chunk n+1 and the reader thread fetches chunk n+2. At most three chunks are in memory.
+    def _prepare(self, range: OffsetRange, chunk: Sequence[kafka_store.KafkaMessage], result: RangeResult,  # noqa: A002
+                 state: dict, log) -> _Chunk:
+        work = _Chunk(started=time.monotonic())
         result.messages += len(chunk)
-        records, invalid, seen, in_chunk_duplicates = [], [], set(), 0
+        seen: set[str] = set()
         for message in chunk:
             position = KafkaPosition(range.topic, message.partition, message.offset)
             try:
                 payment = parse_and_validate(message.value)
             except InvalidMessage as error:
-                invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
+                work.invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
                 continue
             except Exception as error:  # a validator bug must not block the partition: keep it, with why
-                invalid.append(self._quarantine_entry(
+                work.invalid.append(self._quarantine_entry(
                     message, position, f"could not be validated ({type(error).__name__}: {error})", None))
                 continue
             if payment.payment_id in seen:
-                in_chunk_duplicates += 1
+                work.in_chunk_duplicates += 1
                 continue
             seen.add(payment.payment_id)
-            records.append(PaymentRecord(payment, message.value, position))
+            work.records.append(PaymentRecord(payment, message.value, position))
+        ids = [r.payment_id for r in work.records]
+        work.landed = self._redis_call(state, result, log, self.redis.landed_ids, ids) or set()
+        work.candidates = [r for r in work.records if r.payment_id not in work.landed]
+        return work
 
-        if invalid:
-            self._quarantine(invalid, range)  # stored now, or already there from an earlier run of this range
-            result.quarantined += len(invalid)
+    def _submit(self, range: OffsetRange, work: _Chunk, hbase_writer: ThreadPoolExecutor,  # noqa: A002
+                postgres_writer: ThreadPoolExecutor, state: dict, log) -> None:
+        work.hbase = hbase_writer.submit(self._land, STORE_HBASE, self.hbase, work.candidates, state, log)
+        work.postgres = postgres_writer.submit(self._quarantine_and_land, range, work, state, log)
 
-        landed = self._redis_call(state, result, log, self.redis.landed_ids, [r.payment_id for r in records]) or set()
-        candidates = [r for r in records if r.payment_id not in landed]
+    def _quarantine_and_land(self, range: OffsetRange, work: _Chunk, state: dict, log) -> _StoreOutcome:  # noqa: A002
+        if work.invalid:  # stored now, or already there from an earlier run of this range
+            self._quarantine(work.invalid, range)
+        return self._land(STORE_POSTGRES, self.postgres, work.candidates, state, log)
 
-        hbase_job = writers.submit(self._land, STORE_HBASE, self.hbase, candidates, state, log)
-        postgres_job = writers.submit(self._land, STORE_POSTGRES, self.postgres, candidates, state, log)
-        outcomes = {STORE_HBASE: hbase_job.result(), STORE_POSTGRES: postgres_job.result()}
-
-        metrics = ChunkMetrics(quarantined=len(invalid))
+    def _finish(self, range: OffsetRange, work: _Chunk, result: RangeResult, state: dict, log) -> None:  # noqa: A002
+        outcomes = {STORE_HBASE: work.hbase.result(), STORE_POSTGRES: work.postgres.result()}
+        result.quarantined += len(work.invalid)
+        metrics = ChunkMetrics(quarantined=len(work.invalid))
         for store, outcome in outcomes.items():
             result.written[store] += outcome.written
             if outcome.failed:
@@ -299,12 +338,11 @@ class Ingestor:
                 log.warning(f"{range}: {len(outcome.failed)} payments backed up for {store} "
                             f"({receipt}): {outcome.error}")
 
-        already_everywhere = {r.payment_id for r in candidates
+        already_everywhere = {r.payment_id for r in work.candidates
                               if all(r.payment_id in o.already for o in outcomes.values())}
-        result.duplicates_skipped += in_chunk_duplicates + len(landed) + len(already_everywhere)
-        metrics.duplicates = in_chunk_duplicates + len(landed) + len(already_everywhere)
-
-        for record in candidates:
+        metrics.duplicates = work.in_chunk_duplicates + len(work.landed) + len(already_everywhere)
+        result.duplicates_skipped += metrics.duplicates
+        for record in work.candidates:
             if record.payment_id in already_everywhere:
                 continue
             p = record.payment
@@ -312,9 +350,9 @@ class Ingestor:
             metrics.by_rail[p.payment_type] += 1
             metrics.by_currency[p.currency] += 1
             metrics.amount_by_currency[p.currency] = metrics.amount_by_currency.get(p.currency, Decimal(0)) + p.amount
-        metrics.seconds = time.monotonic() - chunk_started
+        metrics.seconds = time.monotonic() - work.started
         # Every candidate is now in each store or in its backup: safe to call it landed.
-        marked = self._redis_call(state, result, log, self.redis.mark_landed, [r.payment_id for r in candidates])
+        marked = self._redis_call(state, result, log, self.redis.mark_landed, [r.payment_id for r in work.candidates])
         result.written[STORE_REDIS] += marked or 0
         self._redis_call(state, result, log, self.redis.record_chunk, metrics)
 

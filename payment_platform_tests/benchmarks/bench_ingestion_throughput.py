@@ -1,0 +1,135 @@
+"""Ingestion throughput (Kafka -> HBase + Postgres + Redis) vs the raw kafka-python consume rate, and memory vs range size.
+
+Run: .venv/bin/python payment_platform_tests/benchmarks/bench_ingestion_throughput.py [--sizes 10000,50000]
+
+Starts a private embedded stack, publishes generated payments to a one-partition topic per range size, then for
+each range measures in the same run:
+- raw: kafka-python assign()+seek() reading the same range's raw bytes (no parsing, no writes): the baseline;
+- ingest: `Ingestor.ingest` of the range, in a fresh child process (its peak RSS is the run's memory).
+Targets (issue 5): ingest rate >= 0.5 x raw and >= 3,000 payments/s on ranges of 10,000+ messages; peak RSS
+flat as the range grows (chunks). Prints every figure and ratio; exits 1 if a target is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+from payment_platform.ingestion.loader import Ingestor, OffsetRange
+from payment_platform.stores.backup import FailedPaymentBackup
+from payment_platform.stores.hbase import HBaseStore
+from payment_platform.stores.postgres import PostgresLedger
+from payment_platform.stores.redis_state import RedisState
+args = json.loads(sys.argv[1])
+e = args["endpoints"]
+ingestor = Ingestor(e["kafka"], HBaseStore(e["hbase_host"], e["hbase_port"], e["hbase_transport"], e["hbase_protocol"]),
+                    PostgresLedger(e["postgres"]), FailedPaymentBackup(e["mongo"], args["fallback_dir"]),
+                    RedisState(e["redis"]))
+ingestor.ensure_schemas()
+rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+result = ingestor.ingest(OffsetRange(args["topic"], 0, args["start"], args["end"]), chunk_size=args["chunk_size"])
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "rss_before_kb": rss_before,
+                  "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **result.as_metadata()}))
+"""
+
+
+def publish(bootstrap: str, topic: str, count: int, seed: int) -> tuple[int, int]:
+    from payment_platform.generation.generator import generate
+    from payment_platform.stores import kafka
+    kafka.ensure_topic(bootstrap, topic, partitions=1)
+    with kafka.Publisher(bootstrap, topic) as publisher:
+        result = publisher.publish(generate(count, seed))
+    assert result.acknowledged == count, result
+    return result.offsets[0]
+
+
+def raw_consume(bootstrap: str, topic: str, start: int, end: int) -> float:
+    """Seconds for kafka-python to read offsets [start, end) of partition 0 as raw bytes."""
+    from kafka import KafkaConsumer, TopicPartition
+    tp = TopicPartition(topic, 0)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             max_poll_records=2000, fetch_max_wait_ms=100)
+    try:
+        started = time.perf_counter()
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        position, nbytes = start, 0
+        while position < end:
+            for record in consumer.poll(timeout_ms=1000).get(tp, []):
+                if record.offset < end:
+                    nbytes += len(record.value)
+                position = record.offset + 1
+        return time.perf_counter() - started
+    finally:
+        consumer.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,50000", help="range sizes, comma separated")
+    parser.add_argument("--chunk-size", type=int, default=2000)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    from payment_platform.stack.manager import start_stack
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    print(f"starting the embedded stack in {data_dir} ...", flush=True)
+    stack = start_stack(data_dir, use_default_ports=False, owned=True, timeout=60)
+    rows, ok = [], True
+    try:
+        e = stack.endpoints
+        for n, size in enumerate(sizes):
+            topic = f"bench-ingest-{size}-{uuid.uuid4().hex[:6]}"
+            t0 = time.perf_counter()
+            start, end = publish(e.kafka, topic, size, seed=1000 + n)
+            print(f"published {size:,} payments to {topic} in {time.perf_counter() - t0:.1f}s", flush=True)
+            raw_s = raw_consume(e.kafka, topic, start, end)
+            child_args = {"endpoints": e.as_dict(), "topic": topic, "start": start, "end": end,
+                          "chunk_size": args.chunk_size, "fallback_dir": str(data_dir / "failed_payments")}
+            out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(child_args)], capture_output=True,
+                                 text=True, check=False)
+            if out.returncode != 0:
+                print(out.stderr[-3000:])
+                return 1
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            raw_rate, rate = size / raw_s, run["messages"] / run["seconds"]
+            rows.append((size, raw_rate, rate, run))
+            print(f"  range {size:>7,}: raw kafka-python consume {raw_rate:8,.0f} msg/s | ingest {rate:8,.0f} "
+                  f"payments/s | ratio {rate / raw_rate:.2f} | written hbase {run['written_hbase']:,} postgres "
+                  f"{run['written_postgres']:,} redis {run['written_redis']:,}, quarantined {run['quarantined']}, "
+                  f"backed up {run['backed_up']} | peak RSS {run['peak_rss_kb'] / 1024:.0f} MB", flush=True)
+            if run["backed_up"] or run["written_postgres"] + run["duplicates_skipped"] + run["quarantined"] != size:
+                print("  !! not every payment landed cleanly")
+                ok = False
+    finally:
+        stack.stop()
+
+    print()
+    print("size      raw msg/s   ingest/s   ratio   peak RSS MB")
+    for size, raw_rate, rate, run in rows:
+        print(f"{size:<9,} {raw_rate:>9,.0f} {rate:>10,.0f} {rate / raw_rate:>7.2f} {run['peak_rss_kb'] / 1024:>12.0f}")
+        if size >= 10_000 and (rate < 3000 or rate < 0.5 * raw_rate):
+            print(f"  target missed for {size:,}: need >= 3,000/s and >= 0.5 x raw")
+            ok = False
+    if len(rows) >= 2:
+        small, large = rows[0], rows[-1]
+        growth = large[3]["peak_rss_kb"] / small[3]["peak_rss_kb"]
+        print(f"peak RSS {large[0]:,} vs {small[0]:,} range: x{growth:.2f} for x{large[0] / small[0]:.0f} the messages "
+              f"({'flat' if growth < 1.25 else 'GROWS'})")
+        ok = ok and growth < 1.25
+    print("RESULT:", "targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
