@@ -147,3 +147,58 @@ def test_sigkill_mid_range_then_retry_lands_every_payment_once(lane):
     assert len(ids) == len(set(ids)) == n and set(ids) == set(ids_of(n, lane.namespace))
     assert postgres.count_payments() == n and lane.hbase().count_index() == n
     assert result.backed_up == {"hbase": 0, "postgres": 0}
+
+
+def start_gateway(data_dir, port):
+    process = subprocess.Popen([sys.executable, "-m", "payment_platform.cli", "hbase-gateway", "--host", "127.0.0.1",
+                                "--port", str(port), "--data-dir", str(data_dir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import happybase
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            connection = happybase.Connection("127.0.0.1", port, timeout=1000)
+            connection.tables()
+            connection.close()
+            return process
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"private HBase gateway did not start: {process.stderr.read()[-2000:]!r}")
+            time.sleep(0.1)
+
+
+def test_private_hbase_gateway_killed_mid_range(lane, tmp_path):
+    """A real HBase server dies (SIGKILL) after two chunks: the rest of the range goes to the backup."""
+    port, data_dir = free_port(), tmp_path / "hbase"
+    gateway = start_gateway(data_dir, port)
+    try:
+        n = 250
+        rng = lane.publish([raw(payment_doc(i, lane.namespace)) for i in range(n)])
+        hbase = lane.hbase(port=port)
+        real_write, chunks_written = hbase.write_payments, []
+
+        def write_then_die(records):
+            written = real_write(records)
+            chunks_written.append(written)
+            if len(chunks_written) == 2:
+                gateway.kill()
+                gateway.wait(timeout=10)
+            return written
+        hbase.write_payments = write_then_die
+        ingestor = lane.ingestor(hbase=hbase)
+        result = ingestor.ingest(rng, chunk_size=50)
+        assert result.written["hbase"] == 100 and result.backed_up == {"hbase": 150, "postgres": 0}
+        assert result.written["postgres"] == n and result.progress_recorded
+        backed_up = {e.payment_id for e in ingestor.backup.list_oldest(1000, store="hbase")}
+    finally:
+        gateway.kill()
+        gateway.wait(timeout=10)
+    restarted = start_gateway(data_dir, port)  # what the dead server had acknowledged is still there
+    try:
+        landed = set(hbase_ids(lane.hbase(port=port)))
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=10)
+    assert len(landed) == 100 and landed.isdisjoint(backed_up)
+    assert landed | backed_up == set(ids_of(n, lane.namespace))
