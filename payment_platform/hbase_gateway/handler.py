@@ -24,6 +24,7 @@ from payment_platform.hbase_gateway.storage import (
     Family,
     ReadSpec,
     Store,
+    cap_versions,
     StoreError,
     TableExists,
 )
@@ -186,13 +187,16 @@ class Scanner:
             return out
 
     def _fill(self, wanted: int) -> None:
-        rows = self.store.iter_rows(self.table, self.start, self.stop, self.reverse, self.spec, after=self.after)
+        flt = self.filter
+        rows = self.store.iter_rows(self.table, self.start, self.stop, self.reverse, self.spec, after=self.after,
+                                    versions=0 if flt is not None else None)
         got = 0
         try:
             for row, cells in rows:
                 self.after = row
-                if self.filter is not None:
-                    cells = self.filter.apply(row, cells)
+                if flt is not None:
+                    # Filters see every version in range; versions are counted among what they keep.
+                    cells = cap_versions(flt.apply(row, cells), self.spec.versions)
                 if cells:
                     if self.batch and len(cells) > self.batch:
                         for i in range(0, len(cells), self.batch):
@@ -200,7 +204,7 @@ class Scanner:
                     else:
                         self.pending.append(_row_result(row, cells, self.sort_columns, self.names))
                     got += 1
-                if self.filter is not None and self.filter.done:
+                if flt is not None and flt.done:
                     self.finished = True
                     return
                 if got >= wanted:

@@ -465,7 +465,7 @@ class Store:
         return out
 
     def iter_rows(self, name: bytes, start: bytes, stop: bytes | None, reverse: bool, spec: ReadSpec,
-                  after: bytes | None = None):
+                  after: bytes | None = None, versions: int | None = None):
         """Streams (row, cells) from start (inclusive) to stop (exclusive), resuming after `after`.
 
         Reverse scans walk the index backwards (start is the highest row); cells of each row are still
@@ -501,7 +501,7 @@ class Store:
                 f"SELECT row, family, qualifier, ts, value FROM {meta.cells} {where} ORDER BY {order}", params
             )
             try:
-                yield from _rows(cur, meta, spec, now_ms(), reverse=reverse)
+                yield from _rows(cur, meta, spec, now_ms(), reverse=reverse, versions=versions)
             finally:
                 cur.close()
 
@@ -510,21 +510,33 @@ def _expired(fam: Family, ts: int, now: int) -> bool:
     return fam.time_to_live < FOREVER and ts < now - fam.time_to_live * 1000
 
 
-def _rows(cursor, meta: TableMeta, spec: ReadSpec, now: int, reverse: bool = False):
+def cap_versions(cells: list, versions: int) -> list:
+    """Keeps the newest `versions` cells of each column (cells in HBase order)."""
+    out, last, taken = [], None, 0
+    for cell in cells:
+        if cell[:2] != last:
+            last, taken = cell[:2], 0
+        if taken < versions:
+            taken += 1
+            out.append(cell)
+    return out
+
+
+def _rows(cursor, meta: TableMeta, spec: ReadSpec, now: int, reverse: bool = False, versions: int | None = None):
     """Groups a cursor over (row, family, qualifier, ts, value) into visible rows."""
     current_row = None
     cells: list = []
     for row, fam, q, ts, value in _fetch(cursor):
         if row != current_row:
             if cells:
-                visible = _visible(cells[::-1] if reverse else cells, meta, spec, now)
+                visible = _visible(cells[::-1] if reverse else cells, meta, spec, now, versions)
                 if visible:
                     yield current_row, visible
             current_row = row
             cells = []
         cells.append((fam, q, ts, value))
     if cells:
-        visible = _visible(cells[::-1] if reverse else cells, meta, spec, now)
+        visible = _visible(cells[::-1] if reverse else cells, meta, spec, now, versions)
         if visible:
             yield current_row, visible
 
@@ -538,11 +550,16 @@ def _fetch(cursor, size: int = 256):
         yield from chunk
 
 
-def _visible(cells: list, meta: TableMeta, spec: ReadSpec, now: int) -> list:
-    """Applies column selection, max versions, TTL, the time range and the requested versions to one row."""
+def _visible(cells: list, meta: TableMeta, spec: ReadSpec, now: int, versions: int | None = None) -> list:
+    """Applies column selection, max versions, TTL, the time range and the requested versions to one row.
+
+    versions=0 keeps every version in range: a filter then sees them all and the requested number of
+    versions is counted among the cells it lets through (HBase's ScanQueryMatcher order).
+    """
     columns = spec.columns
     max_ts = spec.max_ts
     families = meta.families
+    versions = spec.versions if versions is None else (versions or 1 << 62)
     out = []
     last_col = None
     seen = 0  # versions of the current column already looked at (stored order, newest first)
@@ -562,7 +579,7 @@ def _visible(cells: list, meta: TableMeta, spec: ReadSpec, now: int) -> list:
             wanted = columns.get(fam, False)
             if wanted is False or (wanted is not None and q not in wanted):
                 continue
-        if ts >= max_ts or taken >= spec.versions:
+        if ts >= max_ts or taken >= versions:
             continue
         if fam_meta.time_to_live < FOREVER and ts < now - fam_meta.time_to_live * 1000:
             continue

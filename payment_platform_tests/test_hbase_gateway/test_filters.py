@@ -131,3 +131,15 @@ def test_unsupported_filters_are_refused_by_name(people, flt, name):
 def test_malformed_filters_are_illegal_arguments(people, flt):
     with pytest.raises(IllegalArgument):
         list(people.scan(filter=flt))
+
+
+def test_filters_see_older_versions_as_hbase(table):
+    # HBase applies a scan's filter before counting versions: a ValueFilter can surface an older version.
+    table.put(b"r", {b"cf:a": b"old"}, timestamp=1)
+    table.put(b"r", {b"cf:a": b"new"}, timestamp=2)
+    assert rows(table, "ValueFilter(=, 'binary:old')") == {b"r": {b"cf:a": b"old"}}
+    assert dict(table.scan(filter="TimestampsFilter(1)", include_timestamp=True)) == {b"r": {b"cf:a": (b"old", 1)}}
+    assert rows(table, "ValueFilter(=, 'binaryprefix:')") == {b"r": {b"cf:a": b"new"}}
+    # SingleColumnValueFilter looks at the newest version only by default.
+    assert rows(table, "SingleColumnValueFilter('cf', 'a', =, 'binary:old')") == {}
+    assert rows(table, "SingleColumnValueFilter('cf', 'a', =, 'binary:old', false, false)") == {b"r": {b"cf:a": b"new"}}
