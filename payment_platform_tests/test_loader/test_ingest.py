@@ -94,3 +94,13 @@ def test_range_past_recorded_progress_is_refused_as_a_gap(lane):
     with pytest.raises(IngestionError, match="gap"):
         ingestor.ingest(OffsetRange(lane.topic, 0, 5, 10))
     assert ingestor.postgres.count_payments() == 0 and ingestor.postgres.read_progress(lane.topic) == {}
+
+
+def test_postgres_unreachable_fails_before_writing_anything(lane):
+    from payment_platform.stores.postgres import PostgresLedger
+    rng = lane.publish(payments(10, lane.namespace))
+    dead = PostgresLedger(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout_s=2)
+    ingestor = lane.ingestor(postgres=dead)
+    with pytest.raises(IngestionError, match="progress"):
+        ingestor.ingest(rng)
+    assert ingestor.hbase.count_index() == 0 and ingestor.backup.size() == 0
