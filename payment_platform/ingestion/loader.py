@@ -381,16 +381,20 @@ class Ingestor:
         if not candidates:
             return outcome
         ids = [r.payment_id for r in candidates]
-        try:
-            outcome.already = store.existing_ids(ids)
-        except Exception as first_error:
+        # A store that already failed in this range gets one attempt per chunk, not two: a hung server then
+        # costs one timeout per chunk.
+        attempts = 1 if name in state["failed_stores"] else 2
+        for attempt in range(1, attempts + 1):
             try:
-                time.sleep(WRITE_RETRY_DELAY_S)
                 outcome.already = store.existing_ids(ids)
+                break
             except Exception as error:
+                if attempt < attempts:
+                    time.sleep(WRITE_RETRY_DELAY_S)
+                    continue
                 # Unknown what it holds: writing blind could overwrite a first version, so back them all up.
                 outcome.failed, outcome.error = list(candidates), f"{name} unreachable: {error!r}"
-                self._note_failure(name, state, outcome.error, log, first_error)
+                self._note_failure(name, state, outcome.error, log)
                 return outcome
         try:
             outcome.already |= self.backup.stored_ids(name, [i for i in ids if i not in outcome.already])
@@ -399,7 +403,6 @@ class Ingestor:
         todo = [r for r in candidates if r.payment_id not in outcome.already]
         if not todo:
             return outcome
-        attempts = 1 if name in state["failed_stores"] else 2
         for attempt in range(1, attempts + 1):
             try:
                 outcome.written = store.write_payments(todo)
@@ -413,7 +416,7 @@ class Ingestor:
         return outcome
 
     @staticmethod
-    def _note_failure(name: str, state: dict, error: str, log, first_error: Exception | None = None) -> None:
+    def _note_failure(name: str, state: dict, error: str, log) -> None:
         if name not in state["failed_stores"]:
             log.warning(f"{name} failing: {error}")
         state["failed_stores"].add(name)
