@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -194,8 +195,10 @@ def reconcile(left: PaymentSource, right: PaymentSource, scope: Scope,
               depth: int = DEFAULT_SEGMENT_DEPTH) -> ReconciliationReport:
     """Compare two stores over a scope, narrowing only the segments that differ down to payment ids."""
     started = time.perf_counter()
-    left_summary = left.summarize(scope, depth)
-    right_summary = right.summarize(scope, depth)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile") as pool:  # both stores at once
+        left_future = pool.submit(left.summarize, scope, depth)
+        right_summary = right.summarize(scope, depth)
+        left_summary = left_future.result()
     segments = differing_segments(left_summary, right_summary)
     missing: dict[str, list[str]] = {left.name: [], right.name: []}
     altered: list[str] = []

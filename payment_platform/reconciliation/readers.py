@@ -12,6 +12,8 @@ implement `compare.PaymentSource`:
 """
 from __future__ import annotations
 
+import queue
+import threading
 from datetime import datetime, timezone
 from typing import Callable, Collection, Iterable, Iterator, Sequence
 
@@ -40,6 +42,53 @@ SCAN_BATCH = 5000  # rows per scannerGetList call
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+_END = object()
+
+
+def prefetched(rows: Iterable, chunk: int = SCAN_BATCH, depth: int = 4) -> Iterator:
+    """Iterate `rows` in a background thread, `depth` chunks ahead: the Thrift round trips (the gateway's work
+    in its own process) overlap with the caller's processing of the previous chunk."""
+    pipe: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                pipe.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            batch = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= chunk:
+                    if not put(batch):
+                        return
+                    batch = []
+            if batch and not put(batch):
+                return
+            put(_END)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer
+            put(error)
+
+    thread = threading.Thread(target=produce, name="hbase-scan-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = pipe.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
 
 
 def _window_bounds(window: TimeWindow) -> tuple[bytes, bytes]:
@@ -71,7 +120,7 @@ class HBaseReader:
             rows = table.scan(row_start=start, row_stop=stop, columns=RECORD_COLUMNS, batch_size=self.scan_batch)
         else:
             rows = table.scan(columns=RECORD_COLUMNS, batch_size=self.scan_batch)
-        for key, cells in rows:
+        for key, cells in prefetched(rows, self.scan_batch):
             yield self._record(key, cells)
 
     def row_keys(self, payment_ids: Iterable[str]) -> list[bytes]:

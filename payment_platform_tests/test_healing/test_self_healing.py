@@ -186,10 +186,17 @@ def test_rows_changed_behind_the_platform_are_named_and_block_the_summary(platfo
     assert not rail.passed and meta(rail, "invalid_sample") == [invalid]
     assert evaluations[(HB, AMOUNTS_VALID_FOR_RAIL)].passed
     assert evaluations[(HB, NO_DUPLICATE_PAYMENT_IDS)].passed
+    ranges_check = evaluations[(HB, INGESTED_RANGES_CONSISTENCY)]
+    assert not ranges_check.passed and meta(ranges_check, "lost_sample") == [deleted]  # not in HBase nor its backup
 
     # the summary never builds on inconsistent data: its blocking checks stop the run before it
     run = platform.definitions().resolve_job_def(daily_settlement_job.name).execute_in_process(
         instance=instance, raise_on_error=False)
     assert not run.success
     assert instance.get_latest_materialization_event(DAILY_SETTLEMENT_SUMMARY) is None
+    failure = run.get_step_failure_events()
+    assert [e.step_key for e in failure] == ["store_integrity_checks"]
+    assert "blocking asset checks failed" in failure[0].event_specific_data.error.message
+    started = {e.step_key for e in run.all_events if e.event_type_value == "STEP_START"}
+    assert started == {"store_integrity_checks"}, started  # the summary's step never started
 
