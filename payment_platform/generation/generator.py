@@ -232,8 +232,9 @@ class _Generator:
         rng = self.rng
         choices = [d for d in self.settings.defects if _applicable(d, rule, payer, payee, bool(self.recent_ids))]
         defect = choices[rng.randrange(len(choices))]
-        if defect == "not_json":
-            cut = message.value[: rng.randrange(10, len(message.value) // 2)]
+        if defect == "not_json":  # cut short after the payment id, as a torn write would leave it
+            after_id = message.value.index(b'"payment_type"')
+            cut = message.value[: rng.randrange(after_id, max(after_id + 1, len(message.value) // 2))]
             return _replace(message, value=cut, defect=defect)
         doc = json.loads(message.value)
         payment_id = message.payment_id
