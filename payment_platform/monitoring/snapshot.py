@@ -78,9 +78,6 @@ class Probes:
 
 def collect(probes: Probes) -> Snapshot:
     """Probe every service and read every figure, in parallel, each bounded by the probes' timeout."""
-    from payment_platform.ingestion.planner import lag_of
-    from payment_platform.stores import kafka as kafka_store
-
     timeout = probes.timeout_s
     snapshot = Snapshot(taken_at=time.time())
 
@@ -90,16 +87,15 @@ def collect(probes: Probes) -> Snapshot:
         return value
 
     health = {
-        "kafka": lambda: f"{len(kafka_store.end_offsets(need(probes.kafka_bootstrap, 'KAFKA_BOOTSTRAP_SERVERS'), probes.topic, timeout_s=timeout))} partitions of {probes.topic}",
+        "kafka": lambda: _kafka_health(need(probes.kafka_bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), probes.topic, timeout),
         "postgres": lambda: f"PostgreSQL {need(probes.ledger, 'POSTGRES_DSN').health()['server_version']}",
         "hbase": lambda: f"{len(need(probes.hbase, 'HBASE_HOST').health()['tables'])} tables at {probes.hbase.address}",
         "mongo": lambda: _mongo_health(probes.backup),
         "redis": lambda: f"redis {need(probes.redis, 'REDIS_URL').health()}",
     }
     reads = {
-        "lag": lambda: lag_of(kafka_store.end_offsets(need(probes.kafka_bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), probes.topic,
-                                                      timeout_s=timeout),
-                              need(probes.ledger, "POSTGRES_DSN").read_progress(probes.topic)).lag,
+        "lag": lambda: _lag(need(probes.kafka_bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), probes.topic,
+                            need(probes.ledger, "POSTGRES_DSN"), timeout),
         "metrics": lambda: need(probes.redis, "REDIS_URL").metrics(),
         "backup": lambda: probes.backup.stats(),
         "quarantine": lambda: need(probes.ledger, "POSTGRES_DSN").count_quarantine(),
@@ -144,6 +140,26 @@ def collect(probes: Probes) -> Snapshot:
         if not ok and kind == "read":
             snapshot.problems.append(f"{name}: {value}")
     return snapshot
+
+
+def _kafka_health(bootstrap: str, topic: str, timeout_s: float) -> str:
+    from payment_platform.stores import kafka as kafka_store
+
+    try:
+        return f"{len(kafka_store.end_offsets(bootstrap, topic, timeout_s=timeout_s))} partitions of {topic}"
+    except kafka_store.UnknownTopic:  # the broker answered: healthy, nothing published yet
+        return f"broker up, topic {topic} not created yet"
+
+
+def _lag(bootstrap: str, topic: str, ledger, timeout_s: float) -> int:
+    from payment_platform.ingestion.planner import lag_of
+    from payment_platform.stores import kafka as kafka_store
+
+    try:
+        end = kafka_store.end_offsets(bootstrap, topic, timeout_s=timeout_s)
+    except kafka_store.UnknownTopic:
+        return 0  # no topic, nothing waiting
+    return lag_of(end, ledger.read_progress(topic)).lag
 
 
 class NotConfigured(RuntimeError):
