@@ -288,11 +288,13 @@ class Store:
         or a whole-row delete when family is None too).
         """
         meta = self.table(name)
+        families = meta.families
         for _row, puts, deletes in rows:
             for fam, _q, _v in puts:
-                self._check_family(meta, fam)
+                if fam not in families:
+                    self._check_family(meta, fam)
             for fam, _q in deletes:
-                if fam is not None:
+                if fam is not None and fam not in families:
                     self._check_family(meta, fam)
         with self._write_lock:
             self._ensure_open()
