@@ -131,6 +131,16 @@ class _Chunk:
     postgres: Future | None = None
 
 
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _payment_id_hint(raw: bytes) -> str | None:
     """The payment_id of a message that failed validation, when it can be read (for people searching)."""
     try:
@@ -296,6 +306,8 @@ class Ingestor:
             position = KafkaPosition(range.topic, message.partition, message.offset)
             try:
                 payment = parse_and_validate(message.value)
+                if b"\\u0000" in message.value and _holds_nul(payment.doc):
+                    raise InvalidMessage("a text field holds a NUL character (\\u0000), which PostgreSQL cannot store")
             except InvalidMessage as error:
                 work.invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
                 continue

@@ -6,6 +6,8 @@ Starts a private embedded stack, publishes generated payments to a one-partition
 each range measures in the same run:
 - raw: kafka-python assign()+seek() reading the same range's raw bytes (no parsing, no writes): the baseline;
 - ingest: `Ingestor.ingest` of the range, in a fresh child process (its peak RSS is the run's memory).
+- hbase-alone (ranges up to 20,000): the same rows put straight into HBase, nothing else running: the store-bound
+  ceiling (every payment is 16 cells + an index cell through the Thrift gateway).
 Targets (issue 5): ingest rate >= 0.5 x raw and >= 3,000 payments/s on ranges of 10,000+ messages; peak RSS
 flat as the range grows (chunks). Prints every figure and ratio; exits 1 if a target is missed.
 """
@@ -74,6 +76,26 @@ def raw_consume(bootstrap: str, topic: str, start: int, end: int) -> float:
         consumer.close()
 
 
+def hbase_direct(endpoints, topic: str, start: int, end: int) -> float:
+    """Seconds to put the same payments' rows (same cells, same 2,000-row batches, index included) straight into
+    HBase with nothing else running: the store-bound ceiling of ingestion on this machine."""
+    from payment_platform.domain.validation import parse_and_validate
+    from payment_platform.stores import kafka
+    from payment_platform.stores.hbase import HBaseStore
+    from payment_platform.stores.records import KafkaPosition, PaymentRecord
+    records = [PaymentRecord(parse_and_validate(m.value), m.value, KafkaPosition(topic, 0, m.offset))
+               for chunk in kafka.read_range(endpoints.kafka, topic, 0, start, end) for m in chunk]
+    store = HBaseStore(endpoints.hbase_host, endpoints.hbase_port, endpoints.hbase_transport,
+                       endpoints.hbase_protocol, table_prefix=f"direct{uuid.uuid4().hex[:6]}")
+    store.ensure_schema()
+    started = time.perf_counter()
+    for i in range(0, len(records), 2000):
+        store.write_payments(records[i:i + 2000])
+    seconds = time.perf_counter() - started
+    store.close()
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,50000", help="range sizes, comma separated")
@@ -103,7 +125,11 @@ def main() -> int:
                 return 1
             run = json.loads(out.stdout.strip().splitlines()[-1])
             raw_rate, rate = size / raw_s, run["messages"] / run["seconds"]
+            hbase_rate = size / hbase_direct(e, topic, start, end) if size <= 20_000 else None
             rows.append((size, raw_rate, rate, run))
+            if hbase_rate:
+                print(f"  range {size:>7,}: HBase puts alone (same rows, nothing else running) {hbase_rate:8,.0f} rows/s"
+                      f" | ingest / HBase-alone {rate / hbase_rate:.2f}")
             print(f"  range {size:>7,}: raw kafka-python consume {raw_rate:8,.0f} msg/s | ingest {rate:8,.0f} "
                   f"payments/s | ratio {rate / raw_rate:.2f} | written hbase {run['written_hbase']:,} postgres "
                   f"{run['written_postgres']:,} redis {run['written_redis']:,}, quarantined {run['quarantined']}, "

@@ -104,3 +104,14 @@ def test_postgres_unreachable_fails_before_writing_anything(lane):
     with pytest.raises(IngestionError, match="progress"):
         ingestor.ingest(rng)
     assert ingestor.hbase.count_index() == 0 and ingestor.backup.size() == 0
+
+
+def test_a_nul_character_postgres_cannot_store_is_quarantined_alone(lane):
+    doc = payment_doc(3, lane.namespace)
+    doc["originator"]["name"] = "Acme\u0000 LLC"
+    rng = lane.publish(payments(3, lane.namespace) + [raw(doc)] + payments(3, lane.namespace, start=4))
+    result = lane.ingestor().ingest(rng)
+    assert result.quarantined == 1 and result.written["postgres"] == result.written["hbase"] == 6
+    assert result.backed_up == {"hbase": 0, "postgres": 0}
+    [entry] = lane.postgres().quarantined()
+    assert "NUL" in entry["reason"] and entry["kafka_offset"] == rng.start + 3
