@@ -91,14 +91,14 @@ def collect(probes: Probes) -> Snapshot:
         "postgres": lambda: f"PostgreSQL {need(probes.ledger, 'POSTGRES_DSN').health()['server_version']}",
         "hbase": lambda: f"{len(need(probes.hbase, 'HBASE_HOST').health()['tables'])} tables at {probes.hbase.address}",
         "mongo": lambda: _mongo_health(probes.backup),
-        "redis": lambda: f"redis {need(probes.redis, 'REDIS_URL').health()}",
+        "redis": lambda: _redis_health(need(probes.redis, "REDIS_URL")),
     }
     reads = {
         "lag": lambda: _lag(need(probes.kafka_bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), probes.topic,
                             need(probes.ledger, "POSTGRES_DSN"), timeout),
         "metrics": lambda: need(probes.redis, "REDIS_URL").metrics(),
         "backup": lambda: probes.backup.stats(),
-        "quarantine": lambda: need(probes.ledger, "POSTGRES_DSN").count_quarantine(),
+        "quarantine": lambda: _before_first_ingestion(need(probes.ledger, "POSTGRES_DSN").count_quarantine),
     }
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(health) + len(reads), thread_name_prefix="status")
     try:
@@ -159,7 +159,23 @@ def _lag(bootstrap: str, topic: str, ledger, timeout_s: float) -> int:
         end = kafka_store.end_offsets(bootstrap, topic, timeout_s=timeout_s)
     except kafka_store.UnknownTopic:
         return 0  # no topic, nothing waiting
-    return lag_of(end, ledger.read_progress(topic)).lag
+    return lag_of(end, _before_first_ingestion(lambda: ledger.read_progress(topic), {})).lag
+
+
+def _before_first_ingestion(read, empty=0):
+    """The ledger's tables appear with the first ingestion: before that, nothing was quarantined or ingested."""
+    import psycopg2.errors
+
+    try:
+        return read()
+    except psycopg2.errors.UndefinedTable:
+        return empty
+
+
+def _redis_health(redis_state) -> str:
+    report = redis_state.health()
+    version = report.get("redis_version") if isinstance(report, dict) else None
+    return f"Redis {version}" if version else f"Redis {report}"
 
 
 class NotConfigured(RuntimeError):
