@@ -126,3 +126,28 @@ def test_many_concurrent_connections(gateway, table):
     assert errors == []
     assert len(list(table.scan(row_prefix=b"w"))) == 12 * 5 * 40
     assert table.counter_get(b"counter", b"cf:n") == 60
+
+
+def test_fuzzed_requests_never_take_the_gateway_down(gateway, table):
+    import random
+
+    rng = random.Random(7)
+    methods = [b"mutateRows", b"getRow", b"scannerOpenWithScan", b"createTable", b"getRowsWithColumns",
+               b"atomicIncrement", b"scannerGetList", b"noSuchMethod"]
+    for seqid in range(80):
+        method = rng.choice(methods)
+        body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 120)))
+        if rng.random() < 0.5:  # a plausible field header announcing an absurd size
+            body = (bytes([rng.choice([8, 10, 11, 12, 13, 15])]) + struct.pack(">h", rng.randint(1, 4))
+                    + struct.pack(">i", rng.choice([-1, -(2**31), 2**31 - 1, 5, 100_000])) + body)
+        message = struct.pack(">I", 0x80010001) + struct.pack(">i", len(method)) + method + struct.pack(">i", seqid)
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as s:
+            s.sendall(message + body)
+            try:
+                s.shutdown(socket.SHUT_WR)
+                s.recv(100)
+            except OSError:
+                pass
+    table.put(b"after-fuzz", {b"cf:a": b"ok"})
+    assert table.row(b"after-fuzz") == {b"cf:a": b"ok"}
+    assert gateway.proc.poll() is None
