@@ -200,3 +200,44 @@ def test_rows_changed_behind_the_platform_are_named_and_block_the_summary(platfo
     started = {e.step_key for e in run.all_events if e.event_type_value == "STEP_START"}
     assert started == {"store_integrity_checks"}, started  # the summary's step never started
 
+
+
+class KilledAfter:
+    """The real backup, except that the process 'dies' after `removals` removals (between a write and the
+    removal of the rest of its batch), as a replay run killed half way."""
+
+    def __init__(self, backup, removals: int):
+        self._backup, self._left = backup, removals
+
+    def __getattr__(self, name):
+        return getattr(self._backup, name)
+
+    def remove(self, payment_id, store):
+        if self._left == 0:
+            raise SystemExit("killed")
+        self._left -= 1
+        return self._backup.remove(payment_id, store)
+
+
+def test_replay_killed_half_way_then_run_twice_lands_each_payment_once(platform, private_hbase, instance):
+    from payment_platform.replay.replayer import ReplaySettings, replayer_for
+
+    ranges = platform.publish(40, seed=15)
+    private_hbase.kill()
+    for offset_range in ranges:
+        platform.ingest(offset_range)
+    assert platform.backup().size("hbase") == 40
+    private_hbase.start()
+
+    killed = replayer_for(KilledAfter(platform.backup(), removals=15), platform.hbase(), platform.postgres(),
+                          ReplaySettings(batch_size=10))
+    with pytest.raises(SystemExit):
+        killed.drain(["hbase"])
+    assert platform.backup().size("hbase") == 25  # 20 written (2 batches), 15 removed before the 'kill'
+
+    heal_by_itself(platform, instance, "hbase", landed=25)
+    again = platform.run_replay(instance, dg.RunRequest(run_config={"ops": {"replay_failed_payments": {
+        "config": {"stores": ["hbase", "postgres"]}}}}))
+    assert again.success
+    assert_every_payment_once_in_both_stores(platform)
+    assert_all_checks_pass(platform, instance)
