@@ -303,14 +303,17 @@ class Publisher:
                            f"0 payments acknowledged", acknowledged=0, failed=0)
 
     def _on_ack(self, metadata) -> None:
-        with self._lock:
-            self.result.acknowledged += 1
-            span = self.result.offsets.get(metadata.partition)
-            offset = metadata.offset
-            if span is None:
-                self.result.offsets[metadata.partition] = (offset, offset + 1)
-            elif offset < span[0] or offset >= span[1]:
-                self.result.offsets[metadata.partition] = (min(span[0], offset), max(span[1], offset + 1))
+        # Runs on the producer's single I/O thread; the main thread only reads these, so no lock is needed.
+        result = self.result
+        result.acknowledged += 1
+        partition, offset = metadata.partition, metadata.offset
+        span = result.offsets.get(partition)
+        if span is None:
+            result.offsets[partition] = (offset, offset + 1)
+        elif offset >= span[1]:
+            result.offsets[partition] = (span[0], offset + 1)
+        elif offset < span[0]:
+            result.offsets[partition] = (offset, span[1])
 
     def _on_error(self, error: Exception) -> None:
         with self._lock:
@@ -329,8 +332,12 @@ class Publisher:
             self.result.sent += 1
             raise self._error(f"send failed: {error}") from None
         self.result.sent += 1
-        future.add_callback(self._on_ack)
-        future.add_errback(self._on_error)
+        register = getattr(future, "_add_cb_eb", None)  # kafka-python's one-lock fast path, when present
+        if register is not None:
+            register(self._on_ack, self._on_error)
+        else:
+            future.add_callback(self._on_ack)
+            future.add_errback(self._on_error)
 
     def flush(self, timeout_s: float | None = None) -> PublishResult:
         """Waits until every sent message is acknowledged or failed; raises PublishError if any failed."""
