@@ -303,17 +303,19 @@ class Publisher:
                            f"0 payments acknowledged", acknowledged=0, failed=0)
 
     def _on_ack(self, metadata) -> None:
-        # Runs on the producer's single I/O thread; the main thread only reads these, so no lock is needed.
+        # Usually on the producer's I/O thread, but on the sending thread when the record was acknowledged
+        # before its callback was registered: the lock keeps the count exact either way.
         result = self.result
-        result.acknowledged += 1
         partition, offset = metadata.partition, metadata.offset
-        span = result.offsets.get(partition)
-        if span is None:
-            result.offsets[partition] = (offset, offset + 1)
-        elif offset >= span[1]:
-            result.offsets[partition] = (span[0], offset + 1)
-        elif offset < span[0]:
-            result.offsets[partition] = (offset, span[1])
+        with self._lock:
+            result.acknowledged += 1
+            span = result.offsets.get(partition)
+            if span is None:
+                result.offsets[partition] = (offset, offset + 1)
+            elif offset >= span[1]:
+                result.offsets[partition] = (span[0], offset + 1)
+            elif offset < span[0]:
+                result.offsets[partition] = (offset, span[1])
 
     def _on_error(self, error: Exception) -> None:
         with self._lock:
