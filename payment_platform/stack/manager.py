@@ -243,7 +243,7 @@ def probe_once(name: str, endpoints: Endpoints) -> str | None:
 
 
 def check_health(endpoints: Endpoints, records: Mapping[str, ServiceRecord]) -> list[ServiceHealth]:
-    names = list(records)
+    names = sorted(records, key=lambda name: list(SERVICES).index(name) if name in SERVICES else len(SERVICES))
     with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
         errors = dict(zip(names, pool.map(lambda n: probe_once(n, endpoints), names)))
     result = []

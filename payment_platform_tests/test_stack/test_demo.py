@@ -12,6 +12,7 @@ from payment_platform_tests.test_stack.conftest import cli, processes_under, wai
 
 HOST_PORT = re.compile(r"^[\w.-]+:\d+$")
 pytestmark = pytest.mark.slow
+DEMO_TIMEOUT_S = 300  # the whole flow (stack, dagster-daemon, publish, sensor runs); ~30 s on an idle 2-core machine
 
 
 def assert_endpoint_formats(endpoints: dict) -> None:
@@ -23,7 +24,7 @@ def assert_endpoint_formats(endpoints: dict) -> None:
 
 
 def test_demo_json_summary_and_nothing_left_behind():
-    result = cli("demo", "--json", "--count", "5", "--seed", "7")
+    result = cli("demo", "--json", "--count", "5", "--seed", "7", timeout=DEMO_TIMEOUT_S)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["ok"] is True and summary["count"] == 5 and summary["seed"] == 7
@@ -36,7 +37,7 @@ def test_demo_json_summary_and_nothing_left_behind():
 
 
 def test_demo_keep_stack_leaves_it_for_stack_down(data_dir):
-    result = cli("demo", "--json", "--keep-stack", "--data-dir", str(data_dir))
+    result = cli("demo", "--json", "--keep-stack", "--count", "5", "--data-dir", str(data_dir), timeout=DEMO_TIMEOUT_S)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["stack_left_running"] is True
