@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     up = actions.add_parser("up", help="start the services and wait until each answers a health probe")
     _add_data_dir(up)
     _add_ports(up)
-    up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for health (default 30)")
+    up.add_argument("--timeout", default="30", help="seconds to wait for every service's health (default 30)")
     up.add_argument("--foreground", action="store_true",
                     help="stay attached: Ctrl+C or SIGTERM stops the services (default: detach and return)")
     up.set_defaults(func=stack_up)
@@ -119,21 +119,38 @@ def wait_for_signal(stop_when=None) -> str | None:
     return received[0]
 
 
-def start(args, *, owned: bool, use_default_ports: bool = True, timeout: float | None = None):
+def parse_timeout(value) -> float:
+    from payment_platform.errors import UsageError
+
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        raise UsageError(f"--timeout: not a number of seconds: {value!r}") from None
+    if not 0 < seconds <= 3600:
+        raise UsageError(f"--timeout: must be between 0 and 3600 seconds, got {value!r}")
+    return seconds
+
+
+def start(args, *, owned: bool, use_default_ports: bool = True):
     from payment_platform.stack.manager import parse_port_overrides, start_stack
 
     ensure_runtime_dir()
     data_dir, setting = resolve_data_dir(args)
     ports = parse_port_overrides(getattr(args, "port", None), "--port")
+    timeout = parse_timeout(getattr(args, "timeout", "30"))
     return start_stack(data_dir, ports=ports, ports_setting="--port", data_dir_setting=setting,
-                       use_default_ports=use_default_ports, owned=owned,
-                       timeout=timeout or getattr(args, "timeout", None) or 30.0)
+                       use_default_ports=use_default_ports, owned=owned, timeout=timeout)
 
 
 def print_stack(stack, seconds: float | None = None, out=sys.stdout) -> None:
     health = {h.name: h for h in stack.health()}
-    when = "already running" if stack.already_running else f"up in {seconds:.1f} s" if seconds is not None else "up"
-    print(f"stack {when}: {stack.data_dir}", file=out)
+    if stack.already_running:
+        title = "stack already running"
+    elif seconds is not None:
+        title = f"stack up in {seconds:.1f} s"
+    else:
+        title = "stack " + ("healthy" if all(h.healthy for h in health.values()) else "NOT healthy")
+    print(f"{title}: {stack.data_dir}", file=out)
     for name, item in health.items():
         kind = "external" if item.external else f"pid {stack.services[name].pid}"
         state = "healthy" if item.healthy else f"DOWN: {item.error}"

@@ -26,6 +26,7 @@ def assert_usage_error(result, *fragments: str) -> None:
     (["--port", "kafka=abc"], {}, ["--port kafka", "not a port number", "'abc'"]),
     (["--port", "kafka"], {}, ["--port", "SERVICE=PORT"]),
     (["--port", "zookeeper=2181"], {}, ["--port", "unknown service 'zookeeper'"]),
+    (["--timeout", "soon"], {}, ["--timeout", "not a number of seconds"]),
     ([], {"PAYMENT_PLATFORM_PORTS": "redis=99999"}, ["PAYMENT_PLATFORM_PORTS redis", "out of range"]),
     ([], {"HBASE_HOST": "127.0.0.1", "HBASE_PORT": "ninety"}, ["HBASE_PORT", "not a port number"]),
     ([], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{closed}"}, ["KAFKA_BOOTSTRAP_SERVERS", "unreachable"]),
@@ -33,7 +34,7 @@ def assert_usage_error(result, *fragments: str) -> None:
     ([], {"MONGO_URI": "mongodb://127.0.0.1:{closed}/"}, ["MONGO_URI", "unreachable"]),
     ([], {"POSTGRES_DSN": "postgresql://postgres@127.0.0.1:{closed}/payments"}, ["POSTGRES_DSN", "unreachable"]),
     ([], {"HBASE_HOST": "127.0.0.1", "HBASE_PORT": "{closed}"}, ["HBASE_HOST", "unreachable"]),
-], ids=["port-not-a-number", "port-without-value", "unknown-service", "env-port-out-of-range", "hbase-port",
+], ids=["port-not-a-number", "port-without-value", "unknown-service", "timeout-not-a-number", "env-port-out-of-range", "hbase-port",
         "kafka-unreachable", "redis-unreachable", "mongo-unreachable", "postgres-unreachable", "hbase-unreachable"])
 def test_bad_setting_is_one_line_exit_2_and_starts_nothing(data_dir, args, env, fragments):
     closed = closed_port()
