@@ -104,6 +104,10 @@ class FailedPaymentBackup:
         self._indexes_ready = False
         self._mongo_down_until = 0.0
         self.last_mongo_error: str | None = None
+        # store -> monotonic time until which Mongo is known to hold nothing for it (saves a round trip per chunk
+        # of a busy ingestion while the backup is empty; cleared by this instance's own writes)
+        self._empty_until: dict[str, float] = {}
+        self.empty_ttl_s = 2.0
 
     def __repr__(self) -> str:
         return f"FailedPaymentBackup(mongo={'set' if self.mongo_uri else None}, fallback_dir={str(self.fallback_dir)!r})"
@@ -189,6 +193,7 @@ class FailedPaymentBackup:
         """
         if not records:
             return {"mongo": 0, "files": 0}
+        self._empty_until.pop(store, None)
         now = _utc_now()
         mongo_error = "MongoDB skipped: " + (self.last_mongo_error or "no URI configured")
         if self._mongo_usable():
@@ -280,10 +285,12 @@ class FailedPaymentBackup:
         found: set[str] = set()
         if not ids:
             return found
-        if self._mongo_usable():
+        if self._mongo_usable() and time.monotonic() >= self._empty_until.get(store, 0.0):
             try:
                 collection = self._collection()
-                if collection.find_one({"store": store}, projection={"_id": 1}) is not None:
+                if collection.find_one({"store": store}, projection={"_id": 1}) is None:
+                    self._empty_until[store] = time.monotonic() + self.empty_ttl_s
+                else:
                     found |= {d["payment_id"] for d in collection.find(
                         {"store": store, "payment_id": {"$in": ids}}, projection={"payment_id": 1, "_id": 0})}
             except Exception as error:
