@@ -14,28 +14,22 @@ import socket
 import threading
 import time
 
-from thriftpy2.protocol import TCompactProtocol, TCyBinaryProtocolFactory
+from thriftpy2.protocol.cybin import TCyBinaryProtocol
 from thriftpy2.thrift import TProcessor
-from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportFactory, TSocket, TTransportException
+from thriftpy2.transport import (
+    TCyBufferedTransport,
+    TCyFramedTransport,
+    TCyMemoryBuffer,
+    TSocket,
+    TTransportException,
+)
 
 from payment_platform.errors import UsageError
 from payment_platform.hbase_gateway.handler import HbaseHandler, checked, service_module
 from payment_platform.hbase_gateway.storage import Store
+from payment_platform.hbase_gateway.wire import CheckedCompactProtocol, MessageReader
 
 log = logging.getLogger("payment_platform.hbase_gateway")
-
-
-class _CompactProtocol(TCompactProtocol):
-    """Compact protocol handing binaries over undecoded, but method names as text (as the binary one does)."""
-
-    def read_message_begin(self):
-        name, kind, seqid = super().read_message_begin()
-        return (name.decode("utf-8", "replace") if isinstance(name, bytes) else name), kind, seqid
-
-
-class _CompactProtocolFactory:
-    def get_protocol(self, trans):
-        return _CompactProtocol(trans, decode_response=False)
 
 
 def prepare_data_dir(data_dir: str) -> str:
@@ -66,11 +60,6 @@ class Gateway:
         self.host, self.requested_port = host, port
         self.data_dir = prepare_data_dir(data_dir)
         self.framed, self.compact = framed, compact
-        self.trans_factory = TCyFramedTransportFactory() if framed else TCyBufferedTransportFactory()
-        self.proto_factory = (
-            _CompactProtocolFactory() if compact
-            else TCyBinaryProtocolFactory(decode_response=False)
-        )
         self.listener: socket.socket | None = None
         self.store: Store | None = None
         self.handler: HbaseHandler | None = None
@@ -130,11 +119,20 @@ class Gateway:
     def _serve_client(self, client: socket.socket, address) -> None:
         with self._connections_lock:
             self._connections.add(client)
-        transport = self.trans_factory.get_transport(TSocket(sock=client))
-        protocol = self.proto_factory.get_protocol(transport)
+        transport_class = TCyFramedTransport if self.framed else TCyBufferedTransport
+        transport = transport_class(TSocket(sock=client))
         try:
-            while not self.stopping.is_set():
-                self.processor.process(protocol, protocol)
+            if self.compact:
+                protocol = CheckedCompactProtocol(transport)
+                while not self.stopping.is_set():
+                    self.processor.process(protocol, protocol)
+            else:
+                # Each message is read and checked whole, then decoded from memory by the C decoder.
+                reader = MessageReader(client, self.framed)
+                out = TCyBinaryProtocol(transport, decode_response=False)
+                while not self.stopping.is_set():
+                    message = reader.next_message()
+                    self.processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False), out)
         except TTransportException:
             pass  # the client closed its connection (or vanished mid-call)
         except OSError as error:

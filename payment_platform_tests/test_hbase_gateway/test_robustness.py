@@ -139,6 +139,7 @@ def test_fuzzed_requests_never_take_the_gateway_down(gateway, table):
         body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 120)))
         if rng.random() < 0.5:  # a plausible field header announcing an absurd size
             body = (bytes([rng.choice([8, 10, 11, 12, 13, 15])]) + struct.pack(">h", rng.randint(1, 4))
+                    + bytes([rng.choice([0, 1, 2, 12, 15])])
                     + struct.pack(">i", rng.choice([-1, -(2**31), 2**31 - 1, 5, 100_000])) + body)
         message = struct.pack(">I", 0x80010001) + struct.pack(">i", len(method)) + method + struct.pack(">i", seqid)
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as s:
@@ -151,3 +152,27 @@ def test_fuzzed_requests_never_take_the_gateway_down(gateway, table):
     table.put(b"after-fuzz", {b"cf:a": b"ok"})
     assert table.row(b"after-fuzz") == {b"cf:a": b"ok"}
     assert gateway.proc.poll() is None
+
+
+def _closed_by_peer(port: int, payload: bytes) -> bool:
+    """Sends payload and keeps the connection open: True when the gateway hangs up on it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(payload)
+        try:
+            return s.recv(100) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+@pytest.mark.parametrize("element_type", [0, 1, 18])
+def test_container_of_empty_elements_is_refused_at_once(gateway, element_type):
+    # mutateRows whose rowBatches announce 2**31-1 elements of a type that takes no bytes: decoding it
+    # would spin for seconds with the GIL held. The gateway hangs up instead, and keeps serving.
+    method = b"mutateRows"
+    payload = (struct.pack(">I", 0x80010001) + struct.pack(">i", len(method)) + method + struct.pack(">i", 1)
+               + b"\x0b\x00\x01" + struct.pack(">i", 1) + b"t"
+               + b"\x0f\x00\x02" + bytes([element_type]) + struct.pack(">i", 2**31 - 1))
+    assert _closed_by_peer(gateway.port, payload)
+    assert still_serving(gateway)

@@ -40,3 +40,26 @@ def test_workload(variant):
         conn.delete_table("w", disable=True)
     finally:
         conn.close()
+
+
+def test_compact_refuses_containers_of_empty_elements(tmp_path):
+    import socket
+
+    gateway = start_gateway(tmp_path, compact=True)
+    try:
+        # Compact mutateRows: tableName, then rowBatches announcing 2**31-1 elements of type STOP.
+        method = b"mutateRows"
+        message = (b"\x82\x21\x01" + bytes([len(method)]) + method + b"\x18\x01t" + b"\x19\xf0"
+                   + b"\xff\xff\xff\xff\x07")
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as s:
+            s.sendall(message)
+            try:
+                assert s.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        conn = gateway.connect()
+        assert isinstance(conn.tables(), list)
+        conn.close()
+    finally:
+        assert gateway.stop() == 0
+    assert "container of unknown element type" in open(gateway.log_path).read()
