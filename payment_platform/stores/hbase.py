@@ -7,8 +7,8 @@ Layout (design.md):
   (`payment_platform.domain.rowkeys.row_key`), one version per cell. Qualifiers (UTF-8 values):
   the seed's `paymentId`, `paymentType`, `amountValue` (decimal string, exact), `amountCurrency`, `originatorId`,
   `originatorName`, `beneficiaryId`, `beneficiaryName`, `createdAt` (ISO 8601 UTC, `...Z`), plus `status`,
-  `valueDate` (only when the message has one), `raw` (the message bytes as received), `kafkaTopic`,
-  `kafkaPartition`, `kafkaOffset` (only when the position is known).
+  `valueDate` (only when the message has one), `raw` (the message bytes as received), `kafkaPosition`
+  (`{topic}:{partition}:{offset}`, only when known; one cell, not three: the gateway's cost is per cell).
 - `payments_by_id`, family `cf`: row = payment id, `cf:rowKey` = the `payments` row key. Lookup by id is two gets,
   never a scan. The index cell is written after the payment row, so an index entry always points at a full row.
 
@@ -39,7 +39,7 @@ Q_PAYMENT_ID, Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY = (
 Q_ORIGINATOR_ID, Q_ORIGINATOR_NAME, Q_BENEFICIARY_ID, Q_BENEFICIARY_NAME = (
     _q("originatorId"), _q("originatorName"), _q("beneficiaryId"), _q("beneficiaryName"))
 Q_CREATED_AT, Q_STATUS, Q_VALUE_DATE, Q_RAW = _q("createdAt"), _q("status"), _q("valueDate"), _q("raw")
-Q_KAFKA_TOPIC, Q_KAFKA_PARTITION, Q_KAFKA_OFFSET = _q("kafkaTopic"), _q("kafkaPartition"), _q("kafkaOffset")
+Q_KAFKA_POSITION = _q("kafkaPosition")
 
 
 class HBaseUnavailable(ConnectionError):
@@ -65,9 +65,8 @@ def payment_cells(record: PaymentRecord) -> dict[bytes, bytes]:
     if p.value_date:
         cells[Q_VALUE_DATE] = p.value_date.encode()
     if record.position is not None:
-        cells[Q_KAFKA_TOPIC] = record.position.topic.encode()
-        cells[Q_KAFKA_PARTITION] = str(record.position.partition).encode()
-        cells[Q_KAFKA_OFFSET] = str(record.position.offset).encode()
+        position = record.position
+        cells[Q_KAFKA_POSITION] = f"{position.topic}:{position.partition}:{position.offset}".encode()
     return cells
 
 

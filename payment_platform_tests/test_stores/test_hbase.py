@@ -20,7 +20,7 @@ def test_round_trip_by_payment_id(hbase_store):
     assert row["originatorId"] == p.originator.party_id and row["beneficiaryName"] == p.beneficiary.name
     assert row["createdAt"].endswith("Z") and row["status"] == p.status and row["valueDate"] == p.value_date
     assert row["raw"] == records[3].raw
-    assert (row["kafkaTopic"], row["kafkaPartition"], row["kafkaOffset"]) == ("t", "0", "3")
+    assert row["kafkaPosition"] == "t:0:3"
     assert hbase_store.row_key_for(p.payment_id) == row_key(p)
     assert hbase_store.get_payment("00000000-0000-4000-8000-000000000000") is None
 
