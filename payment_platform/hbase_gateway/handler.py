@@ -275,7 +275,8 @@ class HbaseHandler:
         )
 
     def getTableRegions(self, tableName):
-        return [self._region(self.store.table(self._name(tableName), must_be_enabled=False))]
+        meta = self.store.tables.get(self._name(tableName))
+        return [] if meta is None else [self._region(meta)]  # HBase: an empty list for an unknown table
 
     def getRegionInfo(self, row):
         row = _need_bytes(row, "row")

@@ -61,7 +61,7 @@ def test_unknown_table_is_an_io_error(conn):
                  lambda: list(conn.table("nope").scan()), lambda: conn.delete_table("nope")):
         with pytest.raises(IOError, match="nope|not exist|NotFound"):
             call()
-
+    assert conn.table("nope").regions() == []  # as HBase's getTableRegions
 
 def test_regions_and_compaction(table, conn):
     regions = table.regions()
