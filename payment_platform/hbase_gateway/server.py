@@ -7,6 +7,7 @@ closed on its own; every other connection keeps being served.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import signal
@@ -72,7 +73,24 @@ class Gateway:
     def port(self) -> int:
         return self.listener.getsockname()[1] if self.listener else self.requested_port
 
+    def _lock_data_dir(self) -> None:
+        """One gateway per data dir: the store's metadata is cached in memory. The kernel drops the lock
+        when the process dies, however it dies."""
+        self._lock_file = open(os.path.join(self.data_dir, "gateway.lock"), "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "?"
+            self._lock_file.close()
+            raise UsageError(f"--data-dir: {self.data_dir} is in use by another gateway (pid {holder})") from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
     def open(self) -> None:
+        self._lock_data_dir()
         try:
             self.store = Store(self.data_dir)
         except Exception as error:  # sqlite3.DatabaseError and friends: the folder holds something else

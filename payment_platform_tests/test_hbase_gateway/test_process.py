@@ -87,3 +87,14 @@ def test_data_survives_restart_and_kill_9(tmp_path):
     finally:
         conn.close()
         assert gw.stop() == 0
+
+
+def test_one_gateway_per_data_dir(tmp_path):
+    gw = start_gateway(tmp_path)
+    try:
+        done = subprocess.run(CMD + ["--port", str(free_port()), "--data-dir", str(tmp_path)], capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 2
+        assert f"in use by another gateway (pid {gw.proc.pid})" in done.stderr
+    finally:
+        assert gw.stop() == 0
