@@ -98,3 +98,12 @@ def test_one_gateway_per_data_dir(tmp_path):
         assert f"in use by another gateway (pid {gw.proc.pid})" in done.stderr
     finally:
         assert gw.stop() == 0
+
+
+def test_a_data_dir_holding_something_else_is_refused(tmp_path):
+    (tmp_path / "hbase.sqlite3").write_bytes(b"this is not a database" * 100)
+    done = subprocess.run(CMD + ["--port", str(free_port()), "--data-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--data-dir" in lines[0] and "not a database" in lines[0]

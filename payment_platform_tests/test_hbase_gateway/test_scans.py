@@ -121,6 +121,10 @@ def test_compat_modes(gateway, filled, compat):
         assert keys(t.scan(row_start=b"row18")) == [b"row18", b"row19"]
         assert list(t.scan(row_start=b"row01", row_stop=b"row02", columns=[b"cf2:c"])) == [(b"row01", {b"cf2:c": b"c1"})]
         assert t.row(b"row01", columns=[b"cf:a"]) == {b"cf:a": b"a1"}
+        t.put(b"row01", {b"cf:a": b"later"}, timestamp=2**50)
+        assert dict(t.scan(row_start=b"row01", row_stop=b"row02", timestamp=2**50))[b"row01"][b"cf:a"] == b"a1"
+        assert dict(t.scan(row_start=b"row01", timestamp=2**50 + 1, limit=1))[b"row01"][b"cf:a"] == b"later"
+        t.delete(b"row01", columns=[b"cf:a"], timestamp=2**50)
         if compat >= "0.96":
             assert keys(t.scan(sorted_columns=True, limit=2)) == [b"row00", b"row01"]
         if compat >= "0.98":
