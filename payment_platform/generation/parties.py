@@ -120,7 +120,7 @@ def _lane(rail: str, parties: list[PoolParty], rng: random.Random) -> RailLane:
     counterparties = {}
     for payer in payers:
         count = min(len(payees) - 1, 3 + int(4 * payer.size ** 0.7))  # larger payers, more suppliers
-        domestic = [p for p in by_country.get(payer.country, []) if p.index != payer.index]
+        domestic = by_country.get(payer.country, [])
         chosen: dict[int, None] = {}
         while len(chosen) < count:
             # B2B traffic is mostly domestic; cross-border only where the rail allows it
