@@ -1,0 +1,53 @@
+"""The session `stack` fixture leaves no server behind when the pytest session is interrupted or killed."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from payment_platform.stack.services import SERVICES
+from payment_platform_tests.test_stack.conftest import clean_env, wait_until_gone
+
+PROJECT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+A_TEST_THAT_HOLDS_THE_STACK = textwrap.dedent("""
+    import json, os, time
+    from pathlib import Path
+
+    def test_holds_the_stack(stack):
+        Path(os.environ["PIDS_FILE"]).write_text(json.dumps(stack.pids()))
+        time.sleep(120)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_an_interrupted_session_stops_the_stack(tmp_path, sig):
+    (tmp_path / "test_holder.py").write_text(A_TEST_THAT_HOLDS_THE_STACK)
+    pids_file = tmp_path / "pids.json"
+    session = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "payment_platform_tests.conftest", "-q", "-o", "addopts=",
+         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_holder.py")],
+        cwd=PROJECT, env=clean_env(PIDS_FILE=str(pids_file)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not pids_file.exists():
+            assert session.poll() is None, session.stdout.read().decode()
+            assert time.monotonic() < deadline, "the stack did not come up"
+            time.sleep(0.2)
+        time.sleep(0.2)  # the file is written in one call; let it land
+        pids = json.loads(pids_file.read_text())
+        assert sorted(pids) == sorted(SERVICES)
+        session.send_signal(sig)
+        session.wait(60)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert wait_until_gone(pids.values(), timeout=20) == []
