@@ -75,11 +75,13 @@ def run_breakdown(stack, home: Path) -> None:
         running = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
         others = [r for r in instance.get_run_records() if r.dagster_run.job_name != INGEST_JOB_NAME]
         phases: dict[str, list[float]] = {"queued": [], "dequeued->starting": [], "starting->started": []}
+        seen_types: set[str] = set()
         for record in records[:20]:
             times = {}
             for event in instance.all_logs(record.dagster_run.run_id):
                 if event.dagster_event is not None:
                     times.setdefault(event.dagster_event.event_type_value, event.timestamp)
+            seen_types |= set(times)
             created = record.create_timestamp.timestamp()
             if {"PIPELINE_DEQUEUED", "PIPELINE_STARTING", "PIPELINE_START"} <= set(times):
                 phases["queued"].append(times["PIPELINE_DEQUEUED"] - created)
@@ -90,6 +92,8 @@ def run_breakdown(stack, home: Path) -> None:
     print(f"ingestion runs: {len(records)}; created->started p50 {percentile(queued, .5):.1f}s "
           f"max {max(queued, default=float('nan')):.1f}s; started->ended p50 {percentile(running, .5):.1f}s "
           f"max {max(running, default=float('nan')):.1f}s; other runs meanwhile: {len(others)}")
+    if not phases["queued"] and records:
+        print(f"  (no launch phases: events seen {sorted(seen_types)})")
     print("  launch phases (p50): " + ", ".join(f"{name} {percentile(values, .5):.1f}s"
                                                for name, values in phases.items()))
 

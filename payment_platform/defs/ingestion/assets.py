@@ -70,6 +70,10 @@ def ingest_payments_range(
     """Ingest one offset range of the payments topic into every store, exactly once in effect."""
     offset_range = OffsetRange(config.topic, config.partition, config.start, config.end)
     ledger = postgres.client()  # offsets/progress reads for the lag figures only
+    try:  # a first run on a fresh database: the progress table exists before the lag is measured
+        bounded(ledger.ensure_schema, ingestion_settings.io_timeout_seconds * 2, "postgres ensure_schema")
+    except Exception as error:  # noqa: BLE001 - the ingestor reports a real Postgres problem itself
+        context.log.warning(f"could not prepare the ledger's tables: {error}")
     lag_before = _lag_or_none(context, kafka.bootstrap_servers, config.topic, ledger,
                               ingestion_settings.io_timeout_seconds)
     ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis)

@@ -1,0 +1,92 @@
+"""The ingestion job for one range, executed in process against the real stack: metadata on the store
+assets; a range that cannot be settled fails the run and leaves progress where it was."""
+from __future__ import annotations
+
+import socket
+import uuid
+
+import dagster as dg
+import pytest
+
+from payment_platform.defs import asset_keys
+from payment_platform.defs.ingestion.assets import ingest_range_job
+from payment_platform.defs.ingestion.runs import range_run_config
+from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.generation.generator import generate
+from payment_platform.stores import kafka
+from payment_platform.stores.backup import BackupResource
+from payment_platform.stores.hbase import HBaseResource
+from payment_platform.stores.kafka import KafkaResource
+from payment_platform.stores.postgres import PostgresLedger, PostgresResource
+from payment_platform.stores.redis_state import RedisResource
+
+pytestmark = pytest.mark.stack
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resources(stack, topic, tmp_path, **overrides):
+    ep = stack.endpoints
+    base = {
+        "kafka": KafkaResource(bootstrap_servers=ep.kafka, topic=topic),
+        "hbase": HBaseResource(host=ep.hbase_host, port=ep.hbase_port, transport=ep.hbase_transport,
+                               protocol=ep.hbase_protocol),
+        "postgres": PostgresResource(dsn=ep.postgres),
+        "backup": BackupResource(mongo_uri=ep.mongo, fallback_dir=str(tmp_path / "failed_payments")),
+        "redis": RedisResource(url=ep.redis),
+        "ingestion_settings": IngestionSettingsResource(chunk_size=7),
+    }
+    base.update(overrides)
+    return base
+
+
+def run_range(topic: str, start: int, end: int, resource_defs: dict, **kwargs):
+    from payment_platform.defs.ingestion.assets import ingest_payments_range
+
+    definitions = dg.Definitions(assets=[ingest_payments_range], jobs=[ingest_range_job], resources=resource_defs)
+    return definitions.resolve_job_def(ingest_range_job.name).execute_in_process(
+        run_config=range_run_config(topic, 0, start, end), instance=dg.DagsterInstance.ephemeral(), **kwargs)
+
+
+@pytest.fixture
+def published(stack):
+    topic = f"job-{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(stack.endpoints.kafka, topic, partitions=1)
+    messages = list(generate(20, seed=uuid.uuid4().int % 2**31))  # new payments: none landed before
+    with kafka.Publisher(stack.endpoints.kafka, topic) as publisher:
+        assert publisher.publish(messages).acknowledged == 20
+    return topic, messages
+
+
+def test_a_range_run_materialises_the_store_assets_with_its_figures(stack, tmp_path, published):
+    topic, messages = published
+    result = run_range(topic, 0, 20, resources(stack, topic, tmp_path))
+    assert result.success
+    materialized = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert set(materialized) == {asset_keys.HBASE_PAYMENTS, asset_keys.POSTGRES_PAYMENTS,
+                                 asset_keys.FAILED_PAYMENT_BACKUP, asset_keys.QUARANTINE}
+    figures = materialized[asset_keys.POSTGRES_PAYMENTS]
+    assert figures["messages"].value == 20
+    assert figures["written_postgres"].value == 20 and figures["written_hbase"].value == 20
+    assert figures["lag_before"].value == 20 and figures["lag_after"].value == 0
+    assert figures["start_offset"].value == 0 and figures["end_offset"].value == 20
+    assert PostgresLedger(stack.endpoints.postgres).read_progress(topic) == {0: 20}
+
+
+def test_a_range_that_cannot_be_settled_fails_the_run_and_progress_stays(stack, tmp_path, published):
+    topic, _ = published
+    broken = resources(stack, topic, tmp_path,
+                       hbase=HBaseResource(host="127.0.0.1", port=dead_port(), transport="buffered", protocol="binary"),
+                       backup=BackupResource(mongo_uri=f"mongodb://127.0.0.1:{dead_port()}/",
+                                             fallback_dir="/proc/no-such-dir/failed_payments"))
+    result = run_range(topic, 0, 20, broken, raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure and "IngestionError" in str(failure[0].event_specific_data.error)
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 2  # the op's RetryPolicy, before the run fails (then Dagster run retries)
+    assert PostgresLedger(stack.endpoints.postgres).read_progress(topic).get(0, 0) == 0
