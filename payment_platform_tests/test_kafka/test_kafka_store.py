@@ -120,3 +120,18 @@ def test_broker_dying_mid_publish_reports_only_what_was_acknowledged(private_bro
     closer.start()
     closer.join(10)
     assert not closer.is_alive()
+
+
+def test_a_restarted_memory_broker_makes_old_ranges_unreadable_instead_of_short(private_broker, topic):
+    bootstrap = private_broker.bootstrap
+    kafka.ensure_topic(bootstrap, topic, partitions=1)
+    publish(bootstrap, topic, 100)
+    assert kafka.end_offsets(bootstrap, topic) == {0: 100}
+    private_broker.restart()
+    with pytest.raises(kafka.UnknownTopic):
+        kafka.end_offsets(bootstrap, topic)
+    kafka.ensure_topic(bootstrap, topic, partitions=1)
+    publish(bootstrap, topic, 10)
+    assert kafka.end_offsets(bootstrap, topic) == {0: 10}  # went backwards: the caller must notice
+    with pytest.raises(kafka.RangeUnavailable, match="ends at offset 10"):
+        list(kafka.read_range(bootstrap, topic, 0, 50, 100))
