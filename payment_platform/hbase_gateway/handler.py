@@ -24,9 +24,9 @@ from payment_platform.hbase_gateway.storage import (
     Family,
     ReadSpec,
     Store,
-    cap_versions,
     StoreError,
     TableExists,
+    cap_versions,
 )
 
 log = logging.getLogger(__name__)
