@@ -145,12 +145,18 @@ class Gateway:
                 while not self.stopping.is_set():
                     self.processor.process(protocol, protocol)
             else:
-                # Each message is read and checked whole, then decoded from memory by the C decoder.
+                # Each message is read and checked whole, decoded from memory by the C decoder, and its
+                # reply encoded in memory and sent with one call.
                 reader = MessageReader(client, self.framed)
-                out = TCyBinaryProtocol(transport, decode_response=False)
                 while not self.stopping.is_set():
                     message = reader.next_message()
-                    self.processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False), out)
+                    reply = TCyMemoryBuffer()
+                    self.processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False),
+                                           TCyBinaryProtocol(reply, decode_response=False))
+                    data = reply.getvalue()
+                    if self.framed:
+                        data = len(data).to_bytes(4, "big") + data
+                    client.sendall(data)
         except TTransportException:
             pass  # the client closed its connection (or vanished mid-call)
         except OSError as error:
