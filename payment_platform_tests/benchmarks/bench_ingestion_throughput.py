@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import uuid
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
 from payment_platform.stores.backup import FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
@@ -38,12 +37,23 @@ ingestor = Ingestor(e["kafka"], HBaseStore(e["hbase_host"], e["hbase_port"], e["
                     PostgresLedger(e["postgres"]), FailedPaymentBackup(e["mongo"], args["fallback_dir"]),
                     RedisState(e["redis"]))
 ingestor.ensure_schemas()
-rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# ru_maxrss is inherited across fork+exec on Linux (it would report the parent's peak): sample RSS instead.
+import threading, psutil
+me, peak, done = psutil.Process(), [0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], me.memory_info().rss)
+        done.wait(0.02)
+rss_before = me.memory_info().rss
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 started = time.perf_counter()
 result = ingestor.ingest(OffsetRange(args["topic"], 0, args["start"], args["end"]), chunk_size=args["chunk_size"])
 seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "rss_before_kb": rss_before,
-                  "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **result.as_metadata()}))
+done.set()
+sampler.join()
+print(json.dumps({"seconds": seconds, "rss_before_kb": rss_before // 1024, "peak_rss_kb": peak[0] // 1024,
+                  **result.as_metadata()}))
 """
 
 
