@@ -47,7 +47,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
                         help=f"Kafka message key: {', '.join(KEY_STRATEGIES)} (default payment_id)")
     parser.add_argument("--start", default=None,
                         help=f"ISO 8601 timestamp anchor of the first payment (default {DEFAULT_START.isoformat()} "
-                             f"for generate, now for produce)")
+                             f"for generate; produce stamps the wall clock unless --start is given)")
     parser.add_argument("--bootstrap-servers", default=None, help="Kafka bootstrap servers (overrides the environment)")
     parser.add_argument("--topic", default=None, help="Kafka topic (overrides PAYMENTS_TOPIC)")
 
@@ -149,8 +149,9 @@ def run_produce(args) -> int:
         raise UsageError(f"--tps: must be a positive rate, got {args.tps}")
     if args.count is not None and args.count <= 0:
         raise UsageError(f"--count: must be a positive number of payments, got {args.count}")
-    now = datetime.now(timezone.utc).replace(microsecond=0)  # a live stream is stamped from now on
-    settings = settings_from_args(args, start_default=now, peak_rate_per_s=args.tps)
+    # A live stream is stamped with the wall clock, unless --start asks for reproducible simulated time.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    settings = settings_from_args(args, start_default=now, peak_rate_per_s=args.tps, live_clock=args.start is None)
     bootstrap, topic = kafka_target(args)
     limit = args.count if args.count is not None else sys.maxsize
     publisher = None

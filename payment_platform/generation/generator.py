@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_CEILING, Decimal
@@ -94,8 +95,7 @@ class _Clock:
         self._prefix = ""
 
     def _rate_at(self, hour_index: int) -> float:
-        moment = datetime.fromtimestamp(hour_index * 3600, timezone.utc)
-        return self.peak_rate * HOUR_WEIGHTS[moment.hour] * _day_factor(moment.date())
+        return self.peak_rate * arrival_weight(datetime.fromtimestamp(hour_index * 3600, timezone.utc))
 
     def tick(self) -> str:
         """Advances to the next arrival and returns its ISO 8601 UTC timestamp (microseconds)."""
@@ -109,6 +109,25 @@ class _Clock:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._prefix}.{micro:06d}Z"
+
+
+class _WallClock(_Clock):
+    """A live stream's clock (`produce`): each payment is stamped with the time it is generated."""
+
+    def tick(self) -> str:
+        micros = time.time_ns() // 1000
+        second, micro = divmod(micros, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{micro:06d}Z"
+
+
+def arrival_weight(moment: datetime) -> float:
+    """How busy payments traffic is at a moment, relative to the busiest business hour (1.0; month-end
+    peaks go above): the UTC hour's weight times the day's factor."""
+    moment = moment.astimezone(timezone.utc)
+    return HOUR_WEIGHTS[moment.hour] * _day_factor(moment.date())
 
 
 _DAY_FACTORS: dict[date, float] = {}
@@ -137,7 +156,8 @@ class _Generator:
         self.rng = random.Random(seed)
         self.rules = rail_rules(settings.sepa_instant_cap_eur)
         self.pool: PartyPool = build_pool(settings.pool_seed, settings.parties)
-        self.clock = _Clock(settings.start, settings.peak_rate_per_s, self.rng)
+        clock = _WallClock if settings.live_clock else _Clock
+        self.clock = clock(settings.start, settings.peak_rate_per_s, self.rng)
         self.rail_table = _quota_table([(rail, self.rules[rail].share) for rail in settings.rails])
         self.status_tables = {rail: _quota_table(rule.statuses) for rail, rule in self.rules.items()}
         self.value_dates: dict[tuple[str, str, int], str] = {}

@@ -5,6 +5,7 @@ Reproducibility: the same `seed` and `GenerationSettings` give byte-identical ou
 from the wall clock or the global `random`: uuids, amounts and timestamps all come from one
 `random.Random(seed)`, and time starts at `start` (default Monday 2 November 2026, 13:00 UTC, which is
 08:00 in New York and 14:00 in Frankfurt, so a batch opens on a transatlantic business morning).
+Only `live_clock=True` (the continuous `produce` stream) stamps payments with the wall clock instead.
 The party pool comes from its own `pool_seed`, so party ids and accounts are stable across runs.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ class GenerationSettings:
     parties: int = 4000  # companies in the pool (payers and payees)
     sepa_instant_cap_eur: Decimal = DEFAULT_SEPA_INSTANT_CAP_EUR
     defects: tuple[str, ...] = field(default=DEFECTS)  # which defect kinds bad records may carry
+    live_clock: bool = False  # stamp payments with the wall clock (a live stream: `produce`), not reproducible
 
     def __post_init__(self) -> None:
         problems = []

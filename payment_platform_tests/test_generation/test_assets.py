@@ -1,4 +1,5 @@
 """The Dagster generation room: the batch asset against the real broker, the topic lineage, the schedule."""
+import json
 import uuid
 from datetime import datetime, timezone
 
@@ -6,10 +7,9 @@ import dagster as dg
 import pytest
 
 from payment_platform.defs.asset_keys import GENERATED_BATCH, PAYMENTS_TOPIC
-from payment_platform.defs.generation.assets import payment_batch, payments_topic
+from payment_platform.defs.generation.assets import PaymentBatchConfig, batch_settings, payment_batch, payments_topic
 from payment_platform.defs.generation.schedules import generate_payments_every_minute, tick_run_config
 from payment_platform.generation.generator import generate
-from payment_platform.generation.settings import GenerationSettings
 from payment_platform.stores import kafka
 from payment_platform.stores.kafka import KafkaResource
 
@@ -57,8 +57,12 @@ def test_a_scheduled_batch_publishes_exactly_its_payments_with_metadata(stack):
     metadata = {k: v.value for k, v in result.asset_materializations_for_node("generation__payment_batch")[0]
                 .metadata.items()}
     assert metadata["count"] == metadata["published"] == 400
-    settings = GenerationSettings(bad_fraction=0.05, start=TICK)
-    expected = list(generate(400, int(TICK.timestamp()), settings))
+    seed, settings = batch_settings(PaymentBatchConfig(**run_config["ops"]["generation__payment_batch"]["config"]),
+                                    "any-run", datetime.now(timezone.utc))
+    assert seed == int(TICK.timestamp()) and settings.start == TICK and settings.bad_fraction == 0.05
+    expected = list(generate(400, seed, settings))
+    stamps = [json.loads(m.value)["created_at"] for m in expected if m.defect is None]
+    assert TICK.isoformat()[:16] <= min(stamps) and max(stamps) < "2026-11-24T07:05"  # about the tick's minute
     assert sorted(topic_values(bootstrap, topic)) == sorted(m.value for m in expected)
     good = [m for m in expected if not m.defect]
     assert metadata["bad_records"] == 400 - len(good)

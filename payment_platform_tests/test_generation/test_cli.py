@@ -97,6 +97,7 @@ def test_generate_publish_sends_exactly_the_generated_payments_with_labels(stack
 def test_produce_streams_at_the_rate_and_stops_cleanly_on_ctrl_c(stack):
     topic = f"test-produce-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, **stack.env(), "PAYMENTS_TOPIC": topic}
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     process = subprocess.Popen(CLI + ["produce", "--tps", "200", "--key-strategy", "originator"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = bytearray()
@@ -124,6 +125,8 @@ def test_produce_streams_at_the_rate_and_stops_cleanly_on_ctrl_c(stack):
     received = read_topic(stack.endpoints.kafka, topic)
     assert len(received) == acknowledged  # what it says was acknowledged is exactly what the topic holds
     assert all(m.key.startswith(b"PTY-") for m in received)
+    stamps = sorted(json.loads(m.value)["created_at"] for m in received)
+    assert started_at <= stamps[0] and stamps[-1][:19] <= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())  # live
 
 
 @pytest.mark.stack

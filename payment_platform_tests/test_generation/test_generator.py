@@ -149,3 +149,10 @@ def test_bad_settings_name_the_option(changes, option):
 def test_streaming_does_not_build_the_batch_in_memory():
     stream = generate(10**9, 1)  # a billion: only works because nothing is built up front
     assert next(stream).value and next(stream).value
+
+
+def test_a_live_stream_is_stamped_with_the_wall_clock():
+    before = datetime.now(timezone.utc)
+    stamps = [schema.parse_timestamp(json.loads(m.value)["created_at"])
+              for m in generate(200, 1, GenerationSettings(live_clock=True, start=datetime(2020, 1, 1, tzinfo=timezone.utc)))]
+    assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= datetime.now(timezone.utc)

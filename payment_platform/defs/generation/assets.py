@@ -10,11 +10,12 @@ from pydantic import Field
 
 from payment_platform.defs.asset_keys import GENERATED_BATCH, PAYMENTS_TOPIC
 from payment_platform.domain.schema import RAILS
-from payment_platform.generation.generator import GeneratedMessage, generate
+from payment_platform.generation.generator import GeneratedMessage, arrival_weight, generate
 from payment_platform.generation.settings import GenerationSettings
 from payment_platform.stores.kafka import KafkaResource, KafkaUnavailable, PublishError
 
 DEFAULT_BATCH_SIZE = 1000
+TICK_SECONDS = 60.0
 
 
 class PaymentBatchConfig(dg.Config):
@@ -39,8 +40,10 @@ def batch_settings(config: PaymentBatchConfig, run_id: str, now: datetime) -> tu
         start = now.replace(second=0, microsecond=0)
     if start.tzinfo is None:
         start = start.replace(tzinfo=timezone.utc)
+    # Arrivals spread over about a minute after `start` (one schedule tick), whatever the hour.
+    peak_rate = config.count / (TICK_SECONDS * arrival_weight(start))
     settings = GenerationSettings(bad_fraction=config.bad_fraction, rails=tuple(config.rails), start=start,
-                                  key_strategy=config.key_strategy)
+                                  key_strategy=config.key_strategy, peak_rate_per_s=peak_rate)
     return seed, settings
 
 
