@@ -78,7 +78,6 @@ class RangeResult:
     seconds: float = 0.0
     backed_up_to_files: int = 0  # of `backed_up`, how many went to the local folder (MongoDB failed too)
     redis_errors: int = 0
-    store_errors: list[str] = field(default_factory=list)  # distinct store errors seen, for the run log
     progress_recorded: bool = False  # False when the range was already recorded (a re-run)
 
     @property
@@ -247,8 +246,8 @@ class Ingestor:
                                         range.end, batch=chunk_size)
         thresholds = gc.get_threshold()
         # Each chunk allocates ~20 short-lived objects per payment (Thrift mutations, parsed documents); with the
-        # default gen-0 threshold of 700 the collector would run thousands of times per range (measured: 40% of
-        # the HBase client's CPU). Collect less often while ingesting; memory stays bounded by the chunk size.
+        # default gen-0 threshold of 700 the collector would run thousands of times per range (measured: over half
+        # of the HBase client's CPU). Collect less often while ingesting; memory stays bounded by the chunk size.
         gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
