@@ -74,7 +74,7 @@ def run_breakdown(stack, home: Path) -> None:
         queued = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
         running = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
         others = [r for r in instance.get_run_records() if r.dagster_run.job_name != INGEST_JOB_NAME]
-        phases: dict[str, list[float]] = {"queued": [], "dequeued->starting": [], "starting->started": []}
+        phases: dict[str, list[float]] = {"enqueued->starting (queue)": [], "starting->started (process launch)": []}
         seen_types: set[str] = set()
         for record in records[:20]:
             times = {}
@@ -82,17 +82,15 @@ def run_breakdown(stack, home: Path) -> None:
                 if event.dagster_event is not None:
                     times.setdefault(event.dagster_event.event_type_value, event.timestamp)
             seen_types |= set(times)
-            created = record.create_timestamp.timestamp()
-            if {"PIPELINE_DEQUEUED", "PIPELINE_STARTING", "PIPELINE_START"} <= set(times):
-                phases["queued"].append(times["PIPELINE_DEQUEUED"] - created)
-                phases["dequeued->starting"].append(times["PIPELINE_STARTING"] - times["PIPELINE_DEQUEUED"])
-                phases["starting->started"].append(times["PIPELINE_START"] - times["PIPELINE_STARTING"])
+            if {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START"} <= set(times):
+                phases["enqueued->starting (queue)"].append(times["PIPELINE_STARTING"] - times["PIPELINE_ENQUEUED"])
+                phases["starting->started (process launch)"].append(times["PIPELINE_START"] - times["PIPELINE_STARTING"])
     finally:
         instance.dispose()
     print(f"ingestion runs: {len(records)}; created->started p50 {percentile(queued, .5):.1f}s "
           f"max {max(queued, default=float('nan')):.1f}s; started->ended p50 {percentile(running, .5):.1f}s "
           f"max {max(running, default=float('nan')):.1f}s; other runs meanwhile: {len(others)}")
-    if not phases["queued"] and records:
+    if not phases["enqueued->starting (queue)"] and records:
         print(f"  (no launch phases: events seen {sorted(seen_types)})")
     print("  launch phases (p50): " + ", ".join(f"{name} {percentile(values, .5):.1f}s"
                                                for name, values in phases.items()))
@@ -117,6 +115,8 @@ def main() -> int:
     from payment_platform.stores.hbase import HBaseStore
     from payment_platform.stores.postgres import PostgresLedger
 
+    print(f"load average at start (2-core machine shared with other work): "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     work = Path(tempfile.mkdtemp(prefix="bench-ingestion-latency-"))
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "POSTGRES_DSN", "HBASE_HOST",
                                                              "HBASE_PORT", "MONGO_URI", "REDIS_URL")}
@@ -215,6 +215,7 @@ def main() -> int:
         print(f"ratio p95 ingestion / p95 raw consume: {p95 / raw_p95 if raw_p95 > 0 else float('inf'):.0f}x; "
               f"the cost is the sensor interval + run launch (a Dagster run is a process) + the range itself")
         run_breakdown(stack, work / "dagster_home")
+        print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         share = within / count if count else 0.0
         verdict = "PASS" if share >= 0.95 else "FAIL"
         print(f"{verdict}: {share:.1%} of payments in both stores within {TARGET_S:.0f}s (target: 95%)")
