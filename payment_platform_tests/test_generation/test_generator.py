@@ -156,3 +156,11 @@ def test_a_live_stream_is_stamped_with_the_wall_clock():
     stamps = [schema.parse_timestamp(json.loads(m.value)["created_at"])
               for m in generate(200, 1, GenerationSettings(live_clock=True, start=datetime(2020, 1, 1, tzinfo=timezone.utc)))]
     assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= datetime.now(timezone.utc)
+
+
+def test_a_defect_that_cannot_apply_to_the_rail_leaves_the_payment_good():
+    messages = list(generate(100, 1, GenerationSettings(bad_fraction=1.0, rails=("SEPA",),
+                                                        defects=("card_number_present",))))
+    assert all(m.defect is None for m in messages)
+    for m in messages:
+        validation.parse_and_validate(m.value)
