@@ -28,110 +28,125 @@ _VERSION_MASK = -65536  # 0xffff0000 as a signed i32
 _VERSION_1 = -2147418112  # 0x80010000 as a signed i32
 
 
-class Incomplete(Exception):
-    """More bytes are needed before the message can be judged."""
-
-
 class Malformed(TProtocolException):
     pass
 
 
-def message_end(buf, pos: int = 0) -> int:
-    """Offset just after the binary-protocol message starting at pos; raises Incomplete or Malformed."""
-    end = len(buf)
-    if end - pos < 4:
-        raise Incomplete
-    header = _i32.unpack_from(buf, pos)[0]
-    if header >= 0 or (header & _VERSION_MASK) != _VERSION_1:
-        raise Malformed(TProtocolException.BAD_VERSION, f"not a Thrift binary message (header {header:#x})")
-    pos += 4
-    pos = _skip_string(buf, pos, end)  # method name
-    if end - pos < 4:
-        raise Incomplete
-    return _skip_struct(buf, pos + 4, end, 0)  # seqid, then the arguments
+_STRUCT, _LIST, _MAP = 0, 1, 2
 
 
-def _skip_string(buf, pos: int, end: int) -> int:
-    if end - pos < 4:
-        raise Incomplete
-    size = _i32.unpack_from(buf, pos)[0]
-    if size < 0:
-        raise Malformed(TProtocolException.NEGATIVE_SIZE, f"negative string size {size}")
-    if size > MAX_MESSAGE_BYTES:
-        raise Malformed(TProtocolException.SIZE_LIMIT, f"string of {size} bytes")
-    pos += 4 + size
-    if pos > end:
-        raise Incomplete
-    return pos
+class MessageWalk:
+    """Resumable check of one binary-protocol message arriving in pieces.
+
+    advance(buf) walks as far as the bytes received allow and returns the message's length once it is
+    complete (None until then). Each step (one field or element) is taken whole or not at all, so the
+    walk resumes where it stopped: a large message costs one pass, however it is split.
+    """
+
+    __slots__ = ("pos", "stack")
+
+    def __init__(self):
+        self.pos = 0
+        self.stack = None
+
+    def advance(self, buf) -> int | None:
+        end = len(buf)
+        if self.stack is None:
+            if end < 8:
+                return None
+            header = _i32.unpack_from(buf, 0)[0]
+            if header >= 0 or (header & _VERSION_MASK) != _VERSION_1:
+                raise Malformed(TProtocolException.BAD_VERSION, f"not a Thrift binary message (header {header:#x})")
+            name_size = _i32.unpack_from(buf, 4)[0]
+            if name_size < 0 or name_size > 1024:
+                raise Malformed(TProtocolException.INVALID_DATA, f"method name of {name_size} bytes")
+            if end < 12 + name_size:
+                return None
+            self.pos = 12 + name_size  # header, name, seqid; then the arguments struct
+            self.stack = [[_STRUCT]]
+        pos, stack = self.pos, self.stack
+        unpack_i32 = _i32.unpack_from
+        fixed_width = _FIXED_WIDTH
+        while stack:
+            frame = stack[-1]
+            kind = frame[0]
+            if kind == _STRUCT:
+                if pos >= end:
+                    break
+                vtype = buf[pos]
+                if vtype == 0:  # STOP
+                    pos += 1
+                    stack.pop()
+                    continue
+                vpos = pos + 3  # type byte and i16 field id
+            elif kind == _LIST:
+                if frame[2] == 0:
+                    stack.pop()
+                    continue
+                vtype, vpos = frame[1], pos
+            else:
+                if frame[3] == 0:
+                    stack.pop()
+                    continue
+                vtype, vpos = (frame[1] if frame[3] % 2 == 0 else frame[2]), pos
+            push = None
+            if vtype == 11:  # STRING: most of what happybase sends
+                if vpos + 4 > end:
+                    break
+                size = unpack_i32(buf, vpos)[0]
+                if size < 0 or size > MAX_MESSAGE_BYTES:
+                    raise Malformed(TProtocolException.NEGATIVE_SIZE, f"string of {size} bytes")
+                new_pos = vpos + 4 + size
+                if new_pos > end:
+                    break
+            elif vtype in fixed_width:
+                new_pos = vpos + fixed_width[vtype]
+                if new_pos > end:
+                    break
+            elif vtype == 12:  # STRUCT
+                new_pos = vpos
+                push = [_STRUCT]
+            elif vtype == 15 or vtype == 14:  # LIST, SET
+                if vpos + 5 > end:
+                    break
+                etype = buf[vpos]
+                size = unpack_i32(buf, vpos + 1)[0]
+                _check_container(etype, etype, size)
+                width = fixed_width.get(etype)
+                if width is not None:
+                    new_pos = vpos + 5 + width * size
+                    if new_pos > end:
+                        break
+                else:
+                    new_pos = vpos + 5
+                    push = [_LIST, etype, size]
+            elif vtype == 13:  # MAP
+                if vpos + 6 > end:
+                    break
+                ktype, vvtype = buf[vpos], buf[vpos + 1]
+                size = unpack_i32(buf, vpos + 2)[0]
+                _check_container(ktype, vvtype, size)
+                new_pos = vpos + 6
+                push = [_MAP, ktype, vvtype, 2 * size]
+            else:
+                raise Malformed(TProtocolException.INVALID_DATA, f"unknown field type {vtype}")
+            # The step is complete: commit it.
+            if kind == _LIST:
+                frame[2] -= 1
+            elif kind == _MAP:
+                frame[3] -= 1
+            pos = new_pos
+            if push is not None:
+                if len(stack) >= MAX_DEPTH:
+                    raise Malformed(TProtocolException.INVALID_DATA, "structures nested too deeply")
+                stack.append(push)
+        self.pos = pos
+        return None if stack else pos
 
 
-def _skip_struct(buf, pos: int, end: int, depth: int) -> int:
-    if depth > MAX_DEPTH:
-        raise Malformed(TProtocolException.INVALID_DATA, "structures nested too deeply")
-    unpack_i32 = _i32.unpack_from
-    while True:
-        if pos >= end:
-            raise Incomplete
-        ftype = buf[pos]
-        if ftype == 0:  # STOP
-            return pos + 1
-        pos += 3  # type byte and i16 field id
-        if ftype == 11:  # STRING, inlined: it is most of what happybase sends
-            if end - pos < 4:
-                raise Incomplete
-            size = unpack_i32(buf, pos)[0]
-            if size < 0 or size > MAX_MESSAGE_BYTES:
-                raise Malformed(TProtocolException.NEGATIVE_SIZE, f"string of {size} bytes")
-            pos += 4 + size
-        elif ftype == 2:  # BOOL
-            pos += 1
-        else:
-            pos = _skip_value(buf, pos, end, ftype, depth + 1)
-
-
-def _skip_value(buf, pos: int, end: int, ttype: int, depth: int) -> int:
-    width = _FIXED_WIDTH.get(ttype)
-    if width is not None:
-        pos += width
-        if pos > end:
-            raise Incomplete
-        return pos
-    if ttype == TType.STRING:
-        return _skip_string(buf, pos, end)
-    if ttype == TType.STRUCT:
-        return _skip_struct(buf, pos, end, depth)
-    if ttype in (TType.LIST, TType.SET):
-        if end - pos < 5:
-            raise Incomplete
-        etype = buf[pos]
-        size = _i32.unpack_from(buf, pos + 1)[0]
-        pos += 5
-        _check_container(etype, etype, size)
-        width = _FIXED_WIDTH.get(etype)
-        if width is not None:
-            pos += width * size
-            if pos > end:
-                raise Incomplete
-            return pos
-        if etype == TType.STRUCT:
-            for _ in range(size):
-                pos = _skip_struct(buf, pos, end, depth + 1)
-        else:
-            for _ in range(size):
-                pos = _skip_value(buf, pos, end, etype, depth + 1)
-        return pos
-    if ttype == TType.MAP:
-        if end - pos < 6:
-            raise Incomplete
-        ktype, vtype = buf[pos], buf[pos + 1]
-        size = _i32.unpack_from(buf, pos + 2)[0]
-        pos += 6
-        _check_container(ktype, vtype, size)
-        for _ in range(size):
-            pos = _skip_value(buf, pos, end, ktype, depth + 1)
-            pos = _skip_value(buf, pos, end, vtype, depth + 1)
-        return pos
-    raise Malformed(TProtocolException.INVALID_DATA, f"unknown field type {ttype}")
+def message_end(buf) -> int | None:
+    """Length of the complete binary-protocol message at the start of buf, None if it is incomplete."""
+    return MessageWalk().advance(buf)
 
 
 def _check_container(ktype: int, vtype: int, size: int, valid=_VALID_TYPES) -> None:
@@ -168,19 +183,18 @@ class MessageReader:
                 self._fill()
             frame = bytes(self.buffer[4 : 4 + size])
             del self.buffer[: 4 + size]
-            try:
-                end = message_end(frame)
-            except Incomplete:
-                raise Malformed(TProtocolException.INVALID_DATA, "frame shorter than its message") from None
+            end = message_end(frame)
+            if end is None:
+                raise Malformed(TProtocolException.INVALID_DATA, "frame shorter than its message")
             if end != size:
                 raise Malformed(TProtocolException.INVALID_DATA, "frame longer than its message")
             return frame
+        walk = MessageWalk()
         while True:
-            try:
-                end = message_end(self.buffer)
+            end = walk.advance(self.buffer)
+            if end is not None:
                 break
-            except Incomplete:
-                self._fill()
+            self._fill()
         message = bytes(self.buffer[:end])
         del self.buffer[:end]
         return message

@@ -176,3 +176,11 @@ def test_container_of_empty_elements_is_refused_at_once(gateway, element_type):
                + b"\x0f\x00\x02" + bytes([element_type]) + struct.pack(">i", 2**31 - 1))
     assert _closed_by_peer(gateway.port, payload)
     assert still_serving(gateway)
+
+
+def test_a_large_batch_arriving_in_many_pieces(table):
+    value = b"v" * 1000
+    with table.batch() as batch:  # one mutateRows of about 8 MB
+        for i in range(2000):
+            batch.put(b"big%05d" % i, {b"cf:a": value, b"cf:b": value, b"cf:c": value, b"cf2:d": value})
+    assert sum(len(cols) for _k, cols in table.scan(row_prefix=b"big")) == 8000
