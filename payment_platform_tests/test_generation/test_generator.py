@@ -8,7 +8,7 @@ import pytest
 
 from payment_platform.domain import business_calendar as cal
 from payment_platform.domain import schema, validation
-from payment_platform.domain.rails import RAIL_RULES
+from payment_platform.domain.rails import INDICATIVE_USD_RATES, RAIL_RULES
 from payment_platform.errors import UsageError
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import DEFECTS, QUARANTINE_DEFECTS, GenerationSettings
@@ -75,8 +75,8 @@ def test_rails_follow_their_rules_and_amounts_their_distributions():
     for doc in docs:
         rule = RAIL_RULES[doc["payment_type"]]
         assert doc["amount"]["currency"] in rule.currencies
-        by_rail[doc["payment_type"]].append(float(doc["amount"]["value"]) *
-                                            (1.0 if doc["amount"]["currency"] in ("USD",) else 1.0))
+        usd = float(doc["amount"]["value"]) * float(INDICATIVE_USD_RATES[doc["amount"]["currency"]])
+        by_rail[doc["payment_type"]].append(usd)
         created = schema.parse_timestamp(doc["created_at"])
         calendar, _ = rule.calendar_for(doc["amount"]["currency"])
         assert cal.is_business_day(calendar, datetime.fromisoformat(doc["value_date"]).date())
