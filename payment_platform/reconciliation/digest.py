@@ -11,6 +11,7 @@ Postgres id-ordered) and, unlike XOR, a duplicated record changes it.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, NamedTuple
@@ -27,9 +28,19 @@ class PaymentRecord(NamedTuple):
     amount: str  # canonical decimal text (see canonical_amount)
 
 
+_PLAIN_DECIMAL = re.compile(r"(-?)([1-9]\d*|0)(?:\.(\d+))?")
+
+
 def canonical_amount(value: object) -> str:
     """Decimal text without trailing fractional zeros; text that is no number is kept, marked, so it mismatches."""
     text = value.decode() if isinstance(value, bytes) else str(value)
+    plain = _PLAIN_DECIMAL.fullmatch(text)
+    if plain:  # the common case, without building a Decimal: "12500.00" -> "12500", "0.50" -> "0.5"
+        sign, whole, fraction = plain.groups()
+        fraction = (fraction or "").rstrip("0")
+        if whole == "0" and not fraction:
+            return "0"
+        return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
     try:
         number = Decimal(text)
     except (InvalidOperation, ValueError):
@@ -89,22 +100,18 @@ class StoreSummary:
     segments: dict[str, SegmentDigest] = field(default_factory=dict)
     totals: dict[tuple[str, str], RailCurrencyTotal] = field(default_factory=dict)
     rows: int = 0
-    track_duplicates: bool = False  # remember every id seen (about 80 bytes each) to name duplicates
+    track_duplicates: bool = False  # remember every id seen (about 100 bytes each) to name duplicates
     duplicates: set[str] = field(default_factory=set)
     invalid: dict[str, str] = field(default_factory=dict)  # payment id -> rail problem (see validity)
-    _seen: set[int] = field(default_factory=set, repr=False)
+    _seen: set[str] = field(default_factory=set, repr=False)
 
     def add(self, record: PaymentRecord, depth: int) -> None:
         self.rows += 1
         if self.track_duplicates:
-            try:
-                key = int(record.payment_id.replace("-", ""), 16)
-            except ValueError:
-                key = hash(record.payment_id)
-            if key in self._seen:
+            if record.payment_id in self._seen:
                 self.duplicates.add(record.payment_id)
             else:
-                self._seen.add(key)
+                self._seen.add(record.payment_id)
         segment = self.segments.get(record.payment_id[:depth])
         if segment is None:
             segment = self.segments[record.payment_id[:depth]] = SegmentDigest()

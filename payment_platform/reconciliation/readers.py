@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 import psycopg2
@@ -29,7 +29,7 @@ from payment_platform.reconciliation.digest import (
     StoreSummary,
     make_record,
 )
-from payment_platform.reconciliation.validity import allowed_table, rail_problem
+from payment_platform.reconciliation.validity import RailChecker, allowed_table, rail_problem
 
 _CF = COLUMN_FAMILY.encode() + b":"
 Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY = _CF + b"paymentType", _CF + b"amountValue", _CF + b"amountCurrency"
@@ -154,10 +154,11 @@ class HBaseReader:
 
     def summarize(self, scope: Scope, depth: int, check_rails: bool = True) -> StoreSummary:
         summary = StoreSummary(track_duplicates=True)
+        checker = RailChecker()
         for record in self.iter_records(scope):
             summary.add(record, depth)
             if check_rails:
-                problem = rail_problem(record)
+                problem = checker.problem(record)
                 if problem:
                     summary.invalid[record.payment_id] = problem
         return summary
@@ -304,6 +305,3 @@ class PostgresReader:
                                .format(self._t("ingested_ranges")), [window_s])[0][0]
         return int(quarantined), int(messages)
 
-
-def utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -14,7 +14,6 @@ import dagster as dg
 import pytest
 
 from payment_platform.defs.asset_keys import (
-    DAILY_SETTLEMENT_SUMMARY,
     FAILED_PAYMENT_BACKUP,
     HBASE_PAYMENTS,
     POSTGRES_PAYMENTS,
