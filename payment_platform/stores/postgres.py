@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -130,6 +131,14 @@ def _redact_dsn(dsn: str) -> str:
         return "<unparsable DSN>"
     params.pop("password", None)
     return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+        return True
+    except (ValueError, TypeError, AttributeError):
+        return False
 
 
 def payment_csv_row(record: PaymentRecord) -> tuple:
@@ -249,8 +258,8 @@ class PostgresLedger:
         return self._run(work)
 
     def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
-        """Which of these payment ids are already in the ledger."""
-        ids = list(payment_ids)
+        """Which of these payment ids are already in the ledger (a string that is not a UUID never is)."""
+        ids = [i for i in payment_ids if _is_uuid(i)]
         if not ids:
             return set()
 

@@ -21,7 +21,7 @@ def test_round_trip_typed_columns(ledger):
     assert row["document"] == p.doc and str(row["value_date"]) == p.value_date
     assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == ("t", 0, 5)
     assert row["ingested_at"] is not None
-    assert ledger.existing_ids([r.payment_id for r in records[:3]] + [record(999).payment_id]) == \
+    assert ledger.existing_ids([r.payment_id for r in records[:3]] + [record(999).payment_id, "not-a-uuid"]) == \
         {r.payment_id for r in records[:3]}
 
 
