@@ -3,8 +3,10 @@
 `Ingestor.ingest(OffsetRange)` reads exactly [start, end) of one partition in chunks (memory bounded: a reader
 thread stays at most one chunk ahead), and settles every message of every chunk:
 - invalid (not JSON, fails schema v1 or the rail rules) -> Postgres quarantine with raw bytes, position, reason;
-- its payment_id already settled (Redis says so, or both stores / their backups hold it, or it appeared earlier
-  in the same chunk) -> nothing is written, counted in `duplicates_skipped`;
+- its payment_id already settled (both stores, or their backups, hold it; or it appeared earlier in the same
+  chunk) -> nothing is written, counted in `duplicates_skipped`. Redis's "landed" keys are consulted but never
+  trusted alone: a Redis claim the stores contradict (Redis kept, stores wiped) is counted in `redis_stale` and
+  the payment lands anyway, so a stale cache can never lose a payment;
 - otherwise written to each store that does not hold it yet (HBase and Postgres in parallel); a store whose write
   fails (after one retry) gets those payments in the failed-payment backup instead;
 - then Redis marks the settled ids landed and adds to the live metrics (Redis errors are counted, never fatal).
@@ -78,6 +80,7 @@ class RangeResult:
     seconds: float = 0.0
     backed_up_to_files: int = 0  # of `backed_up`, how many went to the local folder (MongoDB failed too)
     redis_errors: int = 0
+    redis_stale: int = 0  # ids Redis called landed that the stores did not hold (landed now)
     progress_recorded: bool = False  # False when the range was already recorded (a re-run)
 
     @property
@@ -102,6 +105,7 @@ class RangeResult:
             "quarantined": self.quarantined,
             "duplicates_skipped": self.duplicates_skipped,
             "redis_errors": self.redis_errors,
+            "redis_stale": self.redis_stale,
             "rate_msgs_per_s": round(self.rate, 1),
             "seconds": round(self.seconds, 3),
             "progress_recorded": self.progress_recorded,
@@ -321,7 +325,7 @@ class Ingestor:
             work.records.append(PaymentRecord(payment, message.value, position))
         ids = [r.payment_id for r in work.records]
         work.landed = self._redis_call(state, result, log, self.redis.landed_ids, ids) or set()
-        work.candidates = [r for r in work.records if r.payment_id not in work.landed]
+        work.candidates = work.records  # the stores decide; Redis claims are cross-checked in _finish
         return work
 
     def _submit(self, range: OffsetRange, work: _Chunk, hbase_writer: ThreadPoolExecutor,  # noqa: A002
@@ -351,7 +355,12 @@ class Ingestor:
 
         already_everywhere = {r.payment_id for r in work.candidates
                               if all(r.payment_id in o.already for o in outcomes.values())}
-        metrics.duplicates = work.in_chunk_duplicates + len(work.landed) + len(already_everywhere)
+        metrics.duplicates = work.in_chunk_duplicates + len(already_everywhere)
+        stale = [i for i in work.landed if i not in already_everywhere]
+        if stale:
+            result.redis_stale += len(stale)
+            log.warning(f"{range}: Redis marked {len(stale)} payments landed that the stores did not hold "
+                        f"(stale idempotency keys); they were landed now")
         result.duplicates_skipped += metrics.duplicates
         for record in work.candidates:
             if record.payment_id in already_everywhere:

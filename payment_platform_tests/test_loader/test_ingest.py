@@ -115,3 +115,14 @@ def test_a_nul_character_postgres_cannot_store_is_quarantined_alone(lane):
     assert result.backed_up == {"hbase": 0, "postgres": 0}
     [entry] = lane.postgres().quarantined()
     assert "NUL" in entry["reason"] and entry["kafka_offset"] == rng.start + 3
+
+
+def test_stale_redis_keys_never_lose_a_payment(lane):
+    rng = lane.publish(payments(40, lane.namespace))
+    ingestor = lane.ingestor()
+    # Redis remembers these payments as landed, but the stores were wiped (or never had them)
+    ingestor.redis.mark_landed([payment_doc(i, lane.namespace)["payment_id"] for i in range(40)])
+    result = ingestor.ingest(rng, chunk_size=16)
+    assert result.written["hbase"] == result.written["postgres"] == 40
+    assert (result.redis_stale, result.duplicates_skipped) == (40, 0)
+    assert ingestor.postgres.count_payments() == 40 and ingestor.hbase.count_index() == 40
