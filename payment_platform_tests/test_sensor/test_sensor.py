@@ -163,6 +163,15 @@ def test_run_state_summary_of_a_range_attempt(instance):
     assert run_state_of(records(), True, end + 61, 60) == RunState.FAILED  # the retry never came
 
 
+def test_a_canceled_run_counts_as_failed_for_good(instance):
+    # run monitoring cancels a run past dagster/max_runtime (e.g. its worker was SIGKILLed): no run retry follows
+    run = instance.create_run_for_job(dg.GraphDefinition(name="stand_in", node_defs=[]).to_job(),
+                                      tags={RANGE_TAG: "c"})
+    instance.report_run_canceled(run)
+    records = list(instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: "c"})))
+    assert run_state_of(records, True, records[0].end_time or 0, 60) == RunState.FAILED
+
+
 def test_kafka_down_skips_with_the_reason_and_keeps_the_cursor(instance, resources, stack):
     dead = dict(resources, kafka=KafkaResource(bootstrap_servers=f"127.0.0.1:{dead_port()}", topic="t"))
     context = dg.build_sensor_context(instance=instance, cursor="kept", resources=dead)
