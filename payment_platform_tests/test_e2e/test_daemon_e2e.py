@@ -54,7 +54,7 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
         instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
         try:
             def topic_lags():
-                records = instance.fetch_observations(asset_keys.PAYMENTS_TOPIC, limit=50).records
+                records = instance.fetch_observations(asset_keys.PAYMENTS_TOPIC, limit=500).records
                 return [o.asset_observation.metadata["lag"].value for o in records
                         if o.asset_observation and o.asset_observation.metadata["topic"].value == topic]
 
