@@ -140,23 +140,22 @@ class Gateway:
         transport_class = TCyFramedTransport if self.framed else TCyBufferedTransport
         transport = transport_class(TSocket(sock=client))
         try:
+            # Replies are encoded in memory and sent with one call.
             if self.compact:
-                protocol = CheckedCompactProtocol(transport)
+                request = CheckedCompactProtocol(transport)
                 while not self.stopping.is_set():
-                    self.processor.process(protocol, protocol)
+                    reply = TCyMemoryBuffer()
+                    self.processor.process(request, CheckedCompactProtocol(reply))
+                    self._send(client, reply.getvalue())
             else:
-                # Each message is read and checked whole, decoded from memory by the C decoder, and its
-                # reply encoded in memory and sent with one call.
+                # Each message is read and checked whole, then decoded from memory by the C decoder.
                 reader = MessageReader(client, self.framed)
                 while not self.stopping.is_set():
                     message = reader.next_message()
                     reply = TCyMemoryBuffer()
                     self.processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False),
                                            TCyBinaryProtocol(reply, decode_response=False))
-                    data = reply.getvalue()
-                    if self.framed:
-                        data = len(data).to_bytes(4, "big") + data
-                    client.sendall(data)
+                    self._send(client, reply.getvalue())
         except TTransportException:
             pass  # the client closed its connection (or vanished mid-call)
         except OSError as error:
@@ -171,6 +170,11 @@ class Gateway:
                 transport.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _send(self, client: socket.socket, data: bytes) -> None:
+        if self.framed:
+            data = len(data).to_bytes(4, "big") + data
+        client.sendall(data)
 
     def stop(self) -> None:
         self.stopping.set()
