@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import happybase
 import psutil
 import psycopg2
 import pymongo
@@ -59,6 +60,10 @@ def test_up_status_down_and_data_survives_a_restart(data_dir):
     mongo = pymongo.MongoClient(env["mongo"])
     mongo.demo.kept.insert_one({"_id": "kept"})
     mongo.close()
+    hbase = happybase.Connection(env["hbase_host"], env["hbase_port"])
+    hbase.create_table("kept", {"cf": {}})
+    hbase.table("kept").put(b"row", {b"cf:q": b"yes"})
+    hbase.close()
 
     pids = service_pids(data_dir)
     down = cli("stack", "down", "--data-dir", str(data_dir))
@@ -78,6 +83,9 @@ def test_up_status_down_and_data_survives_a_restart(data_dir):
         mongo = pymongo.MongoClient(env["mongo"])
         assert mongo.demo.kept.find_one({"_id": "kept"}) == {"_id": "kept"}
         mongo.close()
+        hbase = happybase.Connection(env["hbase_host"], env["hbase_port"])
+        assert hbase.table("kept").row(b"row") == {b"cf:q": b"yes"}
+        hbase.close()
     finally:
         assert cli("stack", "down", "--data-dir", str(data_dir)).returncode == 0
 
