@@ -202,3 +202,69 @@ def test_private_hbase_gateway_killed_mid_range(lane, tmp_path):
         restarted.wait(timeout=10)
     assert len(landed) == 100 and landed.isdisjoint(backed_up)
     assert landed | backed_up == set(ids_of(n, lane.namespace))
+
+
+def start_postgres(data_dir, port):
+    """A private PostgreSQL (the stack's own binaries and launch settings) that this test may crash."""
+    from payment_platform.stack import services
+    from payment_platform.stack.processes import spawn
+    user = services.postgres_prepare(data_dir)
+    launch = services.postgres_launch(data_dir, port, user)
+    process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
+    dsn = services.postgres_url(port, "postgres")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            services.postgres_probe(dsn)
+            return process, dsn
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"private Postgres did not start: {(data_dir / 'postgres.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+
+
+def test_private_postgres_crashing_mid_range(lane, tmp_path):
+    """Postgres dies (immediate shutdown) after two chunks: the rest goes to its backup, and since progress lives
+    in Postgres the run fails; once Postgres is back the retry records progress and writes nothing twice."""
+    from payment_platform.stores.postgres import PostgresLedger
+    port, data_dir = free_port(), tmp_path / "pg"
+    n = 250
+    rng = lane.publish([raw(payment_doc(i, lane.namespace)) for i in range(n)])
+    server, dsn = start_postgres(data_dir, port)
+    try:
+        ledger = PostgresLedger(dsn, schema=lane.namespace, connect_timeout_s=2)
+        real_write, chunks_written = ledger.write_payments, []
+
+        def write_then_crash(records):
+            written = real_write(records)
+            chunks_written.append(written)
+            if len(chunks_written) == 2:
+                server.send_signal(signal.SIGQUIT)  # immediate shutdown: no checkpoint, clients cut off
+                server.wait(timeout=20)
+            return written
+        ledger.write_payments = write_then_crash
+        ingestor = lane.ingestor(postgres=ledger)
+        with pytest.raises(IngestionError, match="progress could not be recorded"):
+            ingestor.ingest(rng, chunk_size=50)
+        backed_up = {e.payment_id for e in ingestor.backup.list_oldest(1000, store="postgres")}
+        assert len(backed_up) == 150 and ingestor.backup.size("hbase") == 0
+        assert ingestor.hbase.count_index() == n
+    finally:
+        server.kill()
+        server.wait(timeout=20)
+    server, dsn = start_postgres(data_dir, port)  # crash recovery: what was committed is still there
+    try:
+        ledger = PostgresLedger(dsn, schema=lane.namespace)
+        landed = ledger.existing_ids(ids_of(n, lane.namespace))
+        assert len(landed) == 100 and landed.isdisjoint(backed_up)
+        assert landed | backed_up == set(ids_of(n, lane.namespace))
+        assert ledger.read_progress(lane.topic) == {}
+        retry = lane.ingestor(postgres=ledger).ingest(rng, chunk_size=50)
+        assert retry.written == {"hbase": 0, "postgres": 0, "redis": 0}
+        assert retry.duplicates_skipped == n and retry.progress_recorded
+        assert ledger.read_progress(lane.topic) == {0: rng.end} and ledger.count_payments() == 100
+        ledger.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=20)
