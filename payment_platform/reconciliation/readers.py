@@ -279,10 +279,15 @@ class PostgresReader:
         return self._query(sql.SQL("SELECT max(created_at) FROM {}").format(self.table))[0][0]
 
     # -- what the range and quarantine checks need from the ledger's other tables ----------------------------
-    def recent_ranges(self, limit: int) -> list[tuple[int, str, int, int, int]]:
-        """The most recently recorded ingested ranges: (id, topic, partition, start, end), newest first."""
-        return self._query(sql.SQL("SELECT id, topic, partition, start_offset, end_offset FROM {} "
-                                   "ORDER BY id DESC LIMIT %s").format(self._t("ingested_ranges")), [limit])
+    def recent_ranges(self, limit: int) -> list[tuple[int, str, int, int, int, bool]]:
+        """The most recently recorded ingested ranges, newest first: (id, topic, partition, start, end, reset_since).
+        `reset_since`: the partition's progress was reset after the range (offsets went backwards), so Kafka's
+        offsets no longer hold that range's messages."""
+        return self._query(sql.SQL(
+            "SELECT r.id, r.topic, r.partition, r.start_offset, r.end_offset, EXISTS (SELECT 1 FROM {resets} x "
+            "WHERE x.topic = r.topic AND x.partition = r.partition AND x.reset_at > r.recorded_at) "
+            "FROM {ranges} r ORDER BY r.id DESC LIMIT %s").format(
+                resets=self._t("ingestion_resets"), ranges=self._t("ingested_ranges")), [limit])
 
     def quarantined_offsets(self, topic: str, partition: int, start: int, end: int) -> set[int]:
         rows = self._query(sql.SQL("SELECT kafka_offset FROM {} WHERE kafka_topic = %s AND kafka_partition = %s "
