@@ -184,3 +184,37 @@ def test_a_large_batch_arriving_in_many_pieces(table):
         for i in range(2000):
             batch.put(b"big%05d" % i, {b"cf:a": value, b"cf:b": value, b"cf:c": value, b"cf2:d": value})
     assert sum(len(cols) for _k, cols in table.scan(row_prefix=b"big")) == 8000
+
+
+def test_connection_pool_with_broken_connections(gateway):
+    import random
+
+    from thriftpy2.thrift import TException
+
+    pool = happybase.ConnectionPool(size=3, host="127.0.0.1", port=gateway.port, timeout=20000)
+    rng = random.Random(3)
+    errors = []
+
+    def run():
+        try:
+            for _ in range(20):
+                with pool.connection() as conn:
+                    conn.tables()
+                    try:
+                        with pool.connection() as again:
+                            assert again is conn
+                            if rng.random() < 0.25:  # the pool must replace a connection that broke
+                                conn.transport.close()
+                                raise TException("simulated transport failure")
+                    except TException:
+                        pass
+                    conn.tables()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert errors == []
