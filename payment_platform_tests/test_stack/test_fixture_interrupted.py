@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ A_TEST_THAT_HOLDS_THE_STACK = textwrap.dedent("""
     from pathlib import Path
 
     def test_holds_the_stack(stack):
-        Path(os.environ["PIDS_FILE"]).write_text(json.dumps(stack.pids()))
+        Path(os.environ["PIDS_FILE"]).write_text(json.dumps({"pids": stack.pids(), "data_dir": str(stack.data_dir)}))
         time.sleep(120)
 """)
 
@@ -42,7 +43,8 @@ def test_an_interrupted_session_stops_the_stack(tmp_path, sig):
             assert time.monotonic() < deadline, "the stack did not come up"
             time.sleep(0.2)
         time.sleep(0.2)  # the file is written in one call; let it land
-        pids = json.loads(pids_file.read_text())
+        held = json.loads(pids_file.read_text())
+        pids = held["pids"]
         assert sorted(pids) == sorted(SERVICES)
         session.send_signal(sig)
         session.wait(60)
@@ -51,3 +53,4 @@ def test_an_interrupted_session_stops_the_stack(tmp_path, sig):
             session.kill()
             session.wait()
     assert wait_until_gone(pids.values(), timeout=20) == []
+    shutil.rmtree(held["data_dir"], ignore_errors=True)  # a killed session cannot remove its folder itself
