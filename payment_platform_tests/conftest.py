@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def stack():
 
     env = {key: value for key, value in os.environ.items() if key not in _STACK_SETTINGS}
     data_dir = stack_data_dir("payment-platform-test-stack-")
+    # A cancelled CI job sends SIGTERM: treat it as Ctrl+C so this teardown still runs.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         running = start_stack(data_dir, use_default_ports=False, owned=True, env=env, timeout=60)
         try:
@@ -47,6 +52,12 @@ def stack():
             running.stop()
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture

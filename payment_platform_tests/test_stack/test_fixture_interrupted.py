@@ -28,7 +28,7 @@ A_TEST_THAT_HOLDS_THE_STACK = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"])
 def test_an_interrupted_session_stops_the_stack(tmp_path, sig):
     (tmp_path / "test_holder.py").write_text(A_TEST_THAT_HOLDS_THE_STACK)
     pids_file = tmp_path / "pids.json"
@@ -53,4 +53,6 @@ def test_an_interrupted_session_stops_the_stack(tmp_path, sig):
             session.kill()
             session.wait()
     assert wait_until_gone(pids.values(), timeout=20) == []
+    if sig != signal.SIGKILL:  # the fixture's teardown ran and removed its folder
+        assert not Path(held["data_dir"]).exists()
     shutil.rmtree(held["data_dir"], ignore_errors=True)  # a killed session cannot remove its folder itself
