@@ -137,6 +137,7 @@ class CursorState:
     """What the sensor remembers between ticks (serialised as JSON in the Dagster cursor)."""
 
     topic: str | None = None
+    topic_id: str | None = None  # the broker's id of the topic: changes when it is recreated (broker epoch)
     end_offsets: dict[int, int] = field(default_factory=dict)  # last end offsets seen
     in_flight: dict[int, InFlight] = field(default_factory=dict)
     waiting_since: dict[int, float] = field(default_factory=dict)  # first tick that saw unplanned messages
@@ -147,6 +148,7 @@ class CursorState:
         return json.dumps({
             "version": CURSOR_VERSION,
             "topic": self.topic,
+            "topic_id": self.topic_id,
             "end_offsets": {str(p): o for p, o in sorted(self.end_offsets.items())},
             "in_flight": {str(p): asdict(r) for p, r in sorted(self.in_flight.items())},
             "waiting_since": {str(p): t for p, t in sorted(self.waiting_since.items())},
@@ -165,6 +167,7 @@ class CursorState:
                 raise PlanError(f"cursor: unsupported version {raw.get('version')!r}")
             return cls(
                 topic=raw.get("topic"),
+                topic_id=raw.get("topic_id"),
                 end_offsets={int(p): int(o) for p, o in raw.get("end_offsets", {}).items()},
                 in_flight={int(p): InFlight(int(r["start"]), int(r["end"]), int(r["attempt"]),
                                             float(r["requested_at"]), int(r.get("epoch", 0)))
@@ -211,14 +214,23 @@ def lag_of(end_offsets: Mapping[int, int], progress: Mapping[int, int],
     )
 
 
+def topic_recreated(cursor: CursorState, topic: str, topic_id: str | None) -> bool:
+    """The broker reports another id for the same topic: it was deleted and created again (or the memory
+    broker restarted), whatever its offsets look like now."""
+    return bool(topic_id and cursor.topic == topic and cursor.topic_id and cursor.topic_id != topic_id)
+
+
 def backwards_partitions(cursor: CursorState, topic: str, end_offsets: Mapping[int, int],
-                         progress: Mapping[int, int]) -> list[int]:
-    """Partitions whose end offset is below the recorded progress or below the last end offset seen."""
+                         progress: Mapping[int, int], topic_id: str | None = None) -> list[int]:
+    """Partitions whose offsets went backwards: end offset below the recorded progress or below the last
+    end offset seen; or every partition with progress or a range in flight if the topic was recreated."""
     same_topic = cursor.topic == topic
+    recreated = topic_recreated(cursor, topic, topic_id)
     found = []
     for partition, end in sorted(end_offsets.items()):
         seen = cursor.end_offsets.get(partition, 0) if same_topic else 0
-        if end < progress.get(partition, 0) or end < seen:
+        if end < progress.get(partition, 0) or end < seen or (
+                recreated and (partition in progress or partition in cursor.in_flight)):
             found.append(partition)
     return found
 
@@ -233,11 +245,13 @@ def plan(
     now: float,
     settings: PlannerSettings = PlannerSettings(),
     first_offsets: Mapping[int, int] | None = None,
+    topic_id: str | None = None,
 ) -> Plan:
     """Decide which ranges to request, which resets to record, and the next cursor.
 
     `end_offsets` and `progress` are partition -> offset (progress: next offset to ingest; a missing
-    partition starts at `first_offsets` or 0). `run_states` maps the run key of each in-flight range (as
+    partition starts at `first_offsets` or 0). `topic_id` is the broker's id of the topic if known (a new id
+    means the topic was recreated: every partition starts again). `run_states` maps the run key of each in-flight range (as
     listed by `cursor.in_flight_ranges()`) to what Dagster says about it; a key that is absent is MISSING.
     """
     first_offsets = dict(first_offsets or {})
@@ -246,21 +260,23 @@ def plan(
         notes.append(f"topic changed from {cursor.topic!r} to {topic!r}: starting a fresh cursor")
         cursor = CursorState()
     resets_so_far = cursor.resets
-    next_cursor = CursorState(topic=topic, end_offsets=dict(end_offsets), resets=resets_so_far,
-                              lag_observed=dict(cursor.lag_observed))
+    next_cursor = CursorState(topic=topic, topic_id=topic_id or cursor.topic_id, end_offsets=dict(end_offsets),
+                              resets=resets_so_far, lag_observed=dict(cursor.lag_observed))
     progress = dict(progress)
 
     # 1. Offsets that went backwards: report, go back to the first offset, plan nothing there this tick
     # (the reset must be recorded before a range can start from the new progress).
     resets: list[ProgressReset] = []
-    for partition in backwards_partitions(cursor, topic, end_offsets, progress):
+    recreated = topic_recreated(cursor, topic, topic_id)
+    for partition in backwards_partitions(cursor, topic, end_offsets, progress, topic_id):
         end = end_offsets[partition]
         recorded = progress.get(partition, 0)
         seen = cursor.end_offsets.get(partition, 0)
         to_offset = min(first_offsets.get(partition, 0), end)
-        reason = (f"end offset of {topic}[{partition}] went backwards to {end} (recorded progress {recorded}, "
-                  f"last end offset seen {seen}): broker restarted or topic recreated; "
-                  f"ingesting again from offset {to_offset}")
+        why = (f"topic id changed from {cursor.topic_id} to {topic_id}: topic recreated or broker restarted"
+               if recreated else "broker restarted or topic recreated")
+        reason = (f"offsets of {topic}[{partition}] went backwards: end offset {end}, recorded progress {recorded}, "
+                  f"last end offset seen {seen} ({why}); ingesting again from offset {to_offset}")
         resets.append(ProgressReset(topic, partition, recorded, to_offset, end, reason))
         notes.append(reason)
     next_cursor.resets += len(resets)  # an epoch per backwards move: later run keys never repeat old ones

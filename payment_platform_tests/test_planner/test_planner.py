@@ -175,3 +175,20 @@ def test_first_range_past_offset_zero_is_put_on_record_first():
     assert p.cursor.resets == 0  # not offsets going backwards: run keys keep no suffix
     after = run({0: 700}, {0: 200}, cursor=p.cursor, first={0: 200}, now=1001)
     assert after.resets == [] and after.ranges == [PlannedRange(T, 0, 200, 700)]
+
+
+def test_a_new_topic_id_is_a_reset_even_when_offsets_look_fine():
+    # the topic was recreated and refilled past the old end between two ticks: only its id tells
+    first = plan(topic=T, end_offsets={0: 150, 1: 0}, progress={0: 100}, cursor=CursorState(), run_states={},
+                 now=1000, settings=S, topic_id="id-1")
+    assert first.cursor.topic_id == "id-1" and first.resets == []
+    again = plan(topic=T, end_offsets={0: 160, 1: 0}, progress={0: 150}, cursor=first.cursor, run_states={},
+                 now=1001, settings=S, topic_id="id-2")
+    assert [(r.partition, r.from_offset, r.to_offset) for r in again.resets] == [(0, 150, 0)]
+    assert "topic id changed from id-1 to id-2" in again.resets[0].reason
+    assert again.cursor.topic_id == "id-2" and again.cursor.resets == 1
+    assert again.ranges == [] and 0 not in again.cursor.in_flight
+    # an unknown id (the broker does not report one) changes nothing
+    same = plan(topic=T, end_offsets={0: 160, 1: 0}, progress={0: 160}, cursor=first.cursor, run_states={},
+                now=1001, settings=S, topic_id=None)
+    assert same.resets == [] and same.cursor.topic_id == "id-1"

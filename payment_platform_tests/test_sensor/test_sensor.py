@@ -275,3 +275,25 @@ def test_offsets_going_backwards_are_reset_reported_and_new_data_ingested(instan
 def test_sensor_is_registered_against_the_ingestion_job():
     assert payments_ingestion_sensor.job_name == INGEST_JOB_NAME
     assert payments_ingestion_sensor.minimum_interval_seconds <= 10
+
+
+def test_broker_restarted_and_refilled_past_the_old_end_is_caught_by_the_topic_id(instance, stack, private_broker):
+    topic = f"refilled-{uuid.uuid4().hex[:8]}"
+    kafka_store.ensure_topic(private_broker.bootstrap, topic, partitions=1)
+    resources = {"kafka": KafkaResource(bootstrap_servers=private_broker.bootstrap, topic=topic),
+                 "postgres": PostgresResource(dsn=stack.endpoints.postgres),
+                 "ingestion_settings": SETTINGS}
+    publish(private_broker.bootstrap, topic, {0: 20})
+    first = tick(instance, resources)
+    ledger(resources).record_progress(topic, 0, 0, 20)
+    assert CursorState.from_json(first.cursor).topic_id
+
+    private_broker.stop()
+    private_broker.start()
+    kafka_store.ensure_topic(private_broker.bootstrap, topic, partitions=1)
+    publish(private_broker.bootstrap, topic, {0: 30})  # offsets alone look like 10 new messages
+    reset = tick(instance, resources, cursor=first.cursor, now=1001.0)
+    assert "topic id changed" in reset.skip_reason.skip_message
+    assert ledger(resources).read_progress(topic) == {0: 0}
+    after = tick(instance, resources, cursor=reset.cursor, now=1002.0)
+    assert [r.run_key for r in after.run_requests] == [f"ingest:{topic}:0:0-25:reset1"]  # max batch 25

@@ -22,6 +22,7 @@ from payment_platform.ingestion.flow_offsets import (
     read_end_offsets,
     read_first_offsets,
     read_progress,
+    read_topic_id,
 )
 from payment_platform.stores.kafka import KafkaResource
 from payment_platform.stores.postgres import PostgresResource
@@ -105,12 +106,13 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     timeout_s = settings.io_timeout_seconds
     try:
         end_offsets = read_end_offsets(kafka.bootstrap_servers, topic, timeout_s)
+        topic_id = read_topic_id(kafka.bootstrap_servers, topic, timeout_s)
         if cursor.topic is None:  # first tick (of a deployment or after a bad cursor): tables exist from now on
             bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
         progress = read_progress(ledger, topic, timeout_s)
         first_offsets = {}
         missing = [p for p in end_offsets if p not in progress]
-        if missing or planner.backwards_partitions(cursor, topic, end_offsets, progress):
+        if missing or planner.backwards_partitions(cursor, topic, end_offsets, progress, topic_id):
             first_offsets = read_first_offsets(kafka.bootstrap_servers, topic, timeout_s)
     except OffsetsUnavailable as error:
         return dg.SkipReason(f"ingestion paused, cursor unchanged: {error}")
@@ -122,7 +124,7 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     plan = planner.plan(topic=topic, end_offsets=end_offsets, progress=progress, cursor=cursor,
                         run_states=run_states(context.instance, cursor.in_flight_ranges(), now,
                                               settings.missing_run_seconds), now=now,
-                        settings=settings.planner(), first_offsets=first_offsets)
+                        settings=settings.planner(), first_offsets=first_offsets, topic_id=topic_id)
 
     for reset in plan.resets:
         context.log.warning(f"progress reset: {reset.reason}")
