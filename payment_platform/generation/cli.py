@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--output", help="JSON-lines file to write ('-' for standard output)")
     gen.add_argument("--publish", action="store_true", help="send to Kafka (KAFKA_BOOTSTRAP_SERVERS, PAYMENTS_TOPIC)")
+    gen.add_argument("--labels", help="CSV file listing the deliberately bad records: line,payment_id,defect "
+                                      "(with --output; on Kafka the label travels as header `defect`)")
     _common_options(gen)
     gen.set_defaults(func=run_generate)
 
@@ -86,38 +89,54 @@ def run_generate(args) -> int:
         raise UsageError("--output: give either --output FILE or --publish, not both")
     if not args.output and not args.publish:
         raise UsageError("--output: required (a file, or '-' for standard output) unless --publish is given")
+    if args.labels and args.publish:
+        raise UsageError("--labels: only with --output (on Kafka the label travels as the message header `defect`)")
     settings = settings_from_args(args)
     if args.publish:
         return _publish_batch(args, settings)
     return _write_file(args, settings)
 
 
+def _open_for_writing(option: str, path: str):
+    try:
+        return open(Path(path), "wb", buffering=1 << 20)
+    except OSError as error:
+        raise UsageError(f"{option}: cannot write {path}: {error.strerror or error}") from None
+
+
 def _write_file(args, settings: GenerationSettings) -> int:
     to_stdout = args.output == "-"
-    if to_stdout:
-        out = sys.stdout.buffer
-    else:
-        path = Path(args.output)
-        try:
-            out = open(path, "wb", buffering=1 << 20)
-        except OSError as error:
-            raise UsageError(f"--output: cannot write {args.output}: {error.strerror or error}") from None
+    out = sys.stdout.buffer if to_stdout else _open_for_writing("--output", args.output)
+    try:
+        labels = _open_for_writing("--labels", args.labels) if args.labels else None
+    except UsageError:
+        if not to_stdout:  # leave nothing half-made behind
+            out.close()
+            os.unlink(args.output)
+        raise
     started = time.perf_counter()
     count = bad = 0
     try:
         write = out.write
+        if labels:
+            labels.write(b"line,payment_id,defect\n")
         for message in generate(args.count, args.seed, settings):
             write(message.value)
             write(b"\n")
             count += 1
-            bad += message.defect is not None
+            if message.defect is not None:
+                bad += 1
+                if labels:
+                    labels.write(f"{count},{message.payment_id},{message.defect}\n".encode())
     finally:
+        if labels:
+            labels.close()
         if not to_stdout:
             out.close()
         else:
             out.flush()
     seconds = time.perf_counter() - started
-    summary = {"generated": count, "bad": bad, "seed": args.seed, "output": args.output,
+    summary = {"generated": count, "bad": bad, "seed": args.seed, "output": args.output, "labels": args.labels,
                "seconds": round(seconds, 3), "rate_per_s": round(count / seconds) if seconds else None}
     print(json.dumps(summary), file=sys.stderr if to_stdout else sys.stdout)
     return 0

@@ -42,6 +42,27 @@ def test_generate_writes_json_lines_identical_across_processes_and_to_the_api(tm
     assert first.read_bytes() == expected
 
 
+def test_generate_labels_list_exactly_the_bad_records(tmp_path):
+    out, labels = tmp_path / "p.jsonl", tmp_path / "labels.csv"
+    result = run(["generate", "--count", "1000", "--seed", "8", "--bad-fraction", "0.05", "--output", str(out),
+                  "--labels", str(labels)])
+    assert result.returncode == 0, result.stderr
+    expected = [(n, m.payment_id, m.defect) for n, m in
+                enumerate(generate(1000, 8, GenerationSettings(bad_fraction=0.05)), start=1) if m.defect]
+    rows = [line.split(",") for line in labels.read_text().splitlines()]
+    assert rows[0] == ["line", "payment_id", "defect"]
+    assert [(int(n), pid, defect) for n, pid, defect in rows[1:]] == expected and expected
+    lines = out.read_bytes().split(b"\n")
+    assert all(pid.encode() in lines[n - 1] for n, pid, _ in expected)
+
+
+def test_an_unwritable_labels_file_leaves_no_output_behind(tmp_path):
+    out = tmp_path / "p.jsonl"
+    result = run(["generate", "--count", "10", "--output", str(out), "--labels", "/nonexistent-dir/l.csv"])
+    assert result.returncode == 2 and "error: --labels" in result.stderr
+    assert not out.exists()
+
+
 def test_generate_rails_filter(tmp_path):
     out = tmp_path / "sepa.jsonl"
     assert run(["generate", "--count", "200", "--rails", "sepa,ach", "--output", str(out)]).returncode == 0
