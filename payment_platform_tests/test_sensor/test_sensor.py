@@ -172,6 +172,7 @@ def test_a_canceled_run_counts_as_failed_for_good(instance):
     assert run_state_of(records, True, records[0].end_time or 0, 60) == RunState.FAILED
 
 
+@pytest.mark.timeout(45)  # a hang guard, not a timing: each read is bounded to 2 s here
 def test_kafka_down_skips_with_the_reason_and_keeps_the_cursor(instance, resources, stack):
     dead = dict(resources, kafka=KafkaResource(bootstrap_servers=f"127.0.0.1:{dead_port()}", topic="t"))
     context = dg.build_sensor_context(instance=instance, cursor="kept", resources=dead)
@@ -181,6 +182,18 @@ def test_kafka_down_skips_with_the_reason_and_keeps_the_cursor(instance, resourc
     assert context.cursor == "kept"
 
 
+@pytest.mark.timeout(45)  # a hang guard, not a timing: each read is bounded to 2 s here
+def test_a_broker_that_accepts_but_never_answers_cannot_hang_the_tick(instance, resources):
+    with socket.socket() as silent:  # the kernel completes TCP handshakes; nobody ever reads or answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        hung = dict(resources, kafka=KafkaResource(bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}",
+                                                   topic="t"))
+        result = tick(instance, hung)
+    assert isinstance(result, dg.SkipReason) and "Kafka at 127.0.0.1" in result.skip_message
+
+
+@pytest.mark.timeout(45)  # a hang guard, not a timing: each read is bounded to 2 s here
 def test_postgres_down_skips_with_the_reason(instance, resources, topic):
     dead = dict(resources, postgres=PostgresResource(dsn=f"postgresql://postgres@127.0.0.1:{dead_port()}/x"))
     result = tick(instance, dead)
