@@ -220,7 +220,7 @@ class Store:
                 )
                 w.execute("COMMIT")
             except BaseException:
-                w.execute("ROLLBACK")
+                _rollback(w)
                 raise
             self.tables[name] = TableMeta(name, table_id, True, created, {f.name: f for f in families})
 
@@ -238,7 +238,7 @@ class Store:
                 w.execute(f"DROP TABLE {meta.cells}")
                 w.execute("COMMIT")
             except BaseException:
-                w.execute("ROLLBACK")
+                _rollback(w)
                 raise
             del self.tables[name]
             self._tables_with_markers.discard(meta.id)
@@ -275,7 +275,7 @@ class Store:
                     w.execute("DELETE FROM hb_markers WHERE table_id = ?", (meta.id,))
                 w.execute("COMMIT")
             except BaseException:
-                w.execute("ROLLBACK")
+                _rollback(w)
                 raise
             if major:
                 self._tables_with_markers.discard(meta.id)
@@ -314,7 +314,7 @@ class Store:
                         self._delete(meta, row, fam, q, ts, explicit)
                 w.execute("COMMIT")
             except BaseException:
-                w.execute("ROLLBACK")
+                _rollback(w)
                 raise
 
     def delete(self, name: bytes, row: bytes, family: bytes | None, qualifier: bytes | None, timestamp: int) -> None:
@@ -404,7 +404,7 @@ class Store:
                 )
                 w.execute("COMMIT")
             except BaseException:
-                w.execute("ROLLBACK")
+                _rollback(w)
                 raise
             return result
 
@@ -504,6 +504,14 @@ class Store:
                 yield from _rows(cur, meta, spec, now_ms(), reverse=reverse, versions=versions)
             finally:
                 cur.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Rolls back without hiding the error that led here (SQLite may have rolled back already)."""
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 def _expired(fam: Family, ts: int, now: int) -> bool:
