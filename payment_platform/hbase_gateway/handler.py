@@ -165,11 +165,11 @@ class Scanner:
         self.pending: list = []
         self.finished = False
         self.lock = threading.Lock()
-        self.names = _ColumnNames()
         self.owner = threading.current_thread()  # the thread serving the client's connection
         self.last_used = time.monotonic()
 
     def next(self, count: int) -> list:
+        """Up to `count` (row, cells) results; a row may come in parts when scan batching is set."""
         with self.lock:
             self.last_used = time.monotonic()
             if self.filter_error:
@@ -200,9 +200,9 @@ class Scanner:
                 if cells:
                     if self.batch and len(cells) > self.batch:
                         for i in range(0, len(cells), self.batch):
-                            self.pending.append(_row_result(row, cells[i : i + self.batch], self.sort_columns, self.names))
+                            self.pending.append((row, cells[i : i + self.batch]))
                     else:
-                        self.pending.append(_row_result(row, cells, self.sort_columns, self.names))
+                        self.pending.append((row, cells))
                     got += 1
                 if flt is not None and flt.done:
                     self.finished = True
@@ -568,14 +568,19 @@ class HbaseHandler:
             raise BadArgument("scanner ID is invalid")
         return scanner
 
-    def scannerGetList(self, id, nbRows):
+    def scanner_rows(self, id, nbRows) -> tuple:
+        """(sort_columns, [(row, cells)]) of the next results: the server encodes them straight to bytes."""
         nb_rows = _need_int(nbRows, "nbRows")
-        if nb_rows <= 0:
-            return []
-        return self._scanner(id).next(nb_rows)
+        scanner = self._scanner(id)
+        return scanner.sort_columns, (scanner.next(nb_rows) if nb_rows > 0 else [])
+
+    def scannerGetList(self, id, nbRows):
+        sort_columns, rows = self.scanner_rows(id, nbRows)
+        names = _ColumnNames()
+        return [_row_result(row, cells, sort_columns, names) for row, cells in rows]
 
     def scannerGet(self, id):
-        return self._scanner(id).next(1)
+        return self.scannerGetList(id, 1)
 
     def scannerClose(self, id):
         with self._scanners_lock:
@@ -599,10 +604,14 @@ def checked(handler: HbaseHandler, service) -> object:
 
     wrapped = Checked()
     for api in service.thrift_services:
-        result_spec = getattr(service, api + "_result").thrift_spec
-        declared = {spec[2] for fid, spec in result_spec.items() if fid != 0}
-        setattr(wrapped, api, _guard(getattr(handler, api), api, declared))
+        setattr(wrapped, api, _guard(getattr(handler, api), api, _declared(service, api)))
+    wrapped.scanner_rows = _guard(handler.scanner_rows, "scannerGetList", _declared(service, "scannerGetList"))
     return wrapped
+
+
+def _declared(service, api: str) -> set:
+    result_spec = getattr(service, api + "_result").thrift_spec
+    return {spec[2] for fid, spec in result_spec.items() if fid != 0}
 
 
 def _guard(method, api: str, declared: set):

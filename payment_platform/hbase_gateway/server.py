@@ -16,7 +16,7 @@ import threading
 import time
 
 from thriftpy2.protocol.cybin import TCyBinaryProtocol
-from thriftpy2.thrift import TProcessor
+from thriftpy2.thrift import TMessageType, TProcessor
 from thriftpy2.transport import (
     TCyBufferedTransport,
     TCyFramedTransport,
@@ -26,11 +26,18 @@ from thriftpy2.transport import (
 )
 
 from payment_platform.errors import UsageError
-from payment_platform.hbase_gateway.handler import HbaseHandler, checked, service_module
+from payment_platform.hbase_gateway.handler import IllegalArgument, IOError_, HbaseHandler, checked, service_module
 from payment_platform.hbase_gateway.storage import Store
-from payment_platform.hbase_gateway.wire import CheckedCompactProtocol, MessageReader
+from payment_platform.hbase_gateway.wire import (
+    CheckedCompactProtocol,
+    ColumnNameCache,
+    MessageReader,
+    encode_row_results,
+    message_name,
+)
 
 log = logging.getLogger("payment_platform.hbase_gateway")
+_SCANNER_CALLS = (b"scannerGetList", b"scannerGet")
 
 
 def prepare_data_dir(data_dir: str) -> str:
@@ -108,7 +115,9 @@ class Gateway:
         listener.listen(256)
         self.listener = listener
         self.handler = HbaseHandler(self.store, self.host, self.port)
-        self.processor = TProcessor(service_module(), checked(self.handler, service_module()))
+        self.service = service_module()
+        self.checked = checked(self.handler, self.service)
+        self.processor = TProcessor(self.service, self.checked)
 
     def serve_forever(self) -> None:
         """Accepts connections until stop() (SIGTERM/SIGINT call it), then closes everything."""
@@ -150,8 +159,13 @@ class Gateway:
             else:
                 # Each message is read and checked whole, then decoded from memory by the C decoder.
                 reader = MessageReader(client, self.framed)
+                names = ColumnNameCache()
                 while not self.stopping.is_set():
                     message = reader.next_message()
+                    api, seqid = message_name(message)
+                    if api in _SCANNER_CALLS:
+                        self._send(client, self._scanner_reply(message, api.decode(), seqid, names))
+                        continue
                     reply = TCyMemoryBuffer()
                     self.processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False),
                                            TCyBinaryProtocol(reply, decode_response=False))
@@ -170,6 +184,28 @@ class Gateway:
                 transport.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _scanner_reply(self, message: bytes, api: str, seqid: int, names: ColumnNameCache) -> bytes:
+        """scannerGetList/scannerGet: the rows are encoded straight to bytes (the scan hot path)."""
+        request = TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False)
+        request.read_message_begin()
+        args = getattr(self.service, api + "_args")()
+        args.read(request)
+        try:
+            sort_columns, rows = self.checked.scanner_rows(args.id, args.nbRows if api == "scannerGetList" else 1)
+        except (IOError_, IllegalArgument) as error:
+            result = getattr(self.service, api + "_result")()
+            if isinstance(error, IllegalArgument):
+                result.ia = error
+            else:
+                result.io = error
+            reply = TCyMemoryBuffer()
+            out = TCyBinaryProtocol(reply, decode_response=False)
+            out.write_message_begin(api, TMessageType.REPLY, seqid)
+            result.write(out)
+            out.write_message_end()
+            return reply.getvalue()
+        return encode_row_results(api, seqid, rows, sort_columns, names)
 
     def _send(self, client: socket.socket, data: bytes) -> None:
         if self.framed:

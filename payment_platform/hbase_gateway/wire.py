@@ -200,6 +200,70 @@ class MessageReader:
         return message
 
 
+_pack_i32 = _i32.pack
+_REPLY_HEADER = _pack_i32(_VERSION_1 | 2)  # strict binary protocol, message type REPLY
+
+
+class ColumnNameCache(dict):
+    """(family, qualifier) -> the length-prefixed b'family:qualifier' of the binary protocol."""
+
+    def __missing__(self, key):
+        if len(self) > 100_000:
+            self.clear()
+        name = key[0] + b":" + key[1]
+        encoded = self[key] = _pack_i32(len(name)) + name
+        return encoded
+
+
+def encode_row_results(api: str, seqid: int, rows: list, sort_columns: bool, names: ColumnNameCache) -> bytes:
+    """The binary-protocol reply of scannerGetList/scannerGet carrying `rows` ([(row, cells)]), written
+    directly: three times faster than building TRowResult objects for thriftpy2 to encode, and the same
+    bytes (test_wire checks it against thriftpy2)."""
+    name = api.encode()
+    out = bytearray(_REPLY_HEADER)
+    out += _pack_i32(len(name))
+    out += name
+    out += _pack_i32(seqid)
+    out += b"\x0f\x00\x00\x0c"  # result field 0 "success": list<struct>
+    out += _pack_i32(len(rows))
+    for row, cells in rows:
+        out += b"\x0b\x00\x01"  # TRowResult.row
+        out += _pack_i32(len(row))
+        out += row
+        if sort_columns:
+            out += b"\x0f\x00\x03\x0c"  # TRowResult.sortedColumns: list<TColumn>
+            out += _pack_i32(len(cells))
+            for family, qualifier, ts, value in cells:
+                out += b"\x0b\x00\x01"  # TColumn.columnName
+                out += names[family, qualifier]
+                out += b"\x0c\x00\x02\x0b\x00\x01"  # TColumn.cell, TCell.value
+                out += _pack_i32(len(value))
+                out += value
+                out += b"\x0a\x00\x02"  # TCell.timestamp
+                out += ts.to_bytes(8, "big", signed=True)
+                out += b"\x00\x00"  # end of TCell, end of TColumn
+        else:
+            out += b"\x0d\x00\x02\x0b\x0c"  # TRowResult.columns: map<binary, TCell>
+            out += _pack_i32(len(cells))
+            for family, qualifier, ts, value in cells:
+                out += names[family, qualifier]
+                out += b"\x0b\x00\x01"  # TCell.value
+                out += _pack_i32(len(value))
+                out += value
+                out += b"\x0a\x00\x02"  # TCell.timestamp
+                out += ts.to_bytes(8, "big", signed=True)
+                out += b"\x00"  # end of TCell
+        out += b"\x00"  # end of TRowResult
+    out += b"\x00"  # end of the result struct
+    return bytes(out)
+
+
+def message_name(message: bytes) -> tuple[bytes, int]:
+    """(method name, seqid) of a checked binary-protocol message."""
+    size = _i32.unpack_from(message, 4)[0]
+    return message[8 : 8 + size], _i32.unpack_from(message, 8 + size)[0]
+
+
 class CheckedCompactProtocol(TCompactProtocol):
     """Compact protocol that refuses containers of unknown element types or absurd sizes, hands binaries
     over undecoded, and method names as text (as the binary protocol does)."""

@@ -68,3 +68,32 @@ def header(method: bytes = b"mutateRows") -> bytes:
 def test_refuses_malformed_requests(message, problem):
     with pytest.raises(Malformed, match=problem):
         message_end(message)
+
+
+@pytest.mark.parametrize("sort_columns", [False, True])
+def test_direct_scanner_reply_matches_thriftpy2(sort_columns):
+    from Hbase_thrift import TCell, TColumn, TRowResult
+    from thriftpy2.protocol import TCyBinaryProtocol
+    from thriftpy2.thrift import TMessageType
+    from thriftpy2.transport import TCyMemoryBuffer
+
+    from payment_platform.hbase_gateway.wire import ColumnNameCache, encode_row_results
+
+    rows = [
+        (b"r1", [(b"cf", b"", 1, b""), (b"cf", b"a", 2**62, b"\x00\xff" * 40)]),
+        (b"\x00\xffbinary-row", [(b"cf2", b"q:with:colons", 1_700_000_000_000, b"v" * 70000)]),
+    ]
+    expected_rows = []
+    for row, cells in rows:
+        if sort_columns:
+            expected_rows.append(TRowResult(row=row, sortedColumns=[
+                TColumn(columnName=f + b":" + q, cell=TCell(value=v, timestamp=ts)) for f, q, ts, v in cells]))
+        else:
+            expected_rows.append(TRowResult(row=row, columns={
+                f + b":" + q: TCell(value=v, timestamp=ts) for f, q, ts, v in cells}))
+    reply = TCyMemoryBuffer()
+    proto = TCyBinaryProtocol(reply, decode_response=False)
+    proto.write_message_begin("scannerGetList", TMessageType.REPLY, 42)
+    Hbase.scannerGetList_result(success=expected_rows).write(proto)
+    proto.write_message_end()
+    assert encode_row_results("scannerGetList", 42, rows, sort_columns, ColumnNameCache()) == reply.getvalue()
