@@ -2,7 +2,8 @@
 
 Every call is bounded: a dead broker gives a `KafkaUnavailable` error within a few seconds, never a hang.
 - `ensure_topic`: create the topic if missing (idempotent).
-- `end_offsets` / `beginning_offsets`: read offsets only (what a sensor may do).
+- `end_offsets` / `beginning_offsets`: read offsets only (what a sensor may do); `topic_id`: the topic's
+  UUID, which changes when the topic is recreated or a memory broker restarts.
 - `read_range`: exactly the messages at offsets [start, end) of one partition, in chunks, via assign()+seek()
   (no consumer group); raises `RangeUnavailable` rather than returning short.
 - `Publisher`: sends `GeneratedMessage`-like objects (key, value, headers) with acks='all' and counts only
@@ -104,7 +105,7 @@ def partitions_for(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOU
         admin.close()
 
 
-def _partitions(admin: KafkaAdminClient, bootstrap: str, topic: str) -> list[int]:
+def _describe(admin: KafkaAdminClient, bootstrap: str, topic: str) -> dict:
     try:
         described = admin.describe_topics([topic])
     except KafkaError as error:
@@ -112,7 +113,24 @@ def _partitions(admin: KafkaAdminClient, bootstrap: str, topic: str) -> list[int
     found = [t for t in described if t["name"] == topic and t["error_code"] == 0]
     if not found or not found[0]["partitions"]:
         raise UnknownTopic(f"topic {topic!r} does not exist on {bootstrap}")
-    return sorted(p["partition_index"] for p in found[0]["partitions"])
+    return found[0]
+
+
+def _partitions(admin: KafkaAdminClient, bootstrap: str, topic: str) -> list[int]:
+    return sorted(p["partition_index"] for p in _describe(admin, bootstrap, topic)["partitions"])
+
+
+def topic_id(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
+    """The topic's UUID (KIP-516), or None when the broker reports none. It changes when the topic is
+    recreated or a memory broker restarts: an epoch for offsets remembered across calls."""
+    admin = _admin(bootstrap, timeout_s)
+    try:
+        value = _describe(admin, bootstrap, topic).get("topic_id")
+    finally:
+        admin.close()
+    if value is None or str(value).replace("-", "").strip("0") == "":
+        return None
+    return str(value)
 
 
 def _offsets(bootstrap: str, topic: str, spec: OffsetSpec, timeout_s: float) -> dict[int, int]:
@@ -389,6 +407,9 @@ class KafkaResource(dg.ConfigurableResource):
 
     def beginning_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
         return beginning_offsets(self.bootstrap_servers, self.topic, timeout_s)
+
+    def topic_id(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
+        return topic_id(self.bootstrap_servers, self.topic, timeout_s)
 
     def read_range(self, partition: int, start: int, end: int, batch: int = 2000) -> Iterator[list[KafkaMessage]]:
         return read_range(self.bootstrap_servers, self.topic, partition, start, end, batch)

@@ -29,6 +29,8 @@ def test_ensure_topic_is_idempotent_and_offsets_start_at_zero(bootstrap, topic):
 def test_unknown_topic_is_reported_not_created(bootstrap, topic):
     with pytest.raises(kafka.UnknownTopic, match=topic):
         kafka.end_offsets(bootstrap, topic)
+    with pytest.raises(kafka.UnknownTopic, match=topic):
+        kafka.topic_id(bootstrap, topic)
 
 
 def test_publisher_counts_acknowledged_and_end_offsets_match_what_was_written(bootstrap, topic):
@@ -81,6 +83,7 @@ def test_resource_wraps_the_same_calls(bootstrap, topic):
     lambda b: kafka.end_offsets(b, "t", timeout_s=2),
     lambda b: kafka.beginning_offsets(b, "t", timeout_s=2),
     lambda b: kafka.ensure_topic(b, "t", timeout_s=2),
+    lambda b: kafka.topic_id(b, "t", timeout_s=2),
     lambda b: list(kafka.read_range(b, "t", 0, 0, 5, timeout_s=2)),
 ])
 def test_a_dead_broker_gives_an_error_within_seconds(dead_bootstrap, call):
@@ -127,11 +130,14 @@ def test_a_restarted_memory_broker_makes_old_ranges_unreadable_instead_of_short(
     kafka.ensure_topic(bootstrap, topic, partitions=1)
     publish(bootstrap, topic, 100)
     assert kafka.end_offsets(bootstrap, topic) == {0: 100}
+    epoch = kafka.topic_id(bootstrap, topic)
+    assert epoch and epoch == kafka.topic_id(bootstrap, topic)
     private_broker.restart()
     with pytest.raises(kafka.UnknownTopic):
         kafka.end_offsets(bootstrap, topic)
     kafka.ensure_topic(bootstrap, topic, partitions=1)
     publish(bootstrap, topic, 10)
     assert kafka.end_offsets(bootstrap, topic) == {0: 10}  # went backwards: the caller must notice
+    assert kafka.topic_id(bootstrap, topic) not in (None, epoch)  # and the topic id says why
     with pytest.raises(kafka.RangeUnavailable, match="ends at offset 10"):
         list(kafka.read_range(bootstrap, topic, 0, 50, 100))
