@@ -62,10 +62,11 @@ class Lane:
 
     def backup(self, mongo_uri: str | None = None, fallback_dir=None) -> FailedPaymentBackup:
         return FailedPaymentBackup(mongo_uri or self.stack.endpoints.mongo, fallback_dir or self.fallback_dir,
-                                   database=self.namespace, timeout_ms=500)
+                                   database=self.namespace, timeout_ms=500 if mongo_uri else 5000)
 
     def redis(self, url: str | None = None) -> RedisState:
-        return RedisState(url or self.stack.endpoints.redis, key_prefix=self.namespace, timeout_s=0.5)
+        # a short timeout only for a deliberately dead Redis: on a loaded machine the live one may need more
+        return RedisState(url or self.stack.endpoints.redis, key_prefix=self.namespace, timeout_s=0.5 if url else 5.0)
 
     def ingestor(self, **stores) -> Ingestor:
         return Ingestor(self.bootstrap, stores.get("hbase") or self.hbase(), stores.get("postgres") or self.postgres(),

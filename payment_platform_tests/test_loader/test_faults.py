@@ -210,17 +210,21 @@ def start_postgres(data_dir, port):
     from payment_platform.stack.processes import spawn
     user = services.postgres_prepare(data_dir)
     launch = services.postgres_launch(data_dir, port, user)
-    process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
     dsn = services.postgres_url(port, "postgres")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 40
+    process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
     while True:
         try:
             services.postgres_probe(dsn)
             return process, dsn
         except Exception:
-            if process.poll() is not None or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 process.kill()
                 raise RuntimeError(f"private Postgres did not start: {(data_dir / 'postgres.log').read_text()[-2000:]}")
+            if process.poll() is not None:
+                # after a crash, the old server's last backends may still hold its shared memory for a moment
+                time.sleep(0.5)
+                process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
             time.sleep(0.1)
 
 
