@@ -55,7 +55,7 @@ class Lane:
     def hbase(self, port: int | None = None) -> HBaseStore:
         e = self.stack.endpoints
         return HBaseStore(e.hbase_host, port or e.hbase_port, e.hbase_transport, e.hbase_protocol,
-                          table_prefix=self.namespace, timeout_ms=3000)
+                          table_prefix=self.namespace, timeout_ms=10_000)
 
     def postgres(self) -> PostgresLedger:
         return PostgresLedger(self.stack.endpoints.postgres, schema=self.namespace)
