@@ -33,6 +33,7 @@ class Malformed(TProtocolException):
 
 
 _STRUCT, _LIST, _MAP = 0, 1, 2
+_STRUCT_FRAME = (_STRUCT,)  # struct frames carry no state: one shared object
 
 
 class MessageWalk:
@@ -63,7 +64,7 @@ class MessageWalk:
             if end < 12 + name_size:
                 return None
             self.pos = 12 + name_size  # header, name, seqid; then the arguments struct
-            self.stack = [[_STRUCT]]
+            self.stack = [_STRUCT_FRAME]
         pos, stack = self.pos, self.stack
         unpack_i32 = _i32.unpack_from
         fixed_width = _FIXED_WIDTH
@@ -71,6 +72,24 @@ class MessageWalk:
             frame = stack[-1]
             kind = frame[0]
             if kind == _STRUCT:
+                # Fast lane for the fields happybase sends most (strings, bools): no frame work per field.
+                while pos < end:
+                    vtype = buf[pos]
+                    if vtype == 11:
+                        if pos + 7 > end:
+                            break
+                        size = unpack_i32(buf, pos + 3)[0]
+                        if size < 0 or size > MAX_MESSAGE_BYTES:
+                            raise Malformed(TProtocolException.NEGATIVE_SIZE, f"string of {size} bytes")
+                        if pos + 7 + size > end:
+                            break
+                        pos += 7 + size
+                    elif vtype == 2:
+                        if pos + 4 > end:
+                            break
+                        pos += 4
+                    else:
+                        break
                 if pos >= end:
                     break
                 vtype = buf[pos]
@@ -105,7 +124,7 @@ class MessageWalk:
                     break
             elif vtype == 12:  # STRUCT
                 new_pos = vpos
-                push = [_STRUCT]
+                push = _STRUCT_FRAME
             elif vtype == 15 or vtype == 14:  # LIST, SET
                 if vpos + 5 > end:
                     break
