@@ -1,0 +1,95 @@
+"""Under the real `dagster-daemon`: a range that cannot be settled (HBase down AND the backup unreachable)
+fails its run, progress does not move, Dagster retries the run; once the stores are back the same range
+lands, and every payment is in both stores: the failed range was never skipped."""
+from __future__ import annotations
+
+import socket
+import uuid
+
+import dagster as dg
+import pytest
+
+from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
+from payment_platform.generation.generator import generate
+from payment_platform.ingestion.demo_flow import account
+from payment_platform.ingestion.flow_daemon import DagsterDaemon, wait_for
+from payment_platform.stores import kafka
+from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
+from payment_platform.stores.hbase import HBaseStore
+from payment_platform.stores.postgres import PostgresLedger
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+COUNT = 40
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def range_runs(instance, topic):
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
+    return [r for r in runs if r.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
+
+
+def test_a_failed_range_is_retried_and_lands_once_the_stores_are_back(stack, tmp_path, monkeypatch):
+    topic = f"retry-{uuid.uuid4().hex[:8]}"
+    ep = stack.endpoints
+    kafka.ensure_topic(ep.kafka, topic, partitions=1)
+    good_env = {**stack.env(), "PAYMENTS_TOPIC": topic}
+    broken_env = {**good_env, "HBASE_PORT": str(dead_port()), "MONGO_URI": f"mongodb://127.0.0.1:{dead_port()}/",
+                  "FAILED_PAYMENTS_DIR": "/proc/no-such-dir/failed_payments"}
+    messages = list(generate(COUNT, seed=uuid.uuid4().int % 2**31))
+    ledger = PostgresLedger(ep.postgres)
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", stack.dagster_postgres_url)
+    home = tmp_path / "dagster_home"
+
+    with DagsterDaemon(home, broken_env, tmp_path / "daemon-broken.log") as daemon:
+        with kafka.Publisher(ep.kafka, topic) as publisher:
+            assert publisher.publish(messages).acknowledged == COUNT
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            # the first run fails (after its op retries) and Dagster starts a run retry of the same range
+            # ... and that retry fails too; stop only when no run is in flight (a run killed with the daemon
+            # would wait for run monitoring's max_runtime)
+            def retry_failed():
+                runs = range_runs(instance, topic)
+                done = all(r.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS) for r in runs)
+                return done and [r for r in runs if r.tags.get("dagster/retry_number")]
+
+            retried = wait_for(retry_failed, 240, interval_s=2.0, daemon=daemon)
+            assert retried, f"no failed run retry seen; daemon log: {daemon.log_tail()}"
+            failed = [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.FAILURE]
+            assert failed and all(r.tags[RANGE_TAG] == f"ingest:{topic}:0:0-{COUNT}" for r in failed)
+            assert ledger.read_progress(topic).get(0, 0) == 0  # nothing settled, nothing recorded
+        finally:
+            instance.dispose()
+
+    # the stores are back (the daemon's environment is the real stack again): the same range lands
+    hbase = HBaseStore(ep.hbase_host, ep.hbase_port)
+    backup = FailedPaymentBackup(ep.mongo, default_fallback_dir(good_env))
+    with DagsterDaemon(home, good_env, tmp_path / "daemon-good.log") as daemon:
+        def landed():
+            try:
+                result = account(messages, COUNT, hbase, ledger, backup)
+            except Exception:  # noqa: BLE001
+                return None
+            return result if result.unaccounted == 0 and result.hbase == result.postgres else None
+
+        accounting = wait_for(landed, 240, interval_s=2.0, daemon=daemon)
+        assert accounting is not None, f"the failed range never landed; daemon log: {daemon.log_tail()}"
+        assert wait_for(lambda: ledger.read_progress(topic) == {0: COUNT}, 30, daemon=daemon)
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            runs = range_runs(instance, topic)
+        finally:
+            instance.dispose()
+    succeeded = [r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS]
+    assert len(succeeded) == 1  # one range, landed once, by a retry of the same offsets
+    assert succeeded[0].run_config["ops"]["ingest_payments_range"]["config"] == {
+        "topic": topic, "partition": 0, "start": 0, "end": COUNT}
+    assert accounting.hbase == accounting.postgres == len({m.payment_id for m in messages if m.defect is None})
+    for store in (hbase, ledger, backup):
+        store.close()
