@@ -113,6 +113,13 @@ def raw_engine(path: str, n_cells: int) -> tuple[float, float, int]:
     return write_s, read_s, cells
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
@@ -135,11 +142,20 @@ def main() -> int:
             conn.open()
             # Best of --rounds, gateway and raw engine alternating: the machine is shared and noisy.
             put_rate = scan_rate = raw_put_rate = raw_scan_rate = 0.0
+            put_cpu = scan_cpu = (0.0, 0.0)  # (gateway, client) CPU seconds per 1,000 cells, best round
             for round_no in range(args.rounds):
                 conn.create_table(f"bench{round_no}", {"cf": dict(max_versions=1)})
                 table = conn.table(f"bench{round_no}")
+                gateway_cpu, client_cpu = cpu_s(proc.pid), time.process_time()
                 put_s = put_through_gateway(table, args.cells)
+                if args.cells / put_s > put_rate:
+                    put_cpu = ((cpu_s(proc.pid) - gateway_cpu) * 1000 / args.cells,
+                               (time.process_time() - client_cpu) * 1000 / args.cells)
+                gateway_cpu, client_cpu = cpu_s(proc.pid), time.process_time()
                 scanned, scan_s = scan_through_gateway(table)
+                if scanned / scan_s > scan_rate:
+                    scan_cpu = ((cpu_s(proc.pid) - gateway_cpu) * 1000 / scanned,
+                                (time.process_time() - client_cpu) * 1000 / scanned)
                 assert scanned == args.cells, f"scanned {scanned} cells, wrote {args.cells}"
                 raw_write_s, raw_read_s, raw_cells = raw_engine(os.path.join(tmp, f"raw{round_no}.sqlite3"), args.cells)
                 assert raw_cells == args.cells
@@ -153,6 +169,8 @@ def main() -> int:
                   f" {BATCH_ROWS * ROW_COLUMNS} per mutateRows)")
             print(f"full scan through happybase:    {scan_rate:10,.0f} cells/s   raw SQLite: {raw_scan_rate:10,.0f}"
                   f" cells/s   ratio {scan_rate / raw_scan_rate:.2f}")
+            print(f"CPU per 1,000 cells (gateway / happybase client): puts {put_cpu[0] * 1000:.1f} / {put_cpu[1] * 1000:.1f}"
+                  f" ms, scans {scan_cpu[0] * 1000:.1f} / {scan_cpu[1] * 1000:.1f} ms (CPU below wall time = a busy machine)")
 
             if args.rss_cells:
                 conn.create_table("bench_rss", {"cf": dict(max_versions=1)})
