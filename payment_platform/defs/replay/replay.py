@@ -82,10 +82,13 @@ def plan_from_resources(hbase: HBaseResource, postgres: PostgresResource, backup
     backup_client = backup.client()
     probes = {"hbase": lambda: hbase.client().health(), "postgres": lambda: postgres.client().health()}
     try:
-        return plan_replay(
+        plan = plan_replay(
             sizes=lambda: _bounded(lambda: {s: backup_client.size(s) for s in STORE_ASSETS}, timeout_s),
             oldest=lambda store: _bounded(lambda: [e.payment_id for e in backup_client.list_oldest(1, store)], timeout_s),
             health={store: (lambda probe=probe: _bounded(probe, timeout_s)) for store, probe in probes.items()})
+        if backup_client.last_mongo_error:  # the sizes above then count the local folder only
+            plan.reason += f"; MongoDB unreachable, only the local folder was seen: {backup_client.last_mongo_error}"
+        return plan
     finally:
         backup_client.close()
 
