@@ -172,12 +172,12 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
 
 def main(args) -> int:
     """Handler of `payment-platform demo`; exit 0 when every step succeeded."""
-    from payment_platform.stack.cli import signals_raise_interrupt
+    from payment_platform.stack.cli import StopSignals
 
     options = DemoOptions.from_args(args)
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
-    with signals_raise_interrupt():
+    with StopSignals():
         run = run_demo(options, log=log)
     if args.json:
         print(json.dumps(run.summary, indent=2))

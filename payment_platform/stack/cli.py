@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from payment_platform.config import data_dir_from_env
@@ -85,38 +84,44 @@ def ensure_runtime_dir() -> None:
         os.environ["XDG_RUNTIME_DIR"] = str(path)
 
 
-@contextmanager
-def signals_raise_interrupt():
-    """SIGTERM behaves like Ctrl+C while services start, so a half-started stack is always cleaned up."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+class StopSignals:
+    """SIGINT and SIGTERM for a command's whole life, so no signal ever meets the default handler (which
+    would kill the launcher before it stops its services). Until `wait()` is called a signal raises
+    KeyboardInterrupt, so a half-started stack is cleaned up; from then on it is only recorded, so a second
+    Ctrl+C cannot interrupt the shutdown."""
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+    def __init__(self):
+        self._received: list[str] = []
+        self._event = threading.Event()
+        self._interrupting = True
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        self._received.append(name)
+        self._event.set()
+        if self._interrupting:
+            raise KeyboardInterrupt(name)
 
-def wait_for_signal(stop_when=None) -> str | None:
-    """Blocks until SIGINT or SIGTERM (returns its name) or until `stop_when()` is true (returns None)."""
-    received: list[str] = []
-    done = threading.Event()
+    def stop_interrupting(self) -> None:
+        """From now on a signal is only recorded: a shutdown under way is not cut short."""
+        self._interrupting = False
 
-    def handler(signum, frame):
-        received.append(signal.Signals(signum).name)
-        done.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not done.wait(0.2):
+    def wait(self, stop_when=None) -> str | None:
+        """Blocks until SIGINT or SIGTERM (returns its name) or until `stop_when()` is true (returns None)."""
+        self.stop_interrupting()
+        while not self._event.wait(0.2):
             if stop_when is not None and stop_when():
                 return None
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    return received[0]
+        return self._received[0]
 
 
 def parse_timeout(value) -> float:
@@ -163,25 +168,28 @@ def stack_up(args) -> int:
     from payment_platform.stack.manager import StackStartError
 
     began = time.monotonic()
-    with signals_raise_interrupt():
+    with StopSignals() as signals:
         try:
             stack = start(args, owned=args.foreground)
         except StackStartError as error:
             print(f"payment-platform stack up: error: {error}", file=sys.stderr)
             return 1
-    print_stack(stack, time.monotonic() - began)
-    if not args.foreground:
-        print(f"stop it with: payment-platform stack down --data-dir {stack.data_dir}")
-        return 0
-    if stack.already_running:
-        print("a stack was already running there; --foreground leaves it as it was")
-        return 0
-    print("running in the foreground; Ctrl+C stops the stack", flush=True)
-    try:
-        name = wait_for_signal()
-        print(f"{name}: stopping the stack", flush=True)
-    finally:
-        stack.stop()
+        if not args.foreground or stack.already_running:
+            print_stack(stack, time.monotonic() - began)
+            if stack.already_running and args.foreground:
+                print("a stack was already running there; --foreground leaves it as it was")
+            else:
+                print(f"stop it with: payment-platform stack down --data-dir {stack.data_dir}")
+            return 0
+        try:
+            print_stack(stack, time.monotonic() - began)
+            print("running in the foreground; Ctrl+C stops the stack", flush=True)
+            name = signals.wait()
+            print(f"{name}: stopping the stack", flush=True)
+        except KeyboardInterrupt as interrupt:
+            print(f"{interrupt}: stopping the stack", flush=True)
+        finally:
+            stack.stop()
     print("stack stopped")
     return 0
 

@@ -38,7 +38,7 @@ def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
 
 
 def run_dagster_dev(args) -> int:
-    from payment_platform.stack.cli import print_stack, signals_raise_interrupt, start, wait_for_signal
+    from payment_platform.stack.cli import StopSignals, print_stack, start
     from payment_platform.stack.manager import StackStartError, port_in_use
 
     project_dir = Path.cwd()
@@ -50,17 +50,16 @@ def run_dagster_dev(args) -> int:
         raise UsageError(f"--dagster-port: port {ui_port} on 127.0.0.1 is already in use")
 
     began = time.monotonic()
-    with signals_raise_interrupt():
+    with StopSignals() as signals:
         try:
             stack = start(args, owned=True)
         except StackStartError as error:
             print(f"payment-platform up: error: {error}", file=sys.stderr)
             return 1
-    print_stack(stack, time.monotonic() - began)
-    dagster, dagster_ref = None, None
-    log = stack.data_dir / "logs" / "dagster.log"
-    try:
-        with signals_raise_interrupt():
+        dagster, dagster_ref = None, None
+        log = stack.data_dir / "logs" / "dagster.log"
+        try:
+            print_stack(stack, time.monotonic() - began)
             home = dagster_home(stack.data_dir, project_dir)
             env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home)}
             # cwd is DAGSTER_HOME: Dagster warns about a dagster.yaml in its cwd that is not DAGSTER_HOME's;
@@ -70,20 +69,16 @@ def run_dagster_dev(args) -> int:
             dagster_ref = processes.ProcessRef.of(dagster.pid)
             print(f"dagster dev: UI on http://localhost:{ui_port} (log {log})")
             print("Ctrl+C stops Dagster and the stack", flush=True)
-        name = wait_for_signal(stop_when=lambda: dagster.poll() is not None)
-        print(f"{name or 'dagster dev exited'}: stopping Dagster and the stack", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted: stopping Dagster and the stack", flush=True)
-    finally:
-        # A second Ctrl+C while shutting down must not leave half the stack running.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+            name = signals.wait(stop_when=lambda: dagster.poll() is not None)
+            print(f"{name or 'dagster dev exited'}: stopping Dagster and the stack", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted: stopping Dagster and the stack", flush=True)
+        finally:
+            signals.stop_interrupting()  # a second Ctrl+C cannot cut the shutdown short
             if dagster_ref is not None:
                 processes.stop(dagster_ref, signal.SIGTERM, timeout=DAGSTER_STOP_TIMEOUT_S, popen=dagster)
             if not stack.already_running:
                 stack.stop()
-        finally:
-            signal.signal(signal.SIGINT, previous)
     if dagster is not None and dagster.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
         print(f"payment-platform up: error: dagster dev exited with status {dagster.returncode}; see {log}",
               file=sys.stderr)
