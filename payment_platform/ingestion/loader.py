@@ -130,6 +130,7 @@ class _Chunk:
     in_chunk_duplicates: int = 0
     landed: set[str] = field(default_factory=set)
     candidates: list[PaymentRecord] = field(default_factory=list)
+    hbase_rows: dict | None = None  # HBaseStore.prepare(candidates)
     hbase: Future | None = None
     postgres: Future | None = None
 
@@ -326,11 +327,15 @@ class Ingestor:
         ids = [r.payment_id for r in work.records]
         work.landed = self._redis_call(state, result, log, self.redis.landed_ids, ids) or set()
         work.candidates = work.records  # the stores decide; Redis claims are cross-checked in _finish
+        # Build the HBase mutations here, on the main thread, so the HBase thread only sends them: building
+        # overlaps with the server storing the previous chunk instead of adding to it.
+        work.hbase_rows = self.hbase.prepare(work.candidates)
         return work
 
     def _submit(self, range: OffsetRange, work: _Chunk, hbase_writer: ThreadPoolExecutor,  # noqa: A002
                 postgres_writer: ThreadPoolExecutor, state: dict, log) -> None:
-        work.hbase = hbase_writer.submit(self._land, STORE_HBASE, self.hbase, work.candidates, state, log)
+        work.hbase = hbase_writer.submit(self._land, STORE_HBASE, self.hbase, work.candidates, state, log,
+                                         work.hbase_rows)
         work.postgres = postgres_writer.submit(self._quarantine_and_land, range, work, state, log)
 
     def _quarantine_and_land(self, range: OffsetRange, work: _Chunk, state: dict, log) -> _StoreOutcome:  # noqa: A002
@@ -395,7 +400,8 @@ class Ingestor:
                 raise IngestionError(f"{range}: {len(entries)} invalid messages could not be quarantined "
                                      f"(Postgres): {error!r}") from error
 
-    def _land(self, name: str, store, candidates: list[PaymentRecord], state: dict, log) -> _StoreOutcome:
+    def _land(self, name: str, store, candidates: list[PaymentRecord], state: dict, log,
+              prepared=None) -> _StoreOutcome:
         """Write to one store the candidates it does not hold yet (nor holds in its backup)."""
         outcome = _StoreOutcome()
         if not candidates:
@@ -425,7 +431,8 @@ class Ingestor:
             return outcome
         for attempt in range(1, attempts + 1):
             try:
-                outcome.written = store.write_payments(todo)
+                outcome.written = (store.write_payments(todo, prepared=prepared) if prepared is not None
+                                   else store.write_payments(todo))
                 return outcome
             except Exception as error:
                 outcome.error = f"{name} write failed: {type(error).__name__}: {error}"

@@ -17,10 +17,11 @@ skips nothing itself (the loader decides what is new); re-putting a row only rew
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import dagster as dg
 import happybase
+from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
 
 from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, row_key
 from payment_platform.stores.records import PaymentRecord, amount_text, iso_utc
@@ -151,24 +152,39 @@ class HBaseStore:
         return {"address": self.address, "tables": tables}
 
     # -- writes ----------------------------------------------------------------------------------------
-    def write_payments(self, records: Sequence[PaymentRecord]) -> int:
-        """Put the payment rows, then their index entries, each as one batched mutateRows call.
+    @staticmethod
+    def prepare(records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, BatchMutation]]:
+        """The Thrift mutations of each record's payment row and index row, by payment id.
+
+        Pure CPU work, separate from sending, so a caller can build the next chunk's rows while the server
+        is still storing the previous one (`write_payments(records, prepared=...)`).
+        """
+        prepared = {}
+        for record in records:
+            key = row_key(record.payment)
+            prepared[record.payment_id] = (
+                BatchMutation(key, [Mutation(False, column, value, True)
+                                    for column, value in payment_cells(record).items()]),
+                BatchMutation(record.payment_id.encode(), [Mutation(False, INDEX_COLUMN, key, True)]))
+        return prepared
+
+    def write_payments(self, records: Sequence[PaymentRecord],
+                       prepared: Mapping[str, tuple[BatchMutation, BatchMutation]] | None = None) -> int:
+        """Put the payment rows, then their index entries, each as one mutateRows call (what happybase's
+        `Table.batch()` sends, minus its per-cell bookkeeping).
 
         Raises on any failure (the caller backs the records up); on success every record is in HBase.
         """
         if not records:
             return 0
+        if prepared is None:
+            prepared = self.prepare(records)
+        rows = [prepared[record.payment_id] for record in records]
         try:
-            payments, index = self.table(PAYMENTS_TABLE), self.table(PAYMENTS_BY_ID_TABLE)
-            keys = []
-            with payments.batch() as batch:
-                for record in records:
-                    key = row_key(record.payment)
-                    keys.append(key)
-                    batch.put(key, payment_cells(record))
-            with index.batch() as batch:
-                for record, key in zip(records, keys):
-                    batch.put(record.payment_id.encode(), {INDEX_COLUMN: key})
+            connection = self.connection()
+            client = connection.client
+            client.mutateRows(self.table(PAYMENTS_TABLE).name, [payment for payment, _ in rows], {})
+            client.mutateRows(self.table(PAYMENTS_BY_ID_TABLE).name, [index for _, index in rows], {})
         except Exception:
             self.reset()
             raise

@@ -22,12 +22,12 @@ class FailsAfter:
     def __init__(self, store, rows: int):
         self.store, self.rows_left = store, rows
 
-    def write_payments(self, records):
+    def write_payments(self, records, **options):
         if len(records) > self.rows_left:
             self.rows_left = 0
             raise ConnectionError("connection reset by peer (injected after k rows)")
         self.rows_left -= len(records)
-        return self.store.write_payments(records)
+        return self.store.write_payments(records, **options)
 
     def __getattr__(self, name):
         return getattr(self.store, name)
@@ -178,8 +178,8 @@ def test_private_hbase_gateway_killed_mid_range(lane, tmp_path):
         hbase = lane.hbase(port=port)
         real_write, chunks_written = hbase.write_payments, []
 
-        def write_then_die(records):
-            written = real_write(records)
+        def write_then_die(records, **options):
+            written = real_write(records, **options)
             chunks_written.append(written)
             if len(chunks_written) == 2:
                 gateway.kill()
