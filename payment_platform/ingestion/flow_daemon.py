@@ -45,10 +45,11 @@ class DaemonError(RuntimeError):
     """dagster-daemon could not be started or died; the message carries the end of its log."""
 
 
-def prepare_dagster_home(home: Path) -> Path:
-    """A DAGSTER_HOME with the project's dagster.yaml (storage configured from DAGSTER_POSTGRES_URL)."""
+def prepare_dagster_home(home: Path, dagster_yaml: Path | None = None) -> Path:
+    """A DAGSTER_HOME with the project's dagster.yaml (storage configured from DAGSTER_POSTGRES_URL), or
+    with `dagster_yaml` when given (to compare instance settings)."""
     home.mkdir(parents=True, exist_ok=True)
-    source = PROJECT_ROOT / "dagster.yaml"
+    source = Path(dagster_yaml) if dagster_yaml else PROJECT_ROOT / "dagster.yaml"
     if source.is_file():
         shutil.copyfile(source, home / "dagster.yaml")
     else:
@@ -73,12 +74,12 @@ def _daemon_command() -> list[str]:
 class DagsterDaemon:
     """`dagster-daemon run` as a child process in its own session; a context manager."""
 
-    def __init__(self, home: Path, env: Mapping[str, str], log_path: Path):
+    def __init__(self, home: Path, env: Mapping[str, str], log_path: Path, dagster_yaml: Path | None = None):
         if not env.get("DAGSTER_POSTGRES_URL"):
             from payment_platform.config import ConfigError
 
             raise ConfigError("DAGSTER_POSTGRES_URL", "must be set for dagster-daemon (postgresql+psycopg2://...)")
-        self.home = prepare_dagster_home(Path(home))
+        self.home = prepare_dagster_home(Path(home), dagster_yaml)
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None

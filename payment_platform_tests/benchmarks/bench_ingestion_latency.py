@@ -102,6 +102,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to publish (default 60)")
     parser.add_argument("--batch", type=int, default=25, help="payments per acknowledged batch (default 25)")
     parser.add_argument("--drain", type=float, default=90.0, help="max seconds to wait after publishing")
+    parser.add_argument("--dagster-yaml", default=None,
+                        help="instance settings to compare against the project's dagster.yaml (default: the project's)")
     args = parser.parse_args()
     if args.rate <= 0 or args.seconds <= 0 or args.batch < 1:
         print("bench_ingestion_latency: --rate, --seconds must be > 0 and --batch >= 1", file=sys.stderr)
@@ -132,7 +134,9 @@ def main() -> int:
         messages = list(generate(total + 50, seed=2026))
         warmup, measured = messages[:50], messages[50:]
 
-        daemon = DagsterDaemon(work / "dagster_home", stack.env(), work / "daemon.log").start()
+        daemon = DagsterDaemon(work / "dagster_home", stack.env(), work / "daemon.log",
+                               dagster_yaml=args.dagster_yaml).start()
+        print(f"instance settings: {args.dagster_yaml or 'the project dagster.yaml (defaults)'}")
         started = time.monotonic()
         with kafka.Publisher(ep.kafka, topic) as publisher:
             publisher.publish(warmup)
