@@ -17,11 +17,11 @@ and progress does not move: the same range is simply ingested again later, which
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import queue
 import threading
 import time
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -148,7 +148,6 @@ def _holds_nul(value) -> bool:
 def _payment_id_hint(raw: bytes) -> str | None:
     """The payment_id of a message that failed validation, when it can be read (for people searching)."""
     try:
-        import json
         doc = json.loads(raw)
         value = doc.get("payment_id") if isinstance(doc, dict) else None
         return value[:64] if isinstance(value, str) else None
