@@ -102,6 +102,7 @@ class ReconciliationReport:
     seconds: float = 0.0
     details: dict[str, dict] = field(default_factory=dict)  # id -> {store: record} for the sample
     summaries: dict[str, StoreSummary] = field(default_factory=dict, repr=False)  # per store, for other checks
+    first_pass_mismatches: int | None = None  # set when this is the confirming second pass (evaluate.settled)
 
     @property
     def offending_ids(self) -> list[str]:
@@ -143,6 +144,8 @@ class ReconciliationReport:
             "mismatch_count": len(offending),
             "mismatch_sample": offending[:SAMPLE_SIZE],
             "mismatch_detail": {pid: self.details.get(pid, {}) for pid in offending[:SAMPLE_SIZE]},
+            "first_pass_mismatch_count": (len(offending) if self.first_pass_mismatches is None
+                                          else self.first_pass_mismatches),
             "totals_difference_sample": [
                 {"rail": d.rail, "currency": d.currency, "counts": list(d.counts),
                  "amounts": [str(a) for a in d.amounts]} for d in self.total_differences[:SAMPLE_SIZE]],

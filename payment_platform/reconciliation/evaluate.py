@@ -14,6 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
+from typing import Callable
 
 from payment_platform.reconciliation.compare import (
     SAMPLE_SIZE,
@@ -82,9 +83,23 @@ def rail_verdict(report: ReconciliationReport, store: str) -> Verdict:
     return Verdict(False, f"{len(invalid)} payments in {store} break their rail's amount/currency rules", metadata)
 
 
-def full_reconciliation(hbase_reader, postgres_reader, target_rows_per_segment: int = 4096) -> ReconciliationReport:
+def settled(compare: Callable[[], ReconciliationReport], settle_s: float,
+            sleep: Callable[[float], None] = time.sleep) -> ReconciliationReport:
+    """A difference must persist across two passes `settle_s` apart: a range being written while the first
+    pass ran (one store already has it, the other a moment later) is not an inconsistency."""
+    first = compare()
+    if first.consistent or settle_s <= 0:
+        return first
+    sleep(settle_s)
+    second = compare()
+    second.first_pass_mismatches = len(first.offending_ids)
+    return second
+
+
+def full_reconciliation(hbase_reader, postgres_reader, target_rows_per_segment: int = 4096,
+                        settle_s: float = 0.0) -> ReconciliationReport:
     depth = choose_depth(postgres_reader.count(), target_rows_per_segment)
-    return reconcile(hbase_reader, postgres_reader, AllPayments(), depth=depth)
+    return settled(lambda: reconcile(hbase_reader, postgres_reader, AllPayments(), depth=depth), settle_s)
 
 
 def recent_days(postgres_reader, days: int) -> list[TimeWindow]:
@@ -96,11 +111,11 @@ def recent_days(postgres_reader, days: int) -> list[TimeWindow]:
     return [TimeWindow(last_day - timedelta(days=i), last_day - timedelta(days=i - 1)) for i in range(days)]
 
 
-def window_consistency(hbase_reader, postgres_reader, days: int, backup=None) -> Verdict:
+def window_consistency(hbase_reader, postgres_reader, days: int, backup=None, settle_s: float = 0.0) -> Verdict:
     windows = recent_days(postgres_reader, days)
     if not windows:
         return Verdict.ok("no payments in the ledger yet", windows=0, mismatch_count=0)
-    reports = [reconcile(hbase_reader, postgres_reader, w, depth=2) for w in windows]
+    reports = [settled(lambda w=w: reconcile(hbase_reader, postgres_reader, w, depth=2), settle_s) for w in windows]
     bad = [r for r in reports if not r.consistent]
     metadata = {"windows": len(reports), "windows_differing": len(bad),
                 "hbase_rows": sum(r.rows["hbase"] for r in reports),

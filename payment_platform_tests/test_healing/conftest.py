@@ -135,7 +135,7 @@ class Platform:
             "postgres": PostgresResource(dsn=postgres_dsn or self.stack.endpoints.postgres, schema_name=self.namespace),
             "backup": BackupResource(mongo_uri=self.mongo_uri, fallback_dir=str(self.fallback_dir)),
             "kafka": KafkaResource(bootstrap_servers=self.stack.endpoints.kafka, topic=self.topic),
-            "checks_settings": ChecksSettingsResource(),
+            "checks_settings": ChecksSettingsResource(settle_seconds=0.2),  # keeps failing checks quick
         }
 
     def definitions(self, **resource_options) -> dg.Definitions:

@@ -136,3 +136,30 @@ def test_payment_ids_scope():
 @pytest.mark.parametrize("rows,depth", [(0, 1), (60_000, 1), (1_000_000, 2), (100_000_000, 4)])
 def test_choose_depth(rows, depth):
     assert choose_depth(rows) == depth
+
+
+def test_a_difference_that_settles_between_two_passes_is_not_reported():
+    from payment_platform.reconciliation.evaluate import settled
+
+    records = payments(200)
+    hbase = ListSource("hbase", records)
+    postgres = ListSource("postgres", records[:-5])  # the last 5 are being written by a running range
+    slept = []
+
+    def compare():
+        report = reconcile(hbase, postgres, AllPayments())
+        postgres._records = list(records)  # the range finished meanwhile
+        return report
+
+    report = settled(compare, settle_s=5, sleep=slept.append)
+    assert report.consistent and slept == [5]
+    assert report.as_metadata()["first_pass_mismatch_count"] == 5
+
+
+def test_a_difference_that_persists_is_reported_after_the_second_pass():
+    from payment_platform.reconciliation.evaluate import settled
+
+    records = payments(200)
+    hbase, postgres = ListSource("hbase", records), ListSource("postgres", records[:-5])
+    report = settled(lambda: reconcile(hbase, postgres, AllPayments()), settle_s=5, sleep=lambda s: None)
+    assert not report.consistent and len(report.only_in["hbase"]) == 5

@@ -66,7 +66,8 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
     settings = checks_settings.validated()
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
-        report = evaluate.full_reconciliation(hbase_reader, postgres_reader, settings.segment_target_rows)
+        report = evaluate.full_reconciliation(hbase_reader, postgres_reader, settings.segment_target_rows,
+                                              settings.settle_seconds)
     except Exception as error:  # noqa: BLE001 - a store down fails the checks with the reason, not the run
         context.log.warning(f"store integrity checks could not read the stores: {error!r}")
         for asset in STORE_ASSETS.values():
@@ -89,7 +90,8 @@ def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, ba
     settings = checks_settings.validated()
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
-        verdict = evaluate.window_consistency(hbase_reader, postgres_reader, settings.window_days, backup.client())
+        verdict = evaluate.window_consistency(hbase_reader, postgres_reader, settings.window_days, backup.client(),
+                                              settings.settle_seconds)
     except Exception as error:  # noqa: BLE001
         verdict = unavailable(error)
     return result(POSTGRES_PAYMENTS, RECENT_DAYS_CONSISTENCY, verdict)

@@ -14,6 +14,7 @@ class ChecksSettingsResource(dg.ConfigurableResource):
     recent_ranges: int = 10  # ingested ranges reconciled by the range check
     segment_target_rows: int = 4096  # rows per payment-id segment in the full reconciliation
     io_timeout_seconds: float = 5.0
+    settle_seconds: float = 5.0  # a store difference must still be there this long after the first pass
 
     def validated(self) -> "ChecksSettingsResource":
         for name, value, low, high in (
@@ -23,7 +24,8 @@ class ChecksSettingsResource(dg.ConfigurableResource):
                 ("window_days", self.window_days, 1, 366),
                 ("recent_ranges", self.recent_ranges, 1, 10_000),
                 ("segment_target_rows", self.segment_target_rows, 16, 10_000_000),
-                ("io_timeout_seconds", self.io_timeout_seconds, 0.1, 120)):
+                ("io_timeout_seconds", self.io_timeout_seconds, 0.1, 120),
+                ("settle_seconds", self.settle_seconds, 0, 600)):
             if not low <= value <= high:
                 raise ConfigError(f"checks_settings.{name}", f"must be between {low} and {high}, got {value}")
         return self
