@@ -1,8 +1,9 @@
 """The platform's checks as plain functions over the stores: each returns a `Verdict` the Dagster layer
 turns into an `AssetCheckResult` (so the logic is testable and reusable outside Dagster).
 
-- `full_consistency`: every payment, HBase vs Postgres (segment checksums, narrowing, names the ids), plus
-  from the same pass: duplicate payment ids and amounts/currencies valid for their rail, per store.
+- `full_reconciliation` + `consistency_verdict`, `duplicates_verdict`, `rail_verdict`: every payment, HBase vs
+  Postgres (segment checksums, narrowing, names the ids), and from the same pass per store: duplicate payment
+  ids and amounts/currencies valid for their rail. `settled` asks a difference to survive a second pass.
 - `window_consistency`: the same over the most recent UTC days of `created_at` (time windows).
 - `ranges_consistency`: each recently ingested Kafka range: the payment ids read back from Kafka (the truth
   for a range) minus quarantined positions must be in both stores, or in the backup for the store that missed.

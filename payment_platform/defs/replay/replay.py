@@ -49,6 +49,8 @@ def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig,
     for store, outcome in result.stores.items():
         store_metadata = {"source": "replay", "landed": outcome.landed, "quarantined": outcome.quarantined,
                           "left_in_backup": outcome.left_in_backup, "landed_sample": outcome.landed_sample}
+        if outcome.quarantined_sample:
+            store_metadata["quarantined_sample"] = outcome.quarantined_sample
         if outcome.stopped:
             store_metadata["stopped"] = outcome.stopped
         if outcome.landed:
