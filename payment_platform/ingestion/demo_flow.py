@@ -128,15 +128,20 @@ def start_dagster_daemon(run) -> None:
     run.summary["daemon_log"] = str(run.daemon.log_path)
 
 
-def publish_demo_batch(run) -> None:
-    """Generates the demo batch (same bytes as `payment-platform generate`) and publishes it to the topic."""
+def demo_batch(count: int, seed: int) -> list:
+    """Exactly what `payment-platform generate --count N --seed S --bad-fraction 0.02` writes."""
     from payment_platform.generation.generator import generate
     from payment_platform.generation.settings import GenerationSettings
+
+    return list(generate(count, seed, GenerationSettings(bad_fraction=DEMO_BAD_FRACTION)))
+
+
+def publish_demo_batch(run) -> None:
+    """Generates the demo batch (same bytes as `payment-platform generate`) and publishes it to the topic."""
     from payment_platform.stores import kafka
 
     endpoints = run.stack.endpoints
-    settings = GenerationSettings(bad_fraction=DEMO_BAD_FRACTION)
-    run.messages = list(generate(run.options.count, run.options.seed, settings))
+    run.messages = demo_batch(run.options.count, run.options.seed)
     kafka.ensure_topic(endpoints.kafka, endpoints.topic)
     with kafka.Publisher(endpoints.kafka, endpoints.topic) as publisher:
         result = publisher.publish(run.messages)

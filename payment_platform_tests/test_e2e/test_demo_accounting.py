@@ -110,3 +110,14 @@ def test_the_wait_step_fails_the_demo_when_something_stays_unaccounted(monkeypat
     with pytest.raises(RuntimeError, match="1 of 2 generated payments unaccounted"):
         demo_flow.wait_for_ingestion(run, timeout_s=0)
     assert run.summary["unaccounted"] == 1
+
+
+def test_the_demo_batch_is_exactly_what_payment_platform_generate_writes(tmp_path):
+    from payment_platform.cli import main
+
+    out = tmp_path / "batch.jsonl"
+    assert main(["generate", "--count", "120", "--seed", "42", "--bad-fraction", str(demo_flow.DEMO_BAD_FRACTION),
+                 "--output", str(out)]) == 0
+    demo_batch = demo_flow.demo_batch(120, 42)  # what publish_demo_batch publishes
+    assert out.read_bytes() == b"".join(m.value + b"\n" for m in demo_batch)
+    assert any(m.defect for m in demo_batch)  # the demo really carries some labelled bad records
