@@ -301,12 +301,18 @@ def plan(
             continue
         key = range_run_key(topic, partition, flight.start, flight.end, flight.attempt, flight.epoch)
         state = run_states.get(key, RunState.MISSING)
-        done = progress.get(partition, first_offsets.get(partition, 0)) >= flight.end
-        if done:
-            continue
+        recorded = progress.get(partition, first_offsets.get(partition, 0))
+        if recorded >= flight.end:
+            continue  # done (the sensor reads run states before progress, so progress is never older)
         if state == RunState.SUCCEEDED:
             # A run succeeded yet progress is short of its end: progress was reset under it. Plan afresh.
-            notes.append(f"{key} succeeded but progress is {progress.get(partition, 0)} < {flight.end}: replanning")
+            notes.append(f"{key} succeeded but progress is {recorded} < {flight.end}: replanning")
+            continue
+        if state == RunState.FAILED and recorded != flight.start:
+            # Another range moved progress into this one (e.g. runs left from a lost cursor): retrying it would
+            # overlap recorded progress and fail forever. Plan afresh from the recorded progress instead.
+            notes.append(f"{key} failed and progress is now {recorded}, not its start {flight.start}: "
+                         f"replanning from {recorded}")
             continue
         retry = state == RunState.FAILED or (
             state == RunState.MISSING and now - flight.requested_at >= settings.missing_run_seconds)

@@ -192,3 +192,12 @@ def test_a_new_topic_id_is_a_reset_even_when_offsets_look_fine():
     same = plan(topic=T, end_offsets={0: 160, 1: 0}, progress={0: 160}, cursor=first.cursor, run_states={},
                 now=1001, settings=S, topic_id=None)
     assert same.resets == [] and same.cursor.topic_id == "id-1"
+
+
+def test_a_failed_range_overtaken_by_recorded_progress_is_replanned_not_retried_forever():
+    # e.g. a run left over from a lost cursor recorded [0, 300) while our [0, 500) failed on the overlap
+    first = run({0: 500}, {})
+    key = first.ranges[0].run_key
+    p = run({0: 800}, {0: 300}, cursor=first.cursor, states={key: RunState.FAILED}, now=1010)
+    assert p.ranges == [PlannedRange(T, 0, 300, 800)]
+    assert "replanning from 300" in " ".join(p.notes)

@@ -104,6 +104,9 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
           cursor: planner.CursorState, now: float) -> dg.SensorResult | dg.SkipReason:
     topic = kafka.topic
     timeout_s = settings.io_timeout_seconds
+    # run states before progress: a run that succeeded has recorded its progress before, so progress read
+    # afterwards is never older than the run states (no range is planned twice from a stale read)
+    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds)
     try:
         end_offsets = read_end_offsets(kafka.bootstrap_servers, topic, timeout_s)
         topic_id = read_topic_id(kafka.bootstrap_servers, topic, timeout_s)
@@ -122,8 +125,7 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
         return dg.SkipReason(f"topic {topic!r} has no partitions (not created yet?)")
 
     plan = planner.plan(topic=topic, end_offsets=end_offsets, progress=progress, cursor=cursor,
-                        run_states=run_states(context.instance, cursor.in_flight_ranges(), now,
-                                              settings.missing_run_seconds), now=now,
+                        run_states=states, now=now,
                         settings=settings.planner(), first_offsets=first_offsets, topic_id=topic_id)
 
     for reset in plan.resets:
