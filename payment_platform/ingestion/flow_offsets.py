@@ -59,20 +59,9 @@ def read_first_offsets(bootstrap: str, topic: str, timeout_s: float) -> dict[int
 
 def read_topic_id(bootstrap: str, topic: str, timeout_s: float) -> str | None:
     """The broker's id of the topic (it changes when the topic is recreated); None if it reports none."""
-    def describe() -> str | None:
-        if hasattr(kafka_store, "topic_id"):
-            return kafka_store.topic_id(bootstrap, topic, timeout_s=timeout_s)
-        # until stores.kafka offers topic_id(): the same admin request through its own admin client
-        admin = kafka_store._admin(bootstrap, timeout_s)
-        try:
-            found = [t for t in admin.describe_topics([topic]) if t.get("name") == topic]
-        finally:
-            admin.close()
-        value = found[0].get("topic_id") if found else None
-        return None if not value or str(value).strip("0-") == "" else str(value)
-
     try:
-        return bounded(describe, timeout_s + 1.0, "kafka topic id")
+        return bounded(lambda: kafka_store.topic_id(bootstrap, topic, timeout_s=timeout_s), timeout_s + 1.0,
+                       "kafka topic id")
     except Exception as error:  # noqa: BLE001
         raise OffsetsUnavailable(f"Kafka at {bootstrap}: cannot describe topic {topic!r}: "
                                  f"{type(error).__name__}: {error}") from error
