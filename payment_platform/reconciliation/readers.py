@@ -178,6 +178,20 @@ class HBaseReader:
 
 
 # -- Postgres ---------------------------------------------------------------------------------------------
+def _as_uuid(hex32: str) -> str:
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+def uuid_bounds(prefix: str) -> tuple[str, str | None]:
+    """The uuid range of a segment prefix of hex characters: [prefix 0..., next prefix 0...), None past ff...f."""
+    digits = prefix.replace("-", "").lower()
+    lower = _as_uuid(digits.ljust(32, "0"))
+    value = int(digits, 16) + 1
+    if value >= 16 ** len(digits):
+        return lower, None
+    return lower, _as_uuid(format(value, f"0{len(digits)}x").ljust(32, "0"))
+
+
 _LINE = sql.SQL("payment_id::text || '|' || payment_type || '|' || currency || '|' || trim_scale(amount)::text")
 _HASH = sql.SQL("('x' || substr(md5({line}), 1, 16))::bit(64)::bigint").format(line=_LINE)
 
@@ -259,10 +273,16 @@ class PostgresReader:
         return found
 
     def records(self, scope: Scope, segments: Collection[str], depth: int) -> Iterator[PaymentRecord]:
+        """The segments' rows: each segment is a primary-key range [prefix000..., next prefix000...)."""
         where, params = self._where(scope)
+        ranges = [uuid_bounds(prefix) for prefix in sorted(segments)]
+        in_segments = sql.SQL(" OR ").join(
+            sql.SQL("(payment_id >= %s::uuid AND payment_id < %s::uuid)") if upper else sql.SQL("payment_id >= %s::uuid")
+            for _, upper in ranges)
+        bounds = [b for lower, upper in ranges for b in ((lower, upper) if upper else (lower,))]
         rows = self._query(sql.SQL("SELECT payment_id::text, payment_type, currency, amount FROM {table} "
-                                   "WHERE ({where}) AND left(payment_id::text, %s) = ANY(%s)").format(
-                                       table=self.table, where=where), [*params, depth, sorted(segments)])
+                                   "WHERE ({where}) AND ({segments})").format(
+                                       table=self.table, where=where, segments=in_segments), [*params, *bounds])
         for row in rows:
             yield make_record(*row)
 

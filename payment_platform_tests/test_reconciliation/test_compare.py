@@ -163,3 +163,12 @@ def test_a_difference_that_persists_is_reported_after_the_second_pass():
     hbase, postgres = ListSource("hbase", records), ListSource("postgres", records[:-5])
     report = settled(lambda: reconcile(hbase, postgres, AllPayments()), settle_s=5, sleep=lambda s: None)
     assert not report.consistent and len(report.only_in["hbase"]) == 5
+
+
+def test_segment_prefixes_become_uuid_ranges():
+    from payment_platform.reconciliation.readers import uuid_bounds
+
+    assert uuid_bounds("ab") == ("ab000000-0000-0000-0000-000000000000", "ac000000-0000-0000-0000-000000000000")
+    assert uuid_bounds("0f") == ("0f000000-0000-0000-0000-000000000000", "10000000-0000-0000-0000-000000000000")
+    assert uuid_bounds("ff") == ("ff000000-0000-0000-0000-000000000000", None)
+    assert uuid_bounds("abcdef12-3") == ("abcdef12-3000-0000-0000-000000000000", "abcdef12-4000-0000-0000-000000000000")
