@@ -139,6 +139,18 @@ class HBaseReader:
                 if cells:
                     yield self._record(key, cells)
 
+    def records_with_key_hints(self, hints: dict[str, bytes | None]) -> Iterator[PaymentRecord]:
+        """The rows of these payments: first by the row key each message gives (one multi-get), then through the
+        index for the ids whose row was not under that key (a duplicated id first landed under another key)."""
+        found: set[str] = set()
+        for record in self._fetch([key for key in hints.values() if key]):
+            if record.payment_id in hints:
+                found.add(record.payment_id)
+                yield record
+        missing = [pid for pid in hints if pid not in found]
+        if missing:
+            yield from self._fetch(self.row_keys(missing))
+
     def _ids_with_prefixes(self, prefixes: Collection[str]) -> list[str]:
         index, ids = self._table(PAYMENTS_BY_ID_TABLE), []
         for prefix in sorted(prefixes):
