@@ -188,9 +188,16 @@ def wait_for_ingestion(run, timeout_s: float | None = None) -> None:
 
 
 def stop_dagster_daemon(run) -> None:
-    """Stops the daemon and everything it started."""
+    """Stops the daemon and everything it started. In a data dir the user keeps (--data-dir), the generation
+    schedule is turned off again first, so a later `payment-platform up` on it starts as it was."""
     daemon = getattr(run, "daemon", None)
-    if daemon is not None:
+    if daemon is None:
+        return
+    try:
+        if run.options.data_dir is not None and GENERATION_SCHEDULE in run.summary.get("schedules_on", []):
+            daemon.stop_schedule(GENERATION_SCHEDULE)
+            run.summary["schedules_on"] = []
+    finally:
         daemon.stop()
         run.daemon = None
 

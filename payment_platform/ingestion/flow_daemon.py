@@ -94,12 +94,19 @@ class DagsterDaemon:
 
     def start_schedule(self, name: str, timeout_s: float = 120.0) -> None:
         """Turns a schedule on in this instance (`dagster schedule start`); raises DaemonError if it cannot."""
-        done = subprocess.run([_tool("dagster"), "schedule", "start", name, *_code_location_args()], cwd=PROJECT_ROOT,
+        self._schedule_command("start", name, timeout_s)
+
+    def stop_schedule(self, name: str, timeout_s: float = 120.0) -> None:
+        """Turns a schedule off again (`dagster schedule stop`); raises DaemonError if it cannot."""
+        self._schedule_command("stop", name, timeout_s)
+
+    def _schedule_command(self, verb: str, name: str, timeout_s: float) -> None:
+        done = subprocess.run([_tool("dagster"), "schedule", verb, name, *_code_location_args()], cwd=PROJECT_ROOT,
                               env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout_s)
         if done.returncode != 0:
             tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-            raise DaemonError(f"could not start schedule {name!r}: {tail}")
+            raise DaemonError(f"could not {verb} schedule {name!r}: {tail}")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
