@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,47 +210,46 @@ def test_bad_cursor_starts_fresh_and_logs_it(instance, resources, topic, stack):
 
 # ---- offsets going backwards: a private Tansu broker (memory storage) restarted under the sensor ----
 
-def _free_port() -> int:
-    return dead_port()
+class PrivateBroker:
+    """A Tansu broker of this test's own (memory storage), on a fixed port so a restart keeps the address."""
 
+    def __init__(self, folder: Path):
+        from payment_platform.stack import services
 
-@pytest.fixture
-def private_broker(tmp_path):
-    from payment_platform.stack import processes, services
-    from payment_platform.stack.manager import _wait_healthy  # noqa: F401 - probe helper below is enough
+        self.folder, self.port, self.proc = folder, dead_port(), None
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._services = services
 
-    port = _free_port()
-    state = {}
+    def start(self) -> str:
+        from payment_platform.stack import processes
 
-    def start():
-        launch = services.kafka_launch(Path(tmp_path), port)
-        state["proc"] = processes.spawn(launch.command, Path(tmp_path) / "tansu.log", die_with_parent=True)
-        bootstrap = f"127.0.0.1:{port}"
-        for _ in range(100):
+        launch = self._services.kafka_launch(self.folder, self.port)
+        self.proc = processes.spawn(launch.command, self.folder / "tansu.log", die_with_parent=True)
+        deadline = time.monotonic() + 15
+        while True:
             try:
-                services.kafka_probe(bootstrap)
-                return bootstrap
+                self._services.kafka_probe(self.bootstrap)
+                return self.bootstrap
             except Exception:  # noqa: BLE001 - not up yet
-                import time
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"private Tansu did not start: {(self.folder / 'tansu.log').read_text()[-500:]}")
                 time.sleep(0.1)
-        raise RuntimeError(f"private Tansu did not start: {(Path(tmp_path) / 'tansu.log').read_text()[-500:]}")
 
-    def stop():
-        proc = state.pop("proc", None)
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=10)
 
-    class Broker:
-        pass
 
-    broker = Broker()
-    broker.start, broker.stop = start, stop
-    broker.bootstrap = start()
+@pytest.fixture
+def private_broker(tmp_path):
+    broker = PrivateBroker(Path(tmp_path))
+    broker.start()
     try:
         yield broker
     finally:
-        stop()
+        broker.stop()
 
 
 def test_offsets_going_backwards_are_reset_reported_and_new_data_ingested(instance, stack, private_broker):
