@@ -37,6 +37,7 @@ class Verdict:
     description: str
     metadata: dict = field(default_factory=dict)
     severity: str = ERROR  # of a failure
+    outcomes: list = field(default_factory=list)  # per item checked, for the caller to remember (not metadata)
 
     @classmethod
     def ok(cls, description: str, **metadata) -> "Verdict":
@@ -214,6 +215,13 @@ def ranges_consistency(ranges: list[IngestedRange], hbase_reader, postgres_reade
     if not ranges:
         return Verdict.ok("no ingested range recorded yet", ranges=0, mismatch_count=0)
     results = [range_report(r, hbase_reader, postgres_reader, backup, kafka_bootstrap) for r in ranges]
+    outcomes = []
+    for r in results:
+        lost = sum(len(ids) for ids in r["lost"].values())
+        proven = not lost and r["report"].consistent
+        outcomes.append((r["range"].id, proven, "consistent" if proven else
+                         f"{lost} lost, {len(r['report'].offending_ids)} differing, "
+                         f"{sum(r['pending'].values())} waiting in the backup"))
     lost_ids = sorted({i for r in results for ids in r["lost"].values() for i in ids})
     differing = sorted({i for r in results for i in r["report"].offending_ids})
     metadata = {
@@ -231,13 +239,13 @@ def ranges_consistency(ranges: list[IngestedRange], hbase_reader, postgres_reade
     }
     if lost_ids:
         return Verdict(False, f"{len(lost_ids)} payments of {len(results)} ranges are in neither a store nor "
-                              f"its backup", metadata)
+                              f"its backup", metadata, outcomes=outcomes)
     if differing:
         pending = metadata["pending_in_backup_hbase"] + metadata["pending_in_backup_postgres"]
-        return Verdict(False, f"HBase and Postgres differ on {len(differing)} payments of the last {len(results)} "
-                              f"ranges ({pending} wait in the backup for replay)", metadata)
-    return Verdict(True, f"the last {len(results)} ingested ranges are in both stores "
-                         f"({metadata['expected_payments']} payments)", metadata)
+        return Verdict(False, f"HBase and Postgres differ on {len(differing)} payments of {len(results)} "
+                              f"ranges ({pending} wait in the backup for replay)", metadata, outcomes=outcomes)
+    return Verdict(True, f"{len(results)} ingested ranges are in both stores "
+                         f"({metadata['expected_payments']} payments)", metadata, outcomes=outcomes)
 
 
 class RecordsSource:

@@ -240,6 +240,14 @@ class PostgresReader:
         finally:
             connection.close()
 
+    def _execute(self, query: sql.Composable, params: Sequence = ()) -> None:
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(query, params)
+        finally:
+            connection.close()
+
     def _where(self, scope: Scope) -> tuple[sql.Composable, list]:
         if isinstance(scope, TimeWindow):
             return sql.SQL("created_at >= %s AND created_at < %s"), [scope.start, scope.end]
@@ -311,15 +319,43 @@ class PostgresReader:
         return self._query(sql.SQL("SELECT max(created_at) FROM {}").format(self.table))[0][0]
 
     # -- what the range and quarantine checks need from the ledger's other tables ----------------------------
+    _RANGE_COLUMNS = ("SELECT r.id, r.topic, r.partition, r.start_offset, r.end_offset, EXISTS (SELECT 1 FROM {resets} x "
+                      "WHERE x.topic = r.topic AND x.partition = r.partition AND x.reset_at > r.recorded_at) ")
+
     def recent_ranges(self, limit: int) -> list[tuple[int, str, int, int, int, bool]]:
         """The most recently recorded ingested ranges, newest first: (id, topic, partition, start, end, reset_since).
         `reset_since`: the partition's progress was reset after the range (offsets went backwards), so Kafka's
         offsets no longer hold that range's messages."""
-        return self._query(sql.SQL(
-            "SELECT r.id, r.topic, r.partition, r.start_offset, r.end_offset, EXISTS (SELECT 1 FROM {resets} x "
-            "WHERE x.topic = r.topic AND x.partition = r.partition AND x.reset_at > r.recorded_at) "
-            "FROM {ranges} r ORDER BY r.id DESC LIMIT %s").format(
-                resets=self._t("ingestion_resets"), ranges=self._t("ingested_ranges")), [limit])
+        return self._query(sql.SQL(self._RANGE_COLUMNS + "FROM {ranges} r ORDER BY r.id DESC LIMIT %s").format(
+            resets=self._t("ingestion_resets"), ranges=self._t("ingested_ranges")), [limit])
+
+    def ensure_range_checks(self) -> None:
+        """`reconciled_ranges`: which ingested ranges the range check has proven (passed) or not yet."""
+        self._execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (range_id bigint PRIMARY KEY, passed boolean NOT NULL, "
+                              "checked_at timestamptz NOT NULL DEFAULT now(), summary text NOT NULL DEFAULT '')")
+                      .format(self._t("reconciled_ranges")))
+
+    def ranges_to_check(self, limit: int) -> tuple[list[tuple[int, str, int, int, int, bool]], int]:
+        """Ranges never proven consistent (unchecked, or failed last time), newest first, up to `limit`, and how
+        many such ranges there are in all."""
+        self.ensure_range_checks()
+        pending = sql.SQL("FROM {ranges} r LEFT JOIN {checked} c ON c.range_id = r.id "
+                          "WHERE c.range_id IS NULL OR NOT c.passed").format(
+                              ranges=self._t("ingested_ranges"), checked=self._t("reconciled_ranges"))
+        rows = self._query(sql.SQL(self._RANGE_COLUMNS).format(resets=self._t("ingestion_resets"))
+                           + pending + sql.SQL(" ORDER BY r.id DESC LIMIT %s"), [limit])
+        total = self._query(sql.SQL("SELECT count(*) ") + pending)[0][0]
+        return rows, int(total)
+
+    def record_range_checks(self, outcomes: list[tuple[int, bool, str]]) -> None:
+        """Remember each range's verdict: (range id, passed, one-line summary)."""
+        if not outcomes:
+            return
+        values = sql.SQL(", ").join(sql.SQL("(%s, %s, now(), %s)") for _ in outcomes)
+        self._execute(sql.SQL("INSERT INTO {} (range_id, passed, checked_at, summary) VALUES {} ON CONFLICT (range_id) "
+                              "DO UPDATE SET passed = EXCLUDED.passed, checked_at = EXCLUDED.checked_at, "
+                              "summary = EXCLUDED.summary").format(self._t("reconciled_ranges"), values),
+                      [v for outcome in outcomes for v in outcome])
 
     def quarantined_offsets(self, topic: str, partition: int, start: int, end: int) -> set[int]:
         rows = self._query(sql.SQL("SELECT kafka_offset FROM {} WHERE kafka_topic = %s AND kafka_partition = %s "

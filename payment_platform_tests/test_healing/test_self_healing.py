@@ -92,9 +92,15 @@ def test_hbase_down_fills_the_backup_then_replay_heals_by_itself(platform, priva
     ranges_check = evaluations[(HB, INGESTED_RANGES_CONSISTENCY)]
     assert not ranges_check.passed and meta(ranges_check, "lost_count") == 0
     assert meta(ranges_check, "pending_in_backup_hbase") == 40
+    assert meta(ranges_check, "ranges_unproven") == 2  # the first range was proven, the other two wait
 
     heal_by_itself(platform, instance, "hbase", landed=40)
-    assert_all_checks_pass(platform, instance)
+    evaluations = platform.run_checks(instance)
+    assert all(e.passed for e in evaluations.values())
+    healed_ranges = evaluations[(HB, INGESTED_RANGES_CONSISTENCY)]
+    assert meta(healed_ranges, "ranges") == 2 and meta(healed_ranges, "ranges_unproven") == 0
+    rechecked = platform.run_checks(instance)[(HB, INGESTED_RANGES_CONSISTENCY)]
+    assert rechecked.passed and meta(rechecked, "rechecked_recent") is True and meta(rechecked, "ranges") == 3
     assert_every_payment_once_in_both_stores(platform)
     assert isinstance(platform.evaluate_replay_sensor(instance), dg.SkipReason)  # nothing left to replay
 

@@ -102,13 +102,21 @@ def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, ba
                             "the backup for the one that missed it")
 def ingested_ranges_consistency(hbase: HBaseResource, postgres: PostgresResource, backup: BackupResource,
                                 kafka: KafkaResource, checks_settings: ChecksSettingsResource) -> dg.AssetCheckResult:
-    """Range by range: the ids read back from Kafka against both stores and the backup."""
+    """Range by range: every ingested range until it is proven (its ids read back from Kafka are in both stores);
+    when all are proven, the most recent ranges again (a row removed since shows up)."""
     settings = checks_settings.validated()
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
-        ranges = [evaluate.IngestedRange(*row) for row in postgres_reader.recent_ranges(settings.recent_ranges)]
+        rows, unproven = postgres_reader.ranges_to_check(settings.ranges_per_evaluation)
+        rechecked = not rows
+        if rechecked:
+            rows = postgres_reader.recent_ranges(settings.recent_ranges)
+        ranges = [evaluate.IngestedRange(*row) for row in rows]
         verdict = evaluate.ranges_consistency(ranges, hbase_reader, postgres_reader, backup.client(),
                                               kafka.bootstrap_servers)
+        postgres_reader.record_range_checks(verdict.outcomes)
+        proven_now = sum(1 for _, proven, _ in verdict.outcomes if proven and not rechecked)
+        verdict.metadata.update({"ranges_unproven": unproven - proven_now, "rechecked_recent": rechecked})
     except Exception as error:  # noqa: BLE001
         verdict = unavailable(error)
     return result(HBASE_PAYMENTS, INGESTED_RANGES_CONSISTENCY, verdict)

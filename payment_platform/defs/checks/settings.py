@@ -11,7 +11,8 @@ class ChecksSettingsResource(dg.ConfigurableResource):
     quarantine_max_rate: float = 0.05  # share of messages that may land in quarantine
     quarantine_window_hours: float = 24.0
     window_days: int = 2  # the most recent UTC days reconciled by the time-window check
-    recent_ranges: int = 10  # ingested ranges reconciled by the range check
+    ranges_per_evaluation: int = 50  # unproven ingested ranges the range check takes on at once (newest first)
+    recent_ranges: int = 10  # ranges checked again once every range is proven
     segment_target_rows: int = 4096  # rows per payment-id segment in the full reconciliation
     io_timeout_seconds: float = 5.0
     settle_seconds: float = 5.0  # a store difference must still be there this long after the first pass
@@ -22,6 +23,7 @@ class ChecksSettingsResource(dg.ConfigurableResource):
                 ("quarantine_max_rate", self.quarantine_max_rate, 0, 1),
                 ("quarantine_window_hours", self.quarantine_window_hours, 0.01, 24 * 365),
                 ("window_days", self.window_days, 1, 366),
+                ("ranges_per_evaluation", self.ranges_per_evaluation, 1, 10_000),
                 ("recent_ranges", self.recent_ranges, 1, 10_000),
                 ("segment_target_rows", self.segment_target_rows, 16, 10_000_000),
                 ("io_timeout_seconds", self.io_timeout_seconds, 0.1, 120),
