@@ -70,11 +70,6 @@ def record_hash(record: PaymentRecord) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def segment_of(payment_id: str, depth: int = DEFAULT_SEGMENT_DEPTH) -> str:
-    """The segment of a payment id: its first `depth` hex characters (UUIDs spread evenly over them)."""
-    return payment_id[:depth]
-
-
 @dataclass
 class SegmentDigest:
     """Count and order-independent checksum of the records in one payment-id segment."""
@@ -106,6 +101,7 @@ class StoreSummary:
     _seen: set[str] = field(default_factory=set, repr=False)
 
     def add(self, record: PaymentRecord, depth: int) -> None:
+        """Count the record in its segment (the first `depth` characters of its id: UUIDs spread evenly)."""
         self.rows += 1
         if self.track_duplicates:
             if record.payment_id in self._seen:

@@ -184,9 +184,6 @@ class HBaseReader:
         else:
             yield from self._fetch(self.row_keys(self._ids_with_prefixes(wanted)))
 
-    def count(self) -> int:
-        return sum(1 for _ in self._table(PAYMENTS_TABLE).scan(filter=b"FirstKeyOnlyFilter() AND KeyOnlyFilter()",
-                                                               batch_size=self.scan_batch))
 
 
 # -- Postgres ---------------------------------------------------------------------------------------------
