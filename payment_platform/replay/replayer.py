@@ -108,9 +108,11 @@ class Replayer:
 
     def __init__(self, backup, writers: dict[str, Writer], quarantine: QuarantineSink,
                  settings: ReplaySettings = ReplaySettings(), log=None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 prepare: dict[str, Callable[[], object]] | None = None):
         self.backup = backup
         self.writers = writers
+        self.prepare = prepare or {}  # store -> ensure_schema: a store back empty gets its tables first
         self.quarantine = quarantine
         self.settings = settings
         self.log = log
@@ -127,6 +129,12 @@ class Replayer:
         landed_total = 0
         for store in (list(stores) if stores is not None else [s for s in DATA_STORES if s in self.writers]):
             outcome = result.stores[store] = StoreOutcome()
+            if store in self.prepare and self.backup.size(store):
+                error = self._with_retries(self.prepare[store])
+                if error is not None:
+                    outcome.stopped = f"{store} schema not ready: {error!r}"
+                    outcome.left_in_backup = self.backup.size(store)
+                    continue
             while budget is None or budget > 0:
                 limit = self.settings.batch_size if budget is None else min(budget, self.settings.batch_size)
                 entries = self.backup.list_oldest(limit, store=store)
@@ -191,9 +199,13 @@ class Replayer:
             self._write(store, records[middle:], outcome)
 
     def _write_with_retries(self, writer: Writer, records: list[PaymentRecord]) -> BaseException | None:
+        return self._with_retries(lambda: writer(records))
+
+    def _with_retries(self, call: Callable[[], object]) -> BaseException | None:
+        """None once `call` succeeds; the error when it is a content error or still fails after the retries."""
         for attempt in range(self.settings.connection_retries + 1):
             try:
-                writer(records)
+                call()
                 return None
             except Exception as error:  # noqa: BLE001 - sorted below
                 if is_content_error(error):
@@ -233,4 +245,5 @@ def quarantine_into_ledger(ledger) -> QuarantineSink:
 def replayer_for(backup, hbase, postgres, settings: ReplaySettings = ReplaySettings(), log=None) -> Replayer:
     """A Replayer writing with the store classes' own idempotent writes."""
     return Replayer(backup, {"hbase": hbase.write_payments, "postgres": postgres.write_payments},
-                    quarantine_into_ledger(postgres), settings, log=log)
+                    quarantine_into_ledger(postgres), settings, log=log,
+                    prepare={"hbase": hbase.ensure_schema, "postgres": postgres.ensure_schema})

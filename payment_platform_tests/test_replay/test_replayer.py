@@ -175,3 +175,25 @@ def test_error_kinds():
 def test_bad_settings(bad):
     with pytest.raises(ValueError):
         ReplaySettings(**bad)
+
+
+def test_a_store_back_empty_gets_its_schema_before_the_first_write():
+    backup = FakeBackup(entries(3))
+    store = FakeStore()
+    calls = []
+    replayer = make(backup, {"hbase": store}, [])
+    replayer.prepare = {"hbase": lambda: calls.append("schema")}
+    replayer.writers["hbase"] = lambda recs: calls.append("write") or store.write(recs)
+    replayer.drain(["hbase"])
+    assert calls == ["schema", "write"] and backup.size() == 0
+
+
+def test_schema_that_cannot_be_created_leaves_the_backup_untouched():
+    backup = FakeBackup(entries(3))
+
+    def refuse():
+        raise ConnectionRefusedError("down")
+    replayer = make(backup, {"hbase": FakeStore()}, [], connection_retries=1)
+    replayer.prepare = {"hbase": refuse}
+    result = replayer.drain(["hbase"])
+    assert backup.size() == 3 and "schema not ready" in result.stores["hbase"].stopped
