@@ -85,6 +85,12 @@ class DagsterDaemon:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "DagsterDaemon":
+        from payment_platform.stack.dagster_dev import initialise_instance_storage
+
+        try:
+            initialise_instance_storage(self.home, self.env)
+        except RuntimeError as error:
+            raise DaemonError(str(error)) from None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(_daemon_command(), cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL,

@@ -31,6 +31,21 @@ def dagster_home(data_dir: Path, project_dir: Path) -> Path:
     return home
 
 
+def initialise_instance_storage(home: Path, env: dict[str, str], timeout_s: float = 120.0) -> None:
+    """Creates (or migrates) Dagster's tables before any Dagster process starts. On an empty database the
+    webserver, the daemon and `dagster schedule start` would otherwise race to create the same tables and
+    one of them dies with "already exists"."""
+    import subprocess
+
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster) if dagster.exists() else "dagster", "instance", "migrate"]
+    done = subprocess.run(command, cwd=home, env={**env, "DAGSTER_HOME": str(home)}, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+        raise RuntimeError(f"could not create Dagster's storage (dagster instance migrate): {tail}")
+
+
 def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
     executable = Path(sys.executable).with_name("dagster")
     command = [str(executable)] if executable.exists() else [sys.executable, "-m", "dagster"]
@@ -62,6 +77,7 @@ def run_dagster_dev(args) -> int:
             print_stack(stack, time.monotonic() - began)
             home = dagster_home(stack.data_dir, project_dir)
             env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home)}
+            initialise_instance_storage(home, env)
             # cwd is DAGSTER_HOME: Dagster warns about a dagster.yaml in its cwd that is not DAGSTER_HOME's;
             # workspace.yaml's working_directory is relative to the workspace file, not to the cwd.
             dagster = processes.spawn(dagster_command(workspace, "127.0.0.1", ui_port), log, env=env,
