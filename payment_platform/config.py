@@ -27,6 +27,8 @@ ENV_VARS = {
     "MONGO_URI": "MongoDB URI for the failed-payment backup",
     "REDIS_URL": "Redis URL for idempotency and live metrics",
     "PAYMENT_PLATFORM_DATA_DIR": f"folder for the embedded stack's data (default {DEFAULT_DATA_DIR})",
+    "FAILED_PAYMENTS_DIR": "last-resort folder of the failed-payment backup when MongoDB is unreachable "
+                           "(default $PAYMENT_PLATFORM_DATA_DIR/failed_payments)",
 }
 
 
