@@ -19,16 +19,15 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import queue
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from payment_platform.domain.schema import InvalidMessage
 from payment_platform.domain.validation import parse_and_validate
+from payment_platform.lib.read_ahead import read_ahead
 from payment_platform.stores import kafka as kafka_store
 from payment_platform.stores.backup import BackupUnavailable, FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
@@ -155,52 +154,6 @@ def _payment_id_hint(raw: bytes) -> str | None:
         return None
 
 
-def _prefetch(chunks: Iterator[list], depth: int = 1) -> Iterator[list]:
-    """Run the Kafka reader in a thread, at most `depth` chunks ahead, so reading overlaps writing."""
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def pump():
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        slots.put(chunk, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    break
-            item = done
-        except BaseException as error:  # handed to the consumer thread
-            item = error
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    reader = threading.Thread(target=pump, name="kafka-range-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        reader.join(timeout=10)
-
-
 class Ingestor:
     """Lands Kafka offset ranges in the stores. Not thread-safe: one Ingestor per run (or per thread)."""
 
@@ -257,7 +210,7 @@ class Ingestor:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-writer") as postgres_writer:
                 in_flight: _Chunk | None = None
-                for chunk in _prefetch(chunks):
+                for chunk in read_ahead(chunks, depth=1, name="kafka-range-reader"):
                     work = self._prepare(range, chunk, result, state, log)
                     self._submit(range, work, hbase_writer, postgres_writer, state, log)
                     if in_flight is not None:

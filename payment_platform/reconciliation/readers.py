@@ -12,8 +12,6 @@ implement `compare.PaymentSource`:
 """
 from __future__ import annotations
 
-import queue
-import threading
 from datetime import datetime
 from typing import Callable, Collection, Iterable, Iterator, Sequence
 
@@ -21,6 +19,7 @@ import psycopg2
 from psycopg2 import sql
 
 from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, time_prefix
+from payment_platform.lib.read_ahead import in_batches, read_ahead
 from payment_platform.reconciliation.compare import AllPayments, PaymentIds, Scope, TimeWindow
 from payment_platform.reconciliation.digest import (
     PaymentRecord,
@@ -44,51 +43,13 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start:start + size]
 
 
-_END = object()
 
 
 def prefetched(rows: Iterable, chunk: int = SCAN_BATCH, depth: int = 4) -> Iterator:
     """Iterate `rows` in a background thread, `depth` chunks ahead: the Thrift round trips (the gateway's work
     in its own process) overlap with the caller's processing of the previous chunk."""
-    pipe: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                pipe.put(item, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            batch = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= chunk:
-                    if not put(batch):
-                        return
-                    batch = []
-            if batch and not put(batch):
-                return
-            put(_END)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer
-            put(error)
-
-    thread = threading.Thread(target=produce, name="hbase-scan-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = pipe.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield from item
-    finally:
-        stop.set()
+    for batch in read_ahead(in_batches(rows, chunk), depth, name="hbase-scan-prefetch"):
+        yield from batch
 
 
 def _window_bounds(window: TimeWindow) -> tuple[bytes, bytes]:

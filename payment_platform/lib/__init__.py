@@ -1,0 +1,1 @@
+"""Small helpers shared by several rooms (no I/O of their own, no Dagster)."""
