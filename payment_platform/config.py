@@ -51,6 +51,21 @@ def parse_port(setting: str, value: str | int) -> int:
     return port
 
 
+def parse_number(setting: str, value: str | float, low: float | None = None, high: float | None = None, *,
+                 kind: type = float, unit: str = "seconds", what: str = "") -> float:
+    """A number within [low, high] (a bound that is None is not checked); `what` names it in the range error."""
+    try:
+        number = kind(str(value).strip())
+    except ValueError:
+        expected = f"a number of {unit}" if kind is float else "an integer"
+        raise ConfigError(setting, f"not {expected}: {value!r}") from None
+    if high is None and low is not None and number < low:
+        raise ConfigError(setting, f"{what}must be >= {low}, got {value}")
+    if high is not None and not low <= number <= high:
+        raise ConfigError(setting, f"{what}must be between {low} and {high} {unit}, got {value}")
+    return number
+
+
 def parse_host_port(setting: str, value: str) -> tuple[str, int]:
     host, sep, port = value.strip().rpartition(":")
     if not sep or not host:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from payment_platform.config import ConfigError
+from payment_platform.config import parse_number
 from payment_platform.errors import UsageError
 from payment_platform.ingestion import demo_flow
 
@@ -30,23 +31,10 @@ class DemoOptions:
 
     @classmethod
     def from_args(cls, args) -> "DemoOptions":
-        return cls(count=_positive_int("--count", args.count), seed=_int("--seed", args.seed),
+        return cls(count=parse_number("--count", args.count, 1, kind=int),
+                   seed=parse_number("--seed", args.seed, kind=int),
                    data_dir=Path(args.data_dir).expanduser().absolute() if args.data_dir else None,
                    keep_stack=bool(args.keep_stack))
-
-
-def _int(option: str, value) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise UsageError(f"{option}: not an integer: {value!r}") from None
-
-
-def _positive_int(option: str, value) -> int:
-    number = _int(option, value)
-    if number < 1:
-        raise UsageError(f"{option}: must be at least 1, got {number}")
-    return number
 
 
 @dataclass

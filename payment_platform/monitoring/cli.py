@@ -5,7 +5,6 @@ import json
 import sys
 import time
 
-from payment_platform.errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -27,43 +26,13 @@ def register(subparsers) -> None:
     parser.set_defaults(func=status)
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--watch: not a number of seconds: {text!r}") from None
-    if not 0.2 <= value <= 3600:
-        raise UsageError(f"--watch: refresh interval must be between 0.2 and 3600 seconds, got {text}")
-    return value
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--timeout: not a number of seconds: {text!r}") from None
-    if not 0.1 <= value <= 60:
-        raise UsageError(f"--timeout: must be between 0.1 and 60 seconds, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"--count: not an integer: {text!r}") from None
-    if value < 1:
-        raise UsageError(f"--count: must be >= 1, got {value}")
-    return value
-
-
 def status(args) -> int:
-    from payment_platform.config import endpoints_from_env
+    from payment_platform.config import endpoints_from_env, parse_number
     from payment_platform.monitoring.snapshot import Probes, collect, render
 
-    watch = _interval(args.watch) if args.watch is not None else None
-    timeout = _timeout(args.timeout)
-    count = _count(args.count) if args.count is not None else None
+    watch = parse_number("--watch", args.watch, 0.2, 3600, what="refresh interval ") if args.watch is not None else None
+    timeout = parse_number("--timeout", args.timeout, 0.1, 60)
+    count = parse_number("--count", args.count, 1, kind=int) if args.count is not None else None
     endpoints = endpoints_from_env()  # ConfigError names a malformed setting (exit 2)
     from payment_platform.stores.backup import default_fallback_dir
 

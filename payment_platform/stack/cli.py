@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from payment_platform.config import data_dir_from_env
+from payment_platform.config import data_dir_from_env, parse_number
 
 DATA_DIR_HELP = "folder for the stack's data, logs and state (default $PAYMENT_PLATFORM_DATA_DIR or .data)"
 
@@ -124,25 +124,13 @@ class StopSignals:
         return self._received[0]
 
 
-def parse_timeout(value) -> float:
-    from payment_platform.errors import UsageError
-
-    try:
-        seconds = float(str(value).strip())
-    except ValueError:
-        raise UsageError(f"--timeout: not a number of seconds: {value!r}") from None
-    if not 0 < seconds <= 3600:
-        raise UsageError(f"--timeout: must be between 0 and 3600 seconds, got {value!r}")
-    return seconds
-
-
 def start(args, *, owned: bool, use_default_ports: bool = True):
     from payment_platform.stack.manager import parse_port_overrides, start_stack
 
     ensure_runtime_dir()
     data_dir, setting = resolve_data_dir(args)
     ports = parse_port_overrides(getattr(args, "port", None), "--port")
-    timeout = parse_timeout(getattr(args, "timeout", "30"))
+    timeout = parse_number("--timeout", getattr(args, "timeout", "30"), 0.1, 3600)
     return start_stack(data_dir, ports=ports, ports_setting="--port", data_dir_setting=setting,
                        use_default_ports=use_default_ports, owned=owned, timeout=timeout)
 
