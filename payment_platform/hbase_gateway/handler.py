@@ -351,12 +351,17 @@ class HbaseHandler:
     def getVerTs(self, tableName, row, column, timestamp, numVersions, attributes):
         return self._cells(tableName, row, column, _timestamp(timestamp), numVersions)
 
-    def getRowsWithColumnsTs(self, tableName, rows, columns, timestamp, attributes):
+    def rows_for(self, tableName, rows, columns, timestamp) -> list:
+        """[(row, cells)] of a getRow*/getRows* call: the server encodes them straight to bytes."""
         if rows is None:
             raise BadArgument("rows must be a list of row keys")
         rows = [_need_bytes(r, "row") for r in rows]
         spec = ReadSpec(columns=read_columns(columns), max_ts=_timestamp(timestamp))
-        return [_row_result(row, cells, False) for row, cells in self.store.get_rows(self._name(tableName), rows, spec)]
+        return self.store.get_rows(self._name(tableName), rows, spec)
+
+    def getRowsWithColumnsTs(self, tableName, rows, columns, timestamp, attributes):
+        names = _ColumnNames()
+        return [_row_result(row, cells, False, names) for row, cells in self.rows_for(tableName, rows, columns, timestamp)]
 
     def getRow(self, tableName, row, attributes):
         return self.getRowsWithColumnsTs(tableName, [row], None, LATEST_TIMESTAMP, attributes)
@@ -606,6 +611,7 @@ def checked(handler: HbaseHandler, service) -> object:
     for api in service.thrift_services:
         setattr(wrapped, api, _guard(getattr(handler, api), api, _declared(service, api)))
     wrapped.scanner_rows = _guard(handler.scanner_rows, "scannerGetList", _declared(service, "scannerGetList"))
+    wrapped.rows_for = _guard(handler.rows_for, "getRowsWithColumnsTs", _declared(service, "getRowsWithColumnsTs"))
     return wrapped
 
 

@@ -27,7 +27,7 @@ from thriftpy2.transport import (
 
 from payment_platform.errors import UsageError
 from payment_platform.hbase_gateway.handler import IllegalArgument, IOError_, HbaseHandler, checked, service_module
-from payment_platform.hbase_gateway.storage import Store
+from payment_platform.hbase_gateway.storage import LATEST_TIMESTAMP, Store
 from payment_platform.hbase_gateway.wire import (
     CheckedCompactProtocol,
     ColumnNameCache,
@@ -38,6 +38,17 @@ from payment_platform.hbase_gateway.wire import (
 
 log = logging.getLogger("payment_platform.hbase_gateway")
 _SCANNER_CALLS = (b"scannerGetList", b"scannerGet")
+# Row reads answered on the fast path, and how each one's arguments map to (rows, columns, timestamp).
+_ROW_CALLS = {
+    b"getRow": lambda a: ([a.row], None, LATEST_TIMESTAMP),
+    b"getRowWithColumns": lambda a: ([a.row], a.columns, LATEST_TIMESTAMP),
+    b"getRowTs": lambda a: ([a.row], None, a.timestamp),
+    b"getRowWithColumnsTs": lambda a: ([a.row], a.columns, a.timestamp),
+    b"getRows": lambda a: (a.rows, None, LATEST_TIMESTAMP),
+    b"getRowsWithColumns": lambda a: (a.rows, a.columns, LATEST_TIMESTAMP),
+    b"getRowsTs": lambda a: (a.rows, None, a.timestamp),
+    b"getRowsWithColumnsTs": lambda a: (a.rows, a.columns, a.timestamp),
+}
 
 
 def prepare_data_dir(data_dir: str) -> str:
@@ -166,6 +177,9 @@ class Gateway:
                     if api in _SCANNER_CALLS:
                         self._send(client, self._scanner_reply(message, api.decode(), seqid, names))
                         continue
+                    if api in _ROW_CALLS:
+                        self._send(client, self._rows_reply(message, api.decode(), seqid, names))
+                        continue
                     reply = TCyMemoryBuffer()
                     self.processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False),
                                            TCyBinaryProtocol(reply, decode_response=False))
@@ -185,27 +199,44 @@ class Gateway:
             except Exception:  # noqa: BLE001
                 pass
 
-    def _scanner_reply(self, message: bytes, api: str, seqid: int, names: ColumnNameCache) -> bytes:
-        """scannerGetList/scannerGet: the rows are encoded straight to bytes (the scan hot path)."""
+    def _read_args(self, message: bytes, api: str):
         request = TCyBinaryProtocol(TCyMemoryBuffer(message), decode_response=False)
         request.read_message_begin()
         args = getattr(self.service, api + "_args")()
         args.read(request)
+        return args
+
+    def _error_reply(self, api: str, seqid: int, error: Exception) -> bytes:
+        result = getattr(self.service, api + "_result")()
+        if isinstance(error, IllegalArgument):
+            result.ia = error
+        else:
+            result.io = error
+        reply = TCyMemoryBuffer()
+        out = TCyBinaryProtocol(reply, decode_response=False)
+        out.write_message_begin(api, TMessageType.REPLY, seqid)
+        result.write(out)
+        out.write_message_end()
+        return reply.getvalue()
+
+    def _scanner_reply(self, message: bytes, api: str, seqid: int, names: ColumnNameCache) -> bytes:
+        """scannerGetList/scannerGet: the rows are encoded straight to bytes (the scan hot path)."""
+        args = self._read_args(message, api)
         try:
             sort_columns, rows = self.checked.scanner_rows(args.id, args.nbRows if api == "scannerGetList" else 1)
         except (IOError_, IllegalArgument) as error:
-            result = getattr(self.service, api + "_result")()
-            if isinstance(error, IllegalArgument):
-                result.ia = error
-            else:
-                result.io = error
-            reply = TCyMemoryBuffer()
-            out = TCyBinaryProtocol(reply, decode_response=False)
-            out.write_message_begin(api, TMessageType.REPLY, seqid)
-            result.write(out)
-            out.write_message_end()
-            return reply.getvalue()
+            return self._error_reply(api, seqid, error)
         return encode_row_results(api, seqid, rows, sort_columns, names)
+
+    def _rows_reply(self, message: bytes, api: str, seqid: int, names: ColumnNameCache) -> bytes:
+        """getRow*/getRows*: the same straight-to-bytes encoding (multi-gets of index and payment rows)."""
+        args = self._read_args(message, api)
+        rows, columns, timestamp = _ROW_CALLS[api.encode()](args)
+        try:
+            found = self.checked.rows_for(args.tableName, rows, columns, timestamp)
+        except (IOError_, IllegalArgument) as error:
+            return self._error_reply(api, seqid, error)
+        return encode_row_results(api, seqid, found, False, names)
 
     def _send(self, client: socket.socket, data: bytes) -> None:
         if self.framed:

@@ -23,6 +23,28 @@ def test_missing_rows_are_left_out(table):
     assert table.rows([b"missing", b"r1", b"also-missing"]) == [(b"r1", {b"cf:a": b"1"})]
 
 
+def test_multi_get_answers_in_the_order_asked(table):
+    """getRows is answered a few hundred rows per query; HBase's order (the order asked, repeats included) holds."""
+    with table.batch() as batch:
+        for i in range(1200):
+            batch.put(b"k%05d" % i, {b"cf:a": b"%d" % i, b"cf2:b": b"x"})
+    asked = [b"k%05d" % i for i in (1199, 3, 700, 3, 5000, 0, 512)] + [b"k%05d" % i for i in range(1199, -1, -1)]
+    got = table.rows(asked, columns=[b"cf:a"])
+    expected = [k for k in asked if k != b"k05000"]
+    assert [k for k, _ in got] == expected
+    assert all(cells == {b"cf:a": str(int(k[1:])).encode()} for k, cells in got)
+    assert table.connection.client.getRows(table.name, [], {}) == []
+
+
+def test_multi_get_errors_are_answered_not_dropped(table, conn):
+    with pytest.raises(IOError, match="TableNotFoundException"):
+        conn.client.getRows(b"no-such-table", [b"r"], {})
+    with pytest.raises(IOError, match="[Ff]amily"):
+        table.rows([b"r"], columns=[b"nofamily:a"])
+    table.put(b"r", {b"cf:a": b"still served"})
+    assert table.row(b"r") == {b"cf:a": b"still served"}
+
+
 def test_column_selection(table):
     table.put(b"r", {b"cf:a": b"1", b"cf:b": b"2", b"cf2:c": b"3"})
     assert table.row(b"r", columns=[b"cf:a"]) == {b"cf:a": b"1"}
