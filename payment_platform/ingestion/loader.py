@@ -16,7 +16,6 @@ and progress does not move: the same range is simply ingested again later, which
 """
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
@@ -27,6 +26,7 @@ from typing import Sequence
 
 from payment_platform.domain.schema import InvalidMessage
 from payment_platform.domain.validation import parse_and_validate
+from payment_platform.lib.collections_pause import fewer_collections
 from payment_platform.lib.read_ahead import read_ahead
 from payment_platform.stores import kafka as kafka_store
 from payment_platform.stores.backup import BackupUnavailable, FailedPaymentBackup
@@ -201,13 +201,9 @@ class Ingestor:
         state = {"redis_ok": True, "failed_stores": set()}
         chunks = kafka_store.read_range(self.kafka_bootstrap, range.topic, range.partition, range.start,
                                         range.end, batch=chunk_size)
-        thresholds = gc.get_threshold()
-        # Each chunk allocates ~20 short-lived objects per payment (Thrift mutations, parsed documents); with the
-        # default gen-0 threshold of 700 the collector would run thousands of times per range (measured: over half
-        # of the HBase client's CPU). Collect less often while ingesting; memory stays bounded by the chunk size.
-        gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
+            with fewer_collections(), \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-writer") as postgres_writer:
                 in_flight: _Chunk | None = None
                 for chunk in read_ahead(chunks, depth=1, name="kafka-range-reader"):
@@ -223,8 +219,6 @@ class Ingestor:
         except BackupUnavailable as error:
             raise IngestionError(f"{range}: a store write failed and the backup is unreachable too, "
                                  f"progress not recorded: {error}") from error
-        finally:
-            gc.set_threshold(*thresholds)
         result.seconds = time.monotonic() - started
         try:
             result.progress_recorded = self.postgres.record_progress(

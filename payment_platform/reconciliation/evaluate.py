@@ -16,8 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
+from payment_platform.lib.collections_pause import fewer_collections
 from payment_platform.reconciliation.compare import (
     SAMPLE_SIZE,
     AllPayments,
@@ -29,6 +30,7 @@ from payment_platform.reconciliation.compare import (
 )
 
 ERROR, WARN = "ERROR", "WARN"
+RANGE_CHECK_CHUNK = 2000  # Kafka messages read back per HBase multi-get of a range check
 
 
 @dataclass
@@ -158,14 +160,18 @@ def _row_key_hint(doc: dict) -> bytes | None:
         return None
 
 
-def expected_ids_of_range(kafka_bootstrap: str, ingested: IngestedRange,
-                          quarantined_offsets: set[int]) -> dict[str, bytes | None]:
-    """Payment ids of the range read back from Kafka (minus the quarantined messages), each with the HBase row
-    key its message gives, so HBase is read with one multi-get (the index is only asked for the misses)."""
+def expected_ids_by_chunk(kafka_bootstrap: str, ingested: IngestedRange, quarantined_offsets: set[int],
+                          chunk_size: int = RANGE_CHECK_CHUNK) -> Iterator[dict[str, bytes | None]]:
+    """Payment ids of the range read back from Kafka (minus the quarantined messages), a Kafka chunk at a time,
+    each with the HBase row key its message gives, so HBase is read with one multi-get per chunk (the index is
+    only asked for the misses). An id already yielded (a duplicated payment id) keeps the key of its first
+    (landed) message and is not yielded again."""
     from payment_platform.stores.kafka import read_range
 
-    ids: dict[str, bytes | None] = {}
-    for chunk in read_range(kafka_bootstrap, ingested.topic, ingested.partition, ingested.start, ingested.end):
+    seen: set[str] = set()
+    for chunk in read_range(kafka_bootstrap, ingested.topic, ingested.partition, ingested.start, ingested.end,
+                            batch=chunk_size):
+        hints: dict[str, bytes | None] = {}
         for message in chunk:
             if message.offset in quarantined_offsets:
                 continue
@@ -174,31 +180,60 @@ def expected_ids_of_range(kafka_bootstrap: str, ingested: IngestedRange,
                 payment_id = str(doc["payment_id"]).lower()
             except (ValueError, KeyError, TypeError):
                 continue  # unparsable: ingestion quarantined it (a missing quarantine row shows in the counts)
-            if payment_id not in ids:  # a duplicated payment id keeps the key of its first (landed) message
-                ids[payment_id] = _row_key_hint(doc)
-    return ids
+            if payment_id not in seen:
+                seen.add(payment_id)
+                hints[payment_id] = _row_key_hint(doc)
+        if hints:
+            yield hints
 
 
-def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup, kafka_bootstrap: str) -> dict:
+class KafkaRangeLost(LookupError):
+    """The range cannot be read back from Kafka (the memory broker restarted, offsets were reset)."""
+
+
+def _expected_with_hbase_rows(kafka_bootstrap: str, ingested: IngestedRange, quarantined: set[int],
+                              hbase_reader, chunk_size: int) -> tuple[dict[str, bytes | None], list]:
+    """The range's expected ids and HBase's rows for them: each Kafka chunk's rows are fetched on a worker while
+    the next chunk is read and parsed, so the check costs about the longer of the two, not their sum."""
+    hints: dict[str, bytes | None] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-hbase") as pool:  # one Thrift connection
+        fetches = []
+        try:
+            for chunk_hints in expected_ids_by_chunk(kafka_bootstrap, ingested, quarantined, chunk_size):
+                hints.update(chunk_hints)
+                fetches.append(pool.submit(lambda h=chunk_hints: list(hbase_reader.records_with_key_hints(h))))
+        except Exception as error:  # noqa: BLE001 - whatever kafka-python raised: the range is not readable
+            for fetch in fetches:
+                fetch.cancel()
+            raise KafkaRangeLost(f"{type(error).__name__}: {error}") from error
+        return hints, [record for fetch in fetches for record in fetch.result()]
+
+
+def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup, kafka_bootstrap: str,
+                 chunk_size: int = RANGE_CHECK_CHUNK) -> dict:
     """One range: stores agree on the range's payment ids, and every id is in each store or its backup."""
     started = time.perf_counter()
     quarantined = postgres_reader.quarantined_offsets(ingested.topic, ingested.partition, ingested.start, ingested.end)
-    try:
-        if ingested.reset_since:
-            raise LookupError("offsets were reset after this range was ingested")
-        hints = expected_ids_of_range(kafka_bootstrap, ingested, quarantined)
-        source = "kafka"
-    except Exception as error:  # noqa: BLE001 - the broker lost the range (memory broker restarted)
-        hints = dict.fromkeys(postgres_reader.ids_at_positions(ingested.topic, ingested.partition,
-                                                               ingested.start, ingested.end))
-        source = f"ledger (kafka range unavailable: {type(error).__name__})"
-    expected = set(hints)
-    scope = PaymentIds(frozenset(expected), ingested.describe())
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-postgres") as pool:  # both stores at once
-        postgres_records = pool.submit(lambda: list(postgres_reader.iter_records(scope)))
-        held = {"hbase": list(hbase_reader.records_with_key_hints(hints))}
-        held["postgres"] = postgres_records.result()
-    report = reconcile(RecordsSource("hbase", held["hbase"]), RecordsSource("postgres", held["postgres"]), scope)
+    with fewer_collections():
+        try:
+            if ingested.reset_since:
+                raise KafkaRangeLost("offsets were reset after this range was ingested")
+            hints, hbase_records = _expected_with_hbase_rows(kafka_bootstrap, ingested, quarantined, hbase_reader,
+                                                             chunk_size)
+            source = "kafka"
+        except KafkaRangeLost as error:
+            hints = dict.fromkeys(postgres_reader.ids_at_positions(ingested.topic, ingested.partition,
+                                                                   ingested.start, ingested.end))
+            source = f"ledger (kafka range unavailable: {error})"
+            hbase_records = None
+        expected = set(hints)
+        scope = PaymentIds(frozenset(expected), ingested.describe())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-postgres") as pool:  # both stores at once
+            postgres_records = pool.submit(lambda: list(postgres_reader.iter_records(scope)))
+            if hbase_records is None:
+                hbase_records = list(hbase_reader.records_with_key_hints(hints))
+            held = {"hbase": hbase_records, "postgres": postgres_records.result()}
+        report = reconcile(RecordsSource("hbase", held["hbase"]), RecordsSource("postgres", held["postgres"]), scope)
     lost, pending = {}, {}
     for store, records in held.items():
         absent = expected - {r.payment_id for r in records}
