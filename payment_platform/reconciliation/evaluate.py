@@ -191,22 +191,37 @@ class KafkaRangeLost(LookupError):
     """The range cannot be read back from Kafka (the memory broker restarted, offsets were reset)."""
 
 
-def _expected_with_hbase_rows(kafka_bootstrap: str, ingested: IngestedRange, quarantined: set[int],
-                              hbase_reader, chunk_size: int) -> tuple[dict[str, bytes | None], list]:
-    """The range's expected ids and HBase's rows for them: each Kafka chunk's rows are fetched on a worker while
-    the next chunk is read and parsed, so the check costs about the longer of the two, not their sum."""
+def _expected_with_rows(kafka_bootstrap: str, ingested: IngestedRange, quarantined: set[int], hbase_reader,
+                        postgres_reader, chunk_size: int) -> tuple[dict[str, bytes | None], dict[str, list]]:
+    """The range's expected ids and each store's rows for them. Each Kafka chunk's rows are fetched from HBase and
+    from Postgres on one worker per store while the next chunk is read and parsed, so the check costs about the
+    longest of the three, not their sum."""
     hints: dict[str, bytes | None] = {}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-hbase") as pool:  # one Thrift connection
-        fetches = []
+    fetches: dict[str, list] = {"hbase": [], "postgres": []}
+    # One worker per store: each reader's connection is used by one thread at a time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-hbase") as hbase_pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-postgres") as postgres_pool:
         try:
             for chunk_hints in expected_ids_by_chunk(kafka_bootstrap, ingested, quarantined, chunk_size):
                 hints.update(chunk_hints)
-                fetches.append(pool.submit(lambda h=chunk_hints: list(hbase_reader.records_with_key_hints(h))))
+                fetches["hbase"].append(hbase_pool.submit(
+                    lambda h=chunk_hints: list(hbase_reader.records_with_key_hints(h))))
+                scope = PaymentIds(frozenset(chunk_hints), ingested.describe())
+                fetches["postgres"].append(postgres_pool.submit(
+                    lambda s=scope: list(postgres_reader.iter_records(s))))
         except Exception as error:  # noqa: BLE001 - whatever kafka-python raised: the range is not readable
-            for fetch in fetches:
+            for fetch in (*fetches["hbase"], *fetches["postgres"]):
                 fetch.cancel()
             raise KafkaRangeLost(f"{type(error).__name__}: {error}") from error
-        return hints, [record for fetch in fetches for record in fetch.result()]
+        return hints, {store: [r for fetch in futures for r in fetch.result()] for store, futures in fetches.items()}
+
+
+def _rows_of(hints: dict[str, bytes | None], scope: PaymentIds, hbase_reader, postgres_reader) -> dict[str, list]:
+    """Each store's rows for these ids, both stores at once."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-postgres") as pool:
+        postgres_records = pool.submit(lambda: list(postgres_reader.iter_records(scope)))
+        hbase_records = list(hbase_reader.records_with_key_hints(hints))
+        return {"hbase": hbase_records, "postgres": postgres_records.result()}
 
 
 def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup, kafka_bootstrap: str,
@@ -218,21 +233,18 @@ def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup,
         try:
             if ingested.reset_since:
                 raise KafkaRangeLost("offsets were reset after this range was ingested")
-            hints, hbase_records = _expected_with_hbase_rows(kafka_bootstrap, ingested, quarantined, hbase_reader,
-                                                             chunk_size)
+            hints, held = _expected_with_rows(kafka_bootstrap, ingested, quarantined, hbase_reader, postgres_reader,
+                                              chunk_size)
             source = "kafka"
         except KafkaRangeLost as error:
             hints = dict.fromkeys(postgres_reader.ids_at_positions(ingested.topic, ingested.partition,
                                                                    ingested.start, ingested.end))
             source = f"ledger (kafka range unavailable: {error})"
-            hbase_records = None
+            held = None
         expected = set(hints)
         scope = PaymentIds(frozenset(expected), ingested.describe())
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-postgres") as pool:  # both stores at once
-            postgres_records = pool.submit(lambda: list(postgres_reader.iter_records(scope)))
-            if hbase_records is None:
-                hbase_records = list(hbase_reader.records_with_key_hints(hints))
-            held = {"hbase": hbase_records, "postgres": postgres_records.result()}
+        if held is None:
+            held = _rows_of(hints, scope, hbase_reader, postgres_reader)
         report = reconcile(RecordsSource("hbase", held["hbase"]), RecordsSource("postgres", held["postgres"]), scope)
     lost, pending = {}, {}
     for store, records in held.items():
