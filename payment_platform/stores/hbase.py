@@ -23,8 +23,8 @@ import dagster as dg
 import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
 
-from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, row_key
-from payment_platform.stores.records import PaymentRecord, amount_text, iso_utc
+from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE
+from payment_platform.stores.records import PaymentRecord
 
 FAMILY_SPEC = {COLUMN_FAMILY: dict(max_versions=1)}
 INDEX_COLUMN = f"{COLUMN_FAMILY}:rowKey".encode()
@@ -53,13 +53,13 @@ def payment_cells(record: PaymentRecord) -> dict[bytes, bytes]:
     cells = {
         Q_PAYMENT_ID: p.payment_id.encode(),
         Q_PAYMENT_TYPE: p.payment_type.encode(),
-        Q_AMOUNT_VALUE: amount_text(p).encode(),
+        Q_AMOUNT_VALUE: record.amount_text.encode(),
         Q_AMOUNT_CURRENCY: p.currency.encode(),
         Q_ORIGINATOR_ID: p.originator.party_id.encode(),
         Q_ORIGINATOR_NAME: p.originator.name.encode(),
         Q_BENEFICIARY_ID: p.beneficiary.party_id.encode(),
         Q_BENEFICIARY_NAME: p.beneficiary.name.encode(),
-        Q_CREATED_AT: iso_utc(p).encode(),
+        Q_CREATED_AT: record.created_at_text.encode(),
         Q_STATUS: p.status.encode(),
         Q_RAW: record.raw,
     }
@@ -161,7 +161,7 @@ class HBaseStore:
         """
         prepared = {}
         for record in records:
-            key = row_key(record.payment)
+            key = record.row_key
             prepared[record.payment_id] = (
                 BatchMutation(key, [Mutation(False, column, value, True)
                                     for column, value in payment_cells(record).items()]),

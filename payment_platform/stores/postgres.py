@@ -31,8 +31,7 @@ import psycopg2
 import psycopg2.extras
 from psycopg2 import sql
 
-from payment_platform.domain.rowkeys import row_key
-from payment_platform.stores.records import KafkaPosition, PaymentRecord, amount_text, iso_utc
+from payment_platform.stores.records import KafkaPosition, PaymentRecord
 
 PAYMENT_COLUMNS = (
     "payment_id", "payment_type", "amount", "currency", "originator_id", "originator_name", "beneficiary_id",
@@ -145,9 +144,9 @@ def payment_csv_row(record: PaymentRecord) -> tuple:
     p = record.payment
     position = record.position
     return (
-        p.payment_id, p.payment_type, amount_text(p), p.currency, p.originator.party_id, p.originator.name,
-        p.beneficiary.party_id, p.beneficiary.name, p.status, iso_utc(p), p.value_date,
-        row_key(p).decode(), record.raw.decode("utf-8"),
+        p.payment_id, p.payment_type, record.amount_text, p.currency, p.originator.party_id, p.originator.name,
+        p.beneficiary.party_id, p.beneficiary.name, p.status, record.created_at_text, p.value_date,
+        record.row_key.decode(), record.raw.decode("utf-8"),
         position.topic if position else None,
         position.partition if position else None,
         position.offset if position else None,

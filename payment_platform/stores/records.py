@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timezone
+from functools import cached_property
 
+from payment_platform.domain.rowkeys import row_key
 from payment_platform.domain.schema import Payment
 
 STORE_HBASE = "hbase"
@@ -35,6 +37,20 @@ class PaymentRecord:
     @property
     def payment_id(self) -> str:
         return self.payment.payment_id
+
+    # Derived once per record and shared by the HBase and Postgres writes (each used to compute its own copy).
+    @cached_property
+    def row_key(self) -> bytes:
+        """The HBase row key of the payment (domain.rowkeys.row_key)."""
+        return row_key(self.payment)
+
+    @cached_property
+    def created_at_text(self) -> str:
+        return iso_utc(self.payment)
+
+    @cached_property
+    def amount_text(self) -> str:
+        return amount_text(self.payment)
 
 
 def iso_utc(payment: Payment) -> str:

@@ -32,6 +32,13 @@ import redis
 DEFAULT_PREFIX = "pp"
 LANDED_TTL_S = 7 * 24 * 3600
 RATE_BUCKET_TTL_S = 600
+_MARK_LANDED_LUA = """
+local marked = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('SET', key, '1', 'NX', 'EX', ARGV[1]) then marked = marked + 1 end
+end
+return marked
+"""
 
 
 @dataclass
@@ -57,6 +64,8 @@ class RedisState:
         self.timeout_s = timeout_s
         self.landed_ttl_s = landed_ttl_s
         self._client: redis.Redis | None = None
+        self._mark_script = None
+        self._mark_script_ok = True  # False once the server refused the script (a cluster): pipelines instead
 
     def __repr__(self) -> str:
         return f"RedisState(prefix={self.prefix!r})"
@@ -71,6 +80,7 @@ class RedisState:
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._mark_script = None
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -94,13 +104,28 @@ class RedisState:
         return {i for i, v in zip(ids, values) if v is not None}
 
     def mark_landed(self, payment_ids: Iterable[str]) -> int:
-        """Mark payments as settled in every store; returns how many were not marked before."""
+        """Mark payments as settled in every store; returns how many were not marked before.
+
+        One script call per chunk (`SET key 1 NX EX ttl` for each id, server-side): a pipeline of 2,000 SETs cost
+        the ingesting process ~15 us per payment to pack and parse. Where the server refuses the script (a Redis
+        Cluster: CROSSSLOT; scripting disabled), the same SETs go as a pipeline.
+        """
         ids = list(payment_ids)
         if not ids:
             return 0
+        keys = [self.key("landed", i) for i in ids]
+        if self._mark_script_ok:
+            if self._mark_script is None:
+                self._mark_script = self.client().register_script(_MARK_LANDED_LUA)
+            try:
+                return int(self._mark_script(keys=keys, args=[self.landed_ttl_s]))
+            except redis.ResponseError as error:
+                if "CROSSSLOT" not in str(error) and "unknown command" not in str(error).lower():
+                    raise  # scripting disabled (unknown command) or a cluster: fall back; anything else is an error
+                self._mark_script_ok = False
         pipe = self.client().pipeline(transaction=False)
-        for i in ids:
-            pipe.set(self.key("landed", i), b"1", nx=True, ex=self.landed_ttl_s)
+        for key in keys:
+            pipe.set(key, b"1", nx=True, ex=self.landed_ttl_s)
         return sum(1 for ok in pipe.execute() if ok)
 
     def forget_landed(self, payment_ids: Iterable[str]) -> None:

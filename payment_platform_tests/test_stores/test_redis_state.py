@@ -19,6 +19,31 @@ def test_landed_ids_round_trip(redis_state):
     assert 0 < ttl <= redis_state.landed_ttl_s
 
 
+class _RefusedScript:
+    """A server answering scripts with `error` (a Redis Cluster says CROSSSLOT for keys in different slots)."""
+
+    def __init__(self, error: str):
+        self.error = error
+
+    def __call__(self, keys, args):
+        raise redis.ResponseError(self.error)
+
+
+def test_mark_landed_falls_back_to_a_pipeline_where_scripts_are_refused(redis_state):
+    redis_state.client()
+    redis_state._mark_script = _RefusedScript("CROSSSLOT Keys in request don't hash to the same slot")
+    assert redis_state.mark_landed(["x", "y"]) == 2
+    assert redis_state.mark_landed(["y", "z"]) == 1  # the pipeline path from now on, same answers
+    assert redis_state.landed_ids(["x", "y", "z", "w"]) == {"x", "y", "z"}
+    assert 0 < redis_state.client().ttl(redis_state.key("landed", "z")) <= redis_state.landed_ttl_s
+
+
+def test_mark_landed_does_not_hide_other_script_errors(redis_state):
+    redis_state._mark_script = _RefusedScript("OOM command not allowed when used memory > 'maxmemory'")
+    with pytest.raises(redis.ResponseError, match="OOM"):
+        redis_state.mark_landed(["q"])
+
+
 def test_metrics_accumulate_under_stable_keys(redis_state):
     now = 1_800_000_000.0
     for _ in range(2):
