@@ -17,11 +17,13 @@ skips nothing itself (the loader decides what is new); re-putting a row only rew
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Iterable, Mapping, Sequence
 
 import dagster as dg
 import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
+from thriftpy2.transport import TBufferedTransport
 
 from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE
 from payment_platform.stores.records import PaymentRecord
@@ -29,6 +31,7 @@ from payment_platform.stores.records import PaymentRecord
 FAMILY_SPEC = {COLUMN_FAMILY: dict(max_versions=1)}
 INDEX_COLUMN = f"{COLUMN_FAMILY}:rowKey".encode()
 _CF = COLUMN_FAMILY.encode() + b":"
+TRANSPORT_BUFFER_BYTES = 4 << 20  # Thrift read and write buffer of a buffered connection (see _connect)
 
 
 def _q(name: str) -> bytes:
@@ -102,6 +105,12 @@ class HBaseStore:
         connection = happybase.Connection(self.host, self.port, timeout=timeout_ms, autoconnect=False,
                                           table_prefix=self.table_prefix, transport=self.transport,
                                           protocol=self.protocol)
+        if self.transport == "buffered":
+            # happybase's buffered transport holds 4 KiB: a 2.6 MB mutateRows went out as ~650 socket writes, and
+            # after each one the sending thread had to win the GIL back from the parsing thread (up to 5 ms each),
+            # so sending took longer than HBase took to store it. One buffer the size of a chunk's request.
+            connection._transport_class = partial(TBufferedTransport, buf_size=TRANSPORT_BUFFER_BYTES)
+            connection._refresh_thrift_client()
         try:
             connection.open()
         except Exception as error:
