@@ -204,7 +204,9 @@ class Ingestor:
         try:
             with fewer_collections(), \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
-                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-writer") as postgres_writer:
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-writer") as postgres_writer, \
+                    ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup-lookup") as backup_lookups:
+                state["backup_lookups"] = backup_lookups
                 in_flight: _Chunk | None = None
                 for chunk in read_ahead(chunks, depth=1, name="kafka-range-reader"):
                     work = self._prepare(range, chunk, result, state, log)
@@ -353,6 +355,10 @@ class Ingestor:
         if not candidates:
             return outcome
         ids = [r.payment_id for r in candidates]
+        # The backup is asked at the same time as the store (both are round trips; the store's is on the critical
+        # path of the range).
+        lookups = state.get("backup_lookups")
+        in_backup = lookups.submit(self.backup.stored_ids, name, ids) if lookups is not None else None
         # A store that already failed in this range gets one attempt per chunk, not two: a hung server then
         # costs one timeout per chunk.
         attempts = 1 if name in state["failed_stores"] else 2
@@ -369,7 +375,8 @@ class Ingestor:
                 self._note_failure(name, state, outcome.error, log)
                 return outcome
         try:
-            outcome.already |= self.backup.stored_ids(name, [i for i in ids if i not in outcome.already])
+            outcome.already |= (in_backup.result() if in_backup is not None
+                                else self.backup.stored_ids(name, [i for i in ids if i not in outcome.already]))
         except Exception as error:  # the store itself is the truth; the backup check only saves a rewrite
             log.warning(f"backup lookup for {name} failed, carrying on: {error!r}")
         todo = [r for r in candidates if r.payment_id not in outcome.already]
