@@ -22,7 +22,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 from payment_platform.domain.schema import InvalidMessage
 from payment_platform.domain.validation import parse_and_validate
@@ -39,6 +39,7 @@ from payment_platform.stores.redis_state import ChunkMetrics, RedisState
 logger = logging.getLogger(__name__)
 
 WRITE_RETRY_DELAY_S = 0.2
+FIRST_CHUNK = 250  # messages in a range's first chunk (see _small_first)
 
 
 class IngestionError(RuntimeError):
@@ -154,6 +155,25 @@ def _payment_id_hint(raw: bytes) -> str | None:
         return None
 
 
+def _small_first(chunks: Iterable[list], first: int) -> Iterator[list]:
+    """The chunks, the first one split after `first` messages: the stores start writing after a few hundred
+    messages are parsed instead of a whole chunk (the pipeline fills sooner; measured ~4% on 20,000 messages)."""
+    iterator = iter(chunks)
+    try:
+        for chunk in iterator:
+            if len(chunk) > first:
+                yield chunk[:first]
+                yield chunk[first:]
+            else:
+                yield chunk
+            break
+        yield from iterator
+    finally:  # stopped early (an error downstream): release the Kafka reader now, not at garbage collection
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
 class Ingestor:
     """Lands Kafka offset ranges in the stores. Not thread-safe: one Ingestor per run (or per thread)."""
 
@@ -208,7 +228,7 @@ class Ingestor:
                     ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup-lookup") as backup_lookups:
                 state["backup_lookups"] = backup_lookups
                 in_flight: _Chunk | None = None
-                for chunk in read_ahead(chunks, depth=1, name="kafka-range-reader"):
+                for chunk in read_ahead(_small_first(chunks, FIRST_CHUNK), depth=1, name="kafka-range-reader"):
                     work = self._prepare(range, chunk, result, state, log)
                     self._submit(range, work, hbase_writer, postgres_writer, state, log)
                     if in_flight is not None:

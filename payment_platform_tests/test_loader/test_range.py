@@ -32,3 +32,29 @@ def test_metadata_has_stable_keys_and_totals():
     assert set(meta) == METADATA_KEYS
     assert (meta["backed_up"], meta["rate_msgs_per_s"], meta["written_hbase"]) == (2, 50.0, 88)
     assert RangeResult(OffsetRange("t", 0, 0, 0)).as_metadata()["rate_msgs_per_s"] == 0.0
+
+
+def test_the_first_chunk_is_split_so_the_stores_start_early():
+    from payment_platform.ingestion.loader import _small_first
+
+    assert list(_small_first(iter([[1, 2, 3, 4, 5], [6, 7]]), 2)) == [[1, 2], [3, 4, 5], [6, 7]]
+    assert list(_small_first(iter([[1, 2], [3]]), 2)) == [[1, 2], [3]]
+    assert list(_small_first(iter([]), 2)) == []
+
+
+def test_stopping_early_releases_the_reader():
+    from payment_platform.ingestion.loader import _small_first
+
+    released = []
+
+    def reader():
+        try:
+            yield [1, 2, 3]
+            yield [4]
+        finally:
+            released.append(True)
+
+    chunks = _small_first(reader(), 1)
+    assert next(chunks) == [1]
+    chunks.close()
+    assert released == [True]
