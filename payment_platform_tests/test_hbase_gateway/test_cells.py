@@ -5,7 +5,7 @@ import struct
 import time
 
 import pytest
-from Hbase_thrift import IllegalArgument, IOError, Mutation
+from Hbase_thrift import BatchMutation, IllegalArgument, IOError, Mutation
 
 
 def test_put_and_get_with_server_timestamps(table):
@@ -90,6 +90,24 @@ def test_delete_timestamps_are_inclusive(table):
     table.connection.compact_table(table.name, major=True)
     table.put(b"r", {b"cf:a": b"late"}, timestamp=15)
     assert table.cells(b"r", b"cf:a") == [b"v30", b"late"]
+
+
+def test_batched_puts_respect_tombstones_and_families(table):
+    """mutateRows of puts only takes the gateway's one-pass path: the same tombstones and errors as any put."""
+    table.put(b"r", {b"cf:a": b"v30"}, timestamp=30)
+    table.delete(b"r", columns=[b"cf:a"], timestamp=20)
+    with table.batch(timestamp=15) as batch:  # older than the tombstone: masked
+        batch.put(b"r", {b"cf:a": b"masked"})
+        batch.put(b"s", {b"cf:a": b"kept", b"cf2:b": b"too"})
+    assert table.cells(b"r", b"cf:a") == [b"v30"]
+    assert table.row(b"s") == {b"cf:a": b"kept", b"cf2:b": b"too"}
+    with pytest.raises(IOError, match="Column family nofamily does not exist"):
+        with table.batch() as batch:
+            batch.put(b"t", {b"cf:a": b"1"})
+            batch.put(b"u", {b"nofamily:x": b"2"})
+    assert table.row(b"t") == {}  # the call failed as a whole
+    with pytest.raises(IllegalArgument, match="Row length is 0"):
+        table.connection.client.mutateRows(table.name, [BatchMutation(b"", [Mutation(False, b"cf:a", b"1", True)])], {})
 
 
 def test_whole_row_and_family_deletes(table):
