@@ -111,6 +111,8 @@ CREATE TABLE IF NOT EXISTS hb_markers(
 log = logging.getLogger("payment_platform.hbase_gateway")
 _pack_i64 = struct.Struct(">q")
 CHECKPOINT_INTERVAL_S = 1.0  # how often the background thread copies the WAL into the database (when written)
+WAL_LIMIT_PAGES = 4096  # 64 MiB of 16 KiB pages: past this the writer checkpoints too (see Store.__init__)
+WAL_LIMIT_BYTES = 64 << 20
 GET_ROWS_PER_QUERY = 500  # well under SQLite's 32,766 bound parameters, with room for the column clause
 
 
@@ -137,8 +139,11 @@ class Store:
         self._writer.executescript(_SCHEMA)
         # The WAL is copied into the database by a background thread, not by the write that crosses SQLite's
         # 1,000-page threshold: that write's caller would wait for the copy and its fsync (measured ~8% of the
-        # time of batched puts). The WAL then holds about CHECKPOINT_INTERVAL_S of writes.
-        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        # time of batched puts). Under sustained writes a background checkpoint never catches the last frame, and
+        # only a complete checkpoint lets the WAL start over: so the writer still checkpoints past
+        # WAL_LIMIT_PAGES (little is left to copy by then), and the file is cut back to WAL_LIMIT_BYTES after.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_PAGES}")
+        self._writer.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         self._readers: set = set()
         self._idle_readers: list = []
         self._readers_lock = threading.Lock()

@@ -1,0 +1,50 @@
+"""The gateway's SQLite store: the WAL is checkpointed in the background yet stays bounded under sustained writes."""
+from __future__ import annotations
+
+import os
+import time
+
+from payment_platform.hbase_gateway import storage
+from payment_platform.hbase_gateway.storage import LATEST_TIMESTAMP, Family, Store
+
+
+def _wal_bytes(store: Store) -> int:
+    path = store.path + "-wal"
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def test_wal_stays_bounded_under_sustained_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "WAL_LIMIT_PAGES", 32)  # 512 KiB of 16 KiB pages
+    monkeypatch.setattr(storage, "WAL_LIMIT_BYTES", 1 << 20)
+    monkeypatch.setattr(storage, "CHECKPOINT_INTERVAL_S", 60.0)  # the writer's own limit must hold on its own
+    store = Store(str(tmp_path))
+    try:
+        store.create_table(b"t", [Family(b"cf", 1)])
+        value = os.urandom(2000)
+        for batch in range(40):  # ~8 MB written in 40 transactions
+            cells = [(b"r%06d" % (batch * 100 + i), b"cf", b"q", value) for i in range(100)]
+            store.put(b"t", cells, {b"cf"}, LATEST_TIMESTAMP)
+            assert _wal_bytes(store) < 4 << 20  # never the whole history
+        assert len(store.get_rows(b"t", [b"r000000", b"r003999"], storage.ReadSpec())) == 2
+    finally:
+        store.close()
+
+
+def test_background_checkpoint_copies_the_wal_into_the_database(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "CHECKPOINT_INTERVAL_S", 0.05)
+    store = Store(str(tmp_path))
+    try:
+        store.create_table(b"t", [Family(b"cf", 1)])
+        db_before = os.path.getsize(store.path)
+        store.put(b"t", [(b"r%04d" % i, b"cf", b"q", os.urandom(1000)) for i in range(500)], {b"cf"}, LATEST_TIMESTAMP)
+        deadline = time.monotonic() + 5
+        while os.path.getsize(store.path) <= db_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(store.path) > db_before + 400_000  # the rows reached the database file itself
+    finally:
+        store.close()
+    reopened = Store(str(tmp_path))
+    try:
+        assert len(reopened.get_rows(b"t", [b"r0000", b"r0499"], storage.ReadSpec())) == 2
+    finally:
+        reopened.close()
