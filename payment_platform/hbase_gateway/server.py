@@ -35,6 +35,7 @@ from payment_platform.hbase_gateway.wire import (
     encode_row_results,
     message_name,
 )
+from payment_platform.lib.collections_pause import fewer_collections
 
 log = logging.getLogger("payment_platform.hbase_gateway")
 _SCANNER_CALLS = (b"scannerGetList", b"scannerGet")
@@ -283,7 +284,10 @@ def run(host: str, port, data_dir: str, framed: bool, compact: bool) -> int:
             f" ({'framed' if framed else 'buffered'}, {'compact' if compact else 'binary'}), store {gateway.store.path}",
             flush=True,
         )
-        gateway.serve_forever()
+        # A 2,000-row mutateRows decodes into ~30,000 objects that live until it is stored: with the default
+        # gen-0 threshold the collector walks them many times per call (HBase puts alone: +5% without that).
+        with fewer_collections():
+            gateway.serve_forever()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
