@@ -203,6 +203,20 @@ class Store:
             self._writer.close()
 
     @contextlib.contextmanager
+    def _transaction(self):
+        """One write transaction on the writer connection (callers hold the write lock): committed, or rolled back
+        and the error raised; a committed one is left for the background checkpointer."""
+        w = self._writer
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            yield w
+            w.execute("COMMIT")
+        except BaseException:
+            _rollback(w)
+            raise
+        self._written.set()
+
+    @contextlib.contextmanager
     def reading(self):
         """Borrows an idle reader connection (WAL readers run alongside the writer)."""
         with self._readers_lock:
@@ -240,9 +254,7 @@ class Store:
             if name in self.tables:
                 raise TableExists("table name already in use")
             created = now_ms()
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as w:
                 table_id = (w.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM hb_tables").fetchone()[0])
                 w.execute("INSERT INTO hb_tables VALUES (?, ?, 1, ?)", (name, table_id, created))
                 for fam in families:
@@ -256,11 +268,6 @@ class Store:
                     f"CREATE TABLE cells_{table_id}(row BLOB NOT NULL, family BLOB NOT NULL, qualifier BLOB NOT NULL,"
                     " ts INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY(row, family, qualifier, ts DESC)) WITHOUT ROWID"
                 )
-                w.execute("COMMIT")
-                self._written.set()
-            except BaseException:
-                _rollback(w)
-                raise
             self.tables[name] = TableMeta(name, table_id, True, created, {f.name: f for f in families})
 
     def delete_table(self, name: bytes) -> None:
@@ -268,18 +275,11 @@ class Store:
             meta = self.table(name, must_be_enabled=False)
             if meta.enabled:
                 raise TableStateError(f"TableNotDisabledException: {name.decode('utf-8', 'replace')}")
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as w:
                 w.execute("DELETE FROM hb_tables WHERE id = ?", (meta.id,))
                 w.execute("DELETE FROM hb_families WHERE table_id = ?", (meta.id,))
                 w.execute("DELETE FROM hb_markers WHERE table_id = ?", (meta.id,))
                 w.execute(f"DROP TABLE {meta.cells}")
-                w.execute("COMMIT")
-                self._written.set()
-            except BaseException:
-                _rollback(w)
-                raise
             del self.tables[name]
             self._tables_with_markers.discard(meta.id)
 
@@ -296,9 +296,7 @@ class Store:
         """Drops versions beyond max versions and expired cells; a major compaction also drops delete markers."""
         with self._write_lock:
             meta = self.table(name, must_be_enabled=False)
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as w:
                 now = now_ms()
                 for fam in meta.families.values():
                     if fam.time_to_live < FOREVER:
@@ -313,11 +311,6 @@ class Store:
                     )
                 if major:
                     w.execute("DELETE FROM hb_markers WHERE table_id = ?", (meta.id,))
-                w.execute("COMMIT")
-                self._written.set()
-            except BaseException:
-                _rollback(w)
-                raise
             if major:
                 self._tables_with_markers.discard(meta.id)
 
@@ -342,22 +335,11 @@ class Store:
             meta = self.table(name)
             explicit = timestamp != LATEST_TIMESTAMP
             ts = timestamp if explicit else now_ms()
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                cells = [(row, fam, q, ts, v) for row, puts, _d in rows for fam, q, v in puts]
-                if cells and meta.id in self._tables_with_markers:
-                    cells = self._unmasked(meta, cells)
-                if cells:
-                    w.executemany(f"INSERT OR REPLACE INTO {meta.cells} VALUES (?,?,?,?,?)", cells)
+            with self._transaction():
+                self._insert_puts(meta, [(row, fam, q, v) for row, puts, _d in rows for fam, q, v in puts], ts)
                 for row, _p, deletes in rows:
                     for fam, q in deletes:
                         self._delete(meta, row, fam, q, ts, explicit)
-                w.execute("COMMIT")
-                self._written.set()
-            except BaseException:
-                _rollback(w)
-                raise
 
     def put(self, name: bytes, cells: list, families: set, timestamp: int) -> None:
         """Puts only, in one transaction (the batched-put path of mutateRows): cells are (row, family, qualifier,
@@ -370,20 +352,20 @@ class Store:
             self._ensure_open()
             meta = self.table(name)
             ts = timestamp if timestamp != LATEST_TIMESTAMP else now_ms()
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                if cells and meta.id in self._tables_with_markers:
-                    cells = self._unmasked(meta, [(row, fam, q, ts, v) for row, fam, q, v in cells])
-                    w.executemany(f"INSERT OR REPLACE INTO {meta.cells} VALUES (?,?,?,?,?)", cells)
-                elif cells:
-                    # ts is an int computed here, so it can sit in the statement: no 5-tuple built per cell.
-                    w.executemany(f"INSERT OR REPLACE INTO {meta.cells} VALUES (?,?,?,{int(ts)},?)", cells)
-                w.execute("COMMIT")
-                self._written.set()
-            except BaseException:
-                _rollback(w)
-                raise
+            with self._transaction():
+                self._insert_puts(meta, cells, ts)
+
+    def _insert_puts(self, meta: TableMeta, cells: list, ts: int) -> None:
+        """Writes (row, family, qualifier, value) cells at `ts`, minus those a delete marker hides (inside the
+        caller's transaction)."""
+        if not cells:
+            return
+        if meta.id in self._tables_with_markers:
+            cells = self._unmasked(meta, [(row, fam, q, ts, v) for row, fam, q, v in cells])
+            self._writer.executemany(f"INSERT OR REPLACE INTO {meta.cells} VALUES (?,?,?,?,?)", cells)
+        else:
+            # ts is an int computed here, so it can sit in the statement: no 5-tuple built per cell.
+            self._writer.executemany(f"INSERT OR REPLACE INTO {meta.cells} VALUES (?,?,?,{int(ts)},?)", cells)
 
     def delete(self, name: bytes, row: bytes, family: bytes | None, qualifier: bytes | None, timestamp: int) -> None:
         """deleteAll / deleteAllRow: family None = the whole row; qualifier None = the whole family."""
@@ -441,9 +423,7 @@ class Store:
         fam = self._check_family(meta, family)
         with self._write_lock:
             self._ensure_open()
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as w:
                 current = 0
                 newest_ts = None
                 for ts, value in w.execute(
@@ -470,11 +450,6 @@ class Store:
                     " ORDER BY ts DESC LIMIT 1 OFFSET ?), -9223372036854775808)",
                     (row, family, qualifier, row, family, qualifier, fam.max_versions - 1),
                 )
-                w.execute("COMMIT")
-                self._written.set()
-            except BaseException:
-                _rollback(w)
-                raise
             return result
 
     def check_and_put(self, name: bytes, row: bytes, family: bytes, qualifier: bytes, expected: bytes | None,
@@ -548,28 +523,18 @@ class Store:
         """
         meta = self.table(name)
         clauses, params = [], []
-        if not reverse:
-            if after is not None:
-                clauses.append("row > ?")
-                params.append(after)
-            elif start:
-                clauses.append("row >= ?")
-                params.append(start)
-            if stop:
-                clauses.append("row < ?")
-                params.append(stop)
-            order = "row, family, qualifier, ts DESC"
-        else:
-            if after is not None:
-                clauses.append("row < ?")
-                params.append(after)
-            elif start:
-                clauses.append("row <= ?")
-                params.append(start)
-            if stop:
-                clauses.append("row > ?")
-                params.append(stop)
-            order = "row DESC, family DESC, qualifier DESC, ts"
+        # (past `after`, from `start`, before `stop`) in the direction of the scan
+        past, from_, before = ("<", "<=", ">") if reverse else (">", ">=", "<")
+        if after is not None:
+            clauses.append(f"row {past} ?")
+            params.append(after)
+        elif start:
+            clauses.append(f"row {from_} ?")
+            params.append(start)
+        if stop:
+            clauses.append(f"row {before} ?")
+            params.append(stop)
+        order = "row DESC, family DESC, qualifier DESC, ts" if reverse else "row, family, qualifier, ts DESC"
         column_sql, column_params = _column_clause(spec.columns)
         if column_sql:
             clauses.append(column_sql[len(" AND "):])
