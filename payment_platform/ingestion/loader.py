@@ -377,8 +377,7 @@ class Ingestor:
         ids = [r.payment_id for r in candidates]
         # The backup is asked at the same time as the store (both are round trips; the store's is on the critical
         # path of the range).
-        lookups = state.get("backup_lookups")
-        in_backup = lookups.submit(self.backup.stored_ids, name, ids) if lookups is not None else None
+        in_backup = state["backup_lookups"].submit(self.backup.stored_ids, name, ids)
         # A store that already failed in this range gets one attempt per chunk, not two: a hung server then
         # costs one timeout per chunk.
         attempts = 1 if name in state["failed_stores"] else 2
@@ -395,8 +394,7 @@ class Ingestor:
                 self._note_failure(name, state, outcome.error, log)
                 return outcome
         try:
-            outcome.already |= (in_backup.result() if in_backup is not None
-                                else self.backup.stored_ids(name, [i for i in ids if i not in outcome.already]))
+            outcome.already |= in_backup.result()
         except Exception as error:  # the store itself is the truth; the backup check only saves a rewrite
             log.warning(f"backup lookup for {name} failed, carrying on: {error!r}")
         todo = [r for r in candidates if r.payment_id not in outcome.already]

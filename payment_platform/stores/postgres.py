@@ -333,6 +333,19 @@ class PostgresLedger:
             return {int(p): int(o) for p, o in cur.fetchall()}
         return self._run(work)
 
+    def _lock_progress(self, cur, topic: str, partition: int):
+        """Serialise progress changes of one partition (for this transaction); its progress row, or None."""
+        cur.execute(sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s), %s)"), (topic, partition))
+        cur.execute(sql.SQL("SELECT next_offset FROM {} WHERE topic = %s AND partition = %s FOR UPDATE")
+                    .format(self._t("ingestion_progress")), (topic, partition))
+        return cur.fetchone()
+
+    def _set_next_offset(self, cur, topic: str, partition: int, next_offset: int) -> None:
+        cur.execute(sql.SQL(
+            "INSERT INTO {} (topic, partition, next_offset) VALUES (%s, %s, %s) ON CONFLICT (topic, partition) "
+            "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()")
+            .format(self._t("ingestion_progress")), (topic, partition, next_offset))
+
     def record_progress(self, topic: str, partition: int, start: int, end: int, summary: dict | None = None) -> bool:
         """Move a partition's progress from `start` to `end` after the range [start, end) is settled.
 
@@ -345,10 +358,7 @@ class PostgresLedger:
             raise ValueError(f"bad range [{start}, {end})")
 
         def work(cur):
-            cur.execute(sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s), %s)"), (topic, partition))
-            cur.execute(sql.SQL("SELECT next_offset FROM {} WHERE topic = %s AND partition = %s FOR UPDATE")
-                        .format(self._t("ingestion_progress")), (topic, partition))
-            row = cur.fetchone()
+            row = self._lock_progress(cur, topic, partition)
             current = int(row[0]) if row else 0
             if current >= end and (row or end == 0):
                 return False
@@ -357,10 +367,7 @@ class PostgresLedger:
                     f"{topic}[{partition}]: recorded next offset is {current if row else 'none (0)'}, "
                     f"cannot record [{start}, {end}): that would leave a "
                     f"{'gap' if start > current else 'overlap'}")
-            cur.execute(sql.SQL(
-                "INSERT INTO {} (topic, partition, next_offset) VALUES (%s, %s, %s) ON CONFLICT (topic, partition) "
-                "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()")
-                .format(self._t("ingestion_progress")), (topic, partition, end))
+            self._set_next_offset(cur, topic, partition, end)
             cur.execute(sql.SQL("INSERT INTO {} (topic, partition, start_offset, end_offset, summary) "
                                 "VALUES (%s, %s, %s, %s, %s)").format(self._t("ingested_ranges")),
                         (topic, partition, start, end, json.dumps(summary or {})))
@@ -375,14 +382,8 @@ class PostgresLedger:
             raise ValueError("reset_progress needs a reason a person can read")
 
         def work(cur):
-            cur.execute(sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s), %s)"), (topic, partition))
-            cur.execute(sql.SQL("SELECT next_offset FROM {} WHERE topic = %s AND partition = %s FOR UPDATE")
-                        .format(self._t("ingestion_progress")), (topic, partition))
-            row = cur.fetchone()
-            cur.execute(sql.SQL(
-                "INSERT INTO {} (topic, partition, next_offset) VALUES (%s, %s, %s) ON CONFLICT (topic, partition) "
-                "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()")
-                .format(self._t("ingestion_progress")), (topic, partition, next_offset))
+            row = self._lock_progress(cur, topic, partition)
+            self._set_next_offset(cur, topic, partition, next_offset)
             cur.execute(sql.SQL("INSERT INTO {} (topic, partition, previous_offset, next_offset, reason) "
                                 "VALUES (%s, %s, %s, %s, %s)").format(self._t("ingestion_resets")),
                         (topic, partition, int(row[0]) if row else None, next_offset, reason))

@@ -38,7 +38,7 @@ class PaymentRecord:
     def payment_id(self) -> str:
         return self.payment.payment_id
 
-    # Derived once per record and shared by the HBase and Postgres writes (each used to compute its own copy).
+    # Derived once per record and shared by the HBase and Postgres writes.
     @cached_property
     def row_key(self) -> bytes:
         """The HBase row key of the payment (domain.rowkeys.row_key)."""
@@ -46,19 +46,11 @@ class PaymentRecord:
 
     @cached_property
     def created_at_text(self) -> str:
-        return iso_utc(self.payment)
+        """created_at in one canonical form (UTC, microseconds, `Z`), the same in every store."""
+        return self.payment.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     @cached_property
     def amount_text(self) -> str:
-        return amount_text(self.payment)
-
-
-def iso_utc(payment: Payment) -> str:
-    """created_at in one canonical form (UTC, microseconds, `Z`), the same in every store."""
-    return payment.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def amount_text(payment: Payment) -> str:
-    """The amount exactly as the message gave it (a decimal string with the currency's minor units)."""
-    value = payment.doc.get("amount", {}).get("value")
-    return value if isinstance(value, str) else str(payment.amount)
+        """The amount exactly as the message gave it (a decimal string with the currency's minor units)."""
+        value = self.payment.doc.get("amount", {}).get("value")
+        return value if isinstance(value, str) else str(self.payment.amount)

@@ -60,11 +60,15 @@ def topic(stack):
     return name
 
 
-@pytest.fixture
-def resources(stack, topic):
-    return {"kafka": KafkaResource(bootstrap_servers=stack.endpoints.kafka, topic=topic),
+def sensor_resources(bootstrap: str, stack, topic: str) -> dict:
+    return {"kafka": KafkaResource(bootstrap_servers=bootstrap, topic=topic),
             "postgres": PostgresResource(dsn=stack.endpoints.postgres),
             "ingestion_settings": SETTINGS}
+
+
+@pytest.fixture
+def resources(stack, topic):
+    return sensor_resources(stack.endpoints.kafka, stack, topic)
 
 
 @pytest.fixture
@@ -255,9 +259,7 @@ def private_broker(tmp_path):
 def test_offsets_going_backwards_are_reset_reported_and_new_data_ingested(instance, stack, private_broker):
     topic = f"backwards-{uuid.uuid4().hex[:8]}"
     kafka_store.ensure_topic(private_broker.bootstrap, topic, partitions=1)
-    resources = {"kafka": KafkaResource(bootstrap_servers=private_broker.bootstrap, topic=topic),
-                 "postgres": PostgresResource(dsn=stack.endpoints.postgres),
-                 "ingestion_settings": SETTINGS}
+    resources = sensor_resources(private_broker.bootstrap, stack, topic)
     publish(private_broker.bootstrap, topic, {0: 20})
     first = tick(instance, resources)
     [request] = first.run_requests
@@ -293,9 +295,7 @@ def test_sensor_is_registered_against_the_ingestion_job():
 def test_broker_restarted_and_refilled_past_the_old_end_is_caught_by_the_topic_id(instance, stack, private_broker):
     topic = f"refilled-{uuid.uuid4().hex[:8]}"
     kafka_store.ensure_topic(private_broker.bootstrap, topic, partitions=1)
-    resources = {"kafka": KafkaResource(bootstrap_servers=private_broker.bootstrap, topic=topic),
-                 "postgres": PostgresResource(dsn=stack.endpoints.postgres),
-                 "ingestion_settings": SETTINGS}
+    resources = sensor_resources(private_broker.bootstrap, stack, topic)
     publish(private_broker.bootstrap, topic, {0: 20})
     first = tick(instance, resources)
     ledger(resources).record_progress(topic, 0, 0, 20)
