@@ -69,9 +69,14 @@ def payment_cells(record: PaymentRecord) -> dict[bytes, bytes]:
     if p.value_date:
         cells[Q_VALUE_DATE] = p.value_date.encode()
     if record.position is not None:
-        position = record.position
-        cells[Q_KAFKA_POSITION] = f"{position.topic}:{position.partition}:{position.offset}".encode()
+        cells[Q_KAFKA_POSITION] = payment_cells_position(record)
     return cells
+
+
+def payment_cells_position(record: PaymentRecord) -> bytes | None:
+    """The `cf:kafkaPosition` cell of a payment row: topic:partition:offset."""
+    position = record.position
+    return f"{position.topic}:{position.partition}:{position.offset}".encode() if position else None
 
 
 def decode_row(cells: dict[bytes, bytes]) -> dict[str, str | bytes]:
@@ -198,6 +203,26 @@ class HBaseStore:
             self.reset()
             raise
         return len(records)
+
+    def remove_payments(self, records: Sequence[PaymentRecord]) -> int:
+        """Delete the rows these very messages wrote (row and index entry), when the row still carries the
+        message's Kafka position: a poison payment another store refused must land nowhere. Returns how many."""
+        removed = 0
+        try:
+            payments, index = self.table(PAYMENTS_TABLE), self.table(PAYMENTS_BY_ID_TABLE)
+            for record in records:
+                key = record.row_key
+                cells = payments.row(key, columns=[Q_KAFKA_POSITION])
+                if record.position is None or cells.get(Q_KAFKA_POSITION) != payment_cells_position(record):
+                    continue
+                payments.delete(key)
+                if index.row(record.payment_id.encode(), columns=[INDEX_COLUMN]).get(INDEX_COLUMN) == key:
+                    index.delete(record.payment_id.encode())
+                removed += 1
+        except Exception:
+            self.reset()
+            raise
+        return removed
 
     # -- reads -----------------------------------------------------------------------------------------
     def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
