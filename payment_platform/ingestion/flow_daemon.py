@@ -34,8 +34,8 @@ run_retries:
   max_retries: 0
 run_monitoring:
   enabled: true
-  start_timeout_seconds: 120
-  poll_interval_seconds: 15
+  start_timeout_seconds: 45
+  poll_interval_seconds: 5
 telemetry:
   enabled: false
 """

@@ -141,3 +141,26 @@ def test_a_surrogate_validation_now_refuses_never_reaches_a_store(lane):
     assert (result.quarantined, result.poison_isolated, result.written["hbase"]) == (1, 0, 3)
     [entry] = lane.postgres().quarantined()
     assert entry["field"] == "beneficiary.name" and "surrogate" in entry["reason"]
+
+
+def overflowing_payment(i: int, namespace: str) -> bytes:
+    """Valid for the schema and every rail rule, but an extra field holds a number with 200,001 digits: JSON
+    allows it, HBase keeps the bytes, and Postgres's jsonb refuses it ("value overflows numeric format")."""
+    doc = payment_doc(i, namespace)
+    doc["note"] = "NUMBER"
+    return raw(doc).replace(b'"NUMBER"', b"1e200000")
+
+
+def test_a_real_refusal_by_postgres_is_isolated_without_any_patching(lane):
+    values = [raw(payment_doc(i, lane.namespace)) for i in range(12)]
+    values[7] = overflowing_payment(7, lane.namespace)
+    rng = lane.publish(values)
+    ingestor = lane.ingestor()
+    result = ingestor.ingest(rng, chunk_size=5)
+    assert (result.quarantined, result.poison_isolated, result.backed_up["postgres"]) == (1, 1, 0)
+    [entry] = ingestor.postgres.quarantined()
+    assert entry["kafka_offset"] == rng.start + 7 and entry["raw"] == values[7]
+    assert "postgres refused it" in entry["reason"] and "numeric" in entry["reason"]
+    poison = payment_doc(7, lane.namespace)["payment_id"]
+    ids = [payment_doc(i, lane.namespace)["payment_id"] for i in range(12)]
+    assert ingestor.hbase.existing_ids(ids) == ingestor.postgres.existing_ids(ids) == set(ids) - {poison}

@@ -12,6 +12,7 @@ import dagster as dg
 
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.run_workers import record_worker
 from payment_platform.ingestion.flow_offsets import bounded, read_lag
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
 from payment_platform.stores.backup import BackupResource
@@ -68,6 +69,7 @@ def ingest_payments_range(
     ingestion_settings: IngestionSettingsResource,
 ):
     """Ingest one offset range of the payments topic into every store, exactly once in effect."""
+    record_worker(context)  # lets the sensor see at once if this process dies (defs.run_workers)
     offset_range = OffsetRange(config.topic, config.partition, config.start, config.end)
     ledger = postgres.client()  # offsets/progress reads for the lag figures only
     try:  # a first run on a fresh database: the progress table exists before the lag is measured
@@ -76,7 +78,8 @@ def ingest_payments_range(
         context.log.warning(f"could not prepare the ledger's tables: {error}")
     lag_before = _lag_or_none(context, kafka.bootstrap_servers, config.topic, ledger,
                               ingestion_settings.io_timeout_seconds)
-    ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis)
+    ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis,
+                                       window=ingestion_settings.validity_window())
     started = time.monotonic()
     try:
         result = ingestor.ingest(offset_range, chunk_size=ingestion_settings.chunk_size, log=context.log)
@@ -108,8 +111,8 @@ ingest_range_job = dg.define_asset_job(
     description="Ingest one Kafka offset range (run config) into HBase, Postgres and Redis.",
     # one step: running it in the run worker saves a second Python process per run (seconds of latency)
     executor_def=dg.in_process_executor,
-    # max_runtime: with run monitoring on, a run whose worker died (the default launcher cannot see it) is
-    # canceled after 300 s (a 20,000-message range takes seconds), and the sensor requests its range again
+    # a run whose worker died is marked failed by the sensor within a tick (defs.run_workers); max_runtime stays
+    # as the last resort (a worker dying before it recorded its pid): canceled after 300 s, the range requested again
     tags={"dagster/max_retries": str(RUN_RETRIES), "dagster/retry_strategy": "ALL_STEPS",
           "dagster/max_runtime": "300"},
 )

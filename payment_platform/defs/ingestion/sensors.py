@@ -15,6 +15,7 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG, range_run_config
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.run_workers import fail_dead_runs
 from payment_platform.ingestion import planner
 from payment_platform.ingestion.flow_offsets import (
     OffsetsUnavailable,
@@ -54,10 +55,13 @@ def run_state_of(records: list[dg.RunRecord], retries_enabled: bool, now: float,
 
 
 def run_states(instance: dg.DagsterInstance, in_flight: list[planner.PlannedRange], now: float,
-               retry_grace_s: float) -> dict[str, planner.RunState]:
+               retry_grace_s: float, log=None) -> dict[str, planner.RunState]:
     states = {}
     for flight in in_flight:
-        records = list(instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: flight.run_key})))
+        runs = dg.RunsFilter(tags={RANGE_TAG: flight.run_key})
+        records = list(instance.get_run_records(filters=runs))
+        if fail_dead_runs(instance, records, log):  # a killed worker's run fails now, not at max_runtime
+            records = list(instance.get_run_records(filters=runs))
         states[flight.run_key] = run_state_of(records, instance.run_retries_enabled, now, retry_grace_s)
     return states
 
@@ -106,7 +110,7 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     timeout_s = settings.io_timeout_seconds
     # run states before progress: a run that succeeded has recorded its progress before, so progress read
     # afterwards is never older than the run states (no range is planned twice from a stale read)
-    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds)
+    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds, context.log)
     try:
         end_offsets = read_end_offsets(kafka.bootstrap_servers, topic, timeout_s)
         topic_id = read_topic_id(kafka.bootstrap_servers, topic, timeout_s)
