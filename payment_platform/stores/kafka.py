@@ -1,4 +1,4 @@
-"""Kafka: the one module that talks to the broker (kafka-python), plus its Dagster resource.
+"""Kafka: the one module that talks to the broker (kafka-python).
 
 Every call is bounded: a dead broker gives a `KafkaUnavailable` error within a few seconds, never a hang.
 - `ensure_topic`: create the topic if missing (idempotent).
@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
 
-import dagster as dg
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -391,32 +390,3 @@ class Publisher:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class KafkaResource(dg.ConfigurableResource):
-    """The payments topic on a Kafka cluster (KAFKA_BOOTSTRAP_SERVERS, PAYMENTS_TOPIC)."""
-
-    bootstrap_servers: str
-    topic: str
-
-    def ensure_topic(self, partitions: int = DEFAULT_PARTITIONS) -> bool:
-        return ensure_topic(self.bootstrap_servers, self.topic, partitions)
-
-    def end_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        return end_offsets(self.bootstrap_servers, self.topic, timeout_s)
-
-    def beginning_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        return beginning_offsets(self.bootstrap_servers, self.topic, timeout_s)
-
-    def topic_id(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
-        return topic_id(self.bootstrap_servers, self.topic, timeout_s)
-
-    def read_range(self, partition: int, start: int, end: int, batch: int = 2000) -> Iterator[list[KafkaMessage]]:
-        return read_range(self.bootstrap_servers, self.topic, partition, start, end, batch)
-
-    def publisher(self, **options) -> Publisher:
-        return Publisher(self.bootstrap_servers, self.topic, **options)
-
-    def health(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        """Raises KafkaUnavailable/UnknownTopic unless the broker answers and the topic exists."""
-        return self.end_offsets(timeout_s)

@@ -12,13 +12,10 @@ from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.assets import ingest_range_job
 from payment_platform.defs.ingestion.runs import range_run_config
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.generation.generator import generate
 from payment_platform.stores import kafka
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresLedger, PostgresResource
-from payment_platform.stores.redis_state import RedisResource
+from payment_platform.stores.postgres import PostgresLedger
 
 pytestmark = pytest.mark.stack
 

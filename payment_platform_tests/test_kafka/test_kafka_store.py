@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from payment_platform.defs.resources import KafkaResource
 from payment_platform.stores import kafka
 from payment_platform_tests.test_kafka.conftest import Outgoing
 
@@ -70,7 +71,7 @@ def test_read_range_past_the_end_raises_instead_of_returning_short(bootstrap, to
 
 
 def test_resource_wraps_the_same_calls(bootstrap, topic):
-    resource = kafka.KafkaResource(bootstrap_servers=bootstrap, topic=topic)
+    resource = KafkaResource(bootstrap_servers=bootstrap, topic=topic)
     resource.ensure_topic(partitions=1)
     with resource.publisher() as publisher:
         publisher.send(Outgoing(b"x"))

@@ -13,12 +13,9 @@ import dagster as dg
 
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS, QUARANTINE
 from payment_platform.defs.checks.settings import ChecksSettingsResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
 from payment_platform.reconciliation import evaluate
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
 
 CROSS_STORE_CONSISTENCY = "cross_store_consistency"
 NO_DUPLICATE_PAYMENT_IDS = "no_duplicate_payment_ids"

@@ -9,10 +9,11 @@ import dagster as dg
 from pydantic import Field
 
 from payment_platform.defs.asset_keys import GENERATED_BATCH, PAYMENTS_TOPIC
+from payment_platform.defs.resources import KafkaResource
 from payment_platform.domain.schema import RAILS
 from payment_platform.generation.generator import GeneratedMessage, arrival_weight, generate
 from payment_platform.generation.settings import GenerationSettings
-from payment_platform.stores.kafka import KafkaResource, KafkaUnavailable, PublishError
+from payment_platform.stores.kafka import KafkaUnavailable, PublishError
 
 DEFAULT_BATCH_SIZE = 1000
 TICK_SECONDS = 60.0

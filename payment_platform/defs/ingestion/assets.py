@@ -12,13 +12,9 @@ import dagster as dg
 
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.ingestion.flow_offsets import bounded, read_lag
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
-from payment_platform.stores.redis_state import RedisResource
 
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, INGEST_RANGE_ASSET, RUN_RETRIES
 INGESTED_ASSETS = (asset_keys.HBASE_PAYMENTS, asset_keys.POSTGRES_PAYMENTS,

@@ -15,6 +15,7 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG, range_run_config
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.resources import KafkaResource, PostgresResource
 from payment_platform.ingestion import planner
 from payment_platform.ingestion.flow_offsets import (
     OffsetsUnavailable,
@@ -24,8 +25,6 @@ from payment_platform.ingestion.flow_offsets import (
     read_progress,
     read_topic_id,
 )
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
 
 SENSOR_NAME = "payments_ingestion_sensor"
 SENSOR_INTERVAL_SECONDS = 3  # a tick costs milliseconds; it sits in every payment's latency
