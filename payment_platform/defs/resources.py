@@ -2,14 +2,13 @@
 (`payment_platform.stores`), and the shared `defs` configuring them from the environment with EnvVar."""
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Optional
 
 import dagster as dg
 
-from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
-from payment_platform.stores.kafka import DEFAULT_PARTITIONS, DEFAULT_TIMEOUT_S, KafkaMessage, Publisher
+from payment_platform.stores.kafka import DEFAULT_TIMEOUT_S, KafkaClient
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform.stores.redis_state import DEFAULT_PREFIX, RedisState
 
@@ -44,27 +43,9 @@ class KafkaResource(dg.ConfigurableResource):
     bootstrap_servers: str
     topic: str
 
-    def ensure_topic(self, partitions: int = DEFAULT_PARTITIONS) -> bool:
-        return kafka.ensure_topic(self.bootstrap_servers, self.topic, partitions)
-
-    def end_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        return kafka.end_offsets(self.bootstrap_servers, self.topic, timeout_s)
-
-    def beginning_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        return kafka.beginning_offsets(self.bootstrap_servers, self.topic, timeout_s)
-
-    def topic_id(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
-        return kafka.topic_id(self.bootstrap_servers, self.topic, timeout_s)
-
-    def read_range(self, partition: int, start: int, end: int, batch: int = 2000) -> Iterator[list[KafkaMessage]]:
-        return kafka.read_range(self.bootstrap_servers, self.topic, partition, start, end, batch)
-
-    def publisher(self, **options) -> Publisher:
-        return Publisher(self.bootstrap_servers, self.topic, **options)
-
-    def health(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        """Raises KafkaUnavailable/UnknownTopic unless the broker answers and the topic exists."""
-        return self.end_offsets(timeout_s)
+    def client(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> KafkaClient:
+        """One client per use (a sensor tick, a check, a run): one admin connection, closed with it."""
+        return KafkaClient(self.bootstrap_servers, self.topic, timeout_s)
 
 
 class PostgresResource(dg.ConfigurableResource):

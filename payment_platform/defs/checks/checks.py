@@ -109,8 +109,9 @@ def ingested_ranges_consistency(hbase: HBaseResource, postgres: PostgresResource
         if rechecked:
             rows = postgres_reader.recent_ranges(settings.recent_ranges)
         ranges = [evaluate.IngestedRange(*row) for row in rows]
-        verdict = evaluate.ranges_consistency(ranges, hbase_reader, postgres_reader, backup.client(),
-                                              kafka.bootstrap_servers)
+        with kafka.client() as kafka_client:
+            verdict = evaluate.ranges_consistency(ranges, hbase_reader, postgres_reader, backup.client(),
+                                                  kafka_client)
         postgres_reader.record_range_checks(verdict.outcomes)
         proven_now = sum(1 for _, proven, _ in verdict.outcomes if proven and not rechecked)
         verdict.metadata.update({"ranges_unproven": unproven - proven_now, "rechecked_recent": rechecked})

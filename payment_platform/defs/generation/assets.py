@@ -94,8 +94,8 @@ def payment_batch(context: dg.AssetExecutionContext, config: PaymentBatchConfig,
     seed, settings = batch_settings(config, context.run.run_id, datetime.now(timezone.utc))
     tally = BatchTally()
     try:
-        with kafka.publisher() as publisher:
-            kafka.ensure_topic()
+        with kafka.client() as client, client.publisher() as publisher:
+            client.ensure_topic()
             result = publisher.publish(tally.watch(generate(config.count, seed, settings)))
     except (PublishError, KafkaUnavailable) as error:
         raise dg.Failure(description=f"publishing the batch failed: {error}",

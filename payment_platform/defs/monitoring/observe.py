@@ -38,8 +38,8 @@ def platform_monitoring_sensor(context: dg.SensorEvaluationContext, kafka: Kafka
     ms = int(PROBE_TIMEOUT_S * 1000)
     hbase_store = hbase.client()
     hbase_store.timeout_ms = hbase_store.health_timeout_ms = ms
-    probes = Probes(kafka.bootstrap_servers, kafka.topic, postgres.client(), hbase_store, backup.client(),
-                    redis.client(), timeout_s=PROBE_TIMEOUT_S)
+    probes = Probes(kafka.client(PROBE_TIMEOUT_S), postgres.client(), hbase_store, backup.client(), redis.client(),
+                    timeout_s=PROBE_TIMEOUT_S)
     try:
         snapshot = collect(probes)
     finally:
