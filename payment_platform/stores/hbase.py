@@ -20,7 +20,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Iterable, Mapping, Sequence
 
-import dagster as dg
 import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
 from thriftpy2.transport import TBufferedTransport
@@ -232,16 +231,3 @@ class HBaseStore:
     def count_index(self, batch_size: int = 5000) -> int:
         """Number of payments in the index table (a key-only scan)."""
         return sum(1 for _ in self.table(PAYMENTS_BY_ID_TABLE).scan(filter=b"KeyOnlyFilter()", batch_size=batch_size))
-
-
-class HBaseResource(dg.ConfigurableResource):
-    """HBase Thrift1 server holding the `payments` tables (HBASE_HOST, HBASE_PORT, HBASE_TRANSPORT, HBASE_PROTOCOL)."""
-
-    host: str
-    port: int = 9090
-    transport: str = "buffered"
-    protocol: str = "binary"
-    timeout_ms: int = 10_000
-
-    def client(self) -> HBaseStore:
-        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms)
