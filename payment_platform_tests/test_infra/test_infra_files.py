@@ -21,6 +21,8 @@ from kubernetes_validate import utils as k8s_validate
 from payment_platform.config import ConfigError, endpoints_from_env
 from payment_platform.defs.ingestion.sensors import run_request
 from payment_platform.ingestion.planner import PlannedRange
+from payment_platform.serving.api import TOKEN_SETTING
+from payment_platform.serving.cursor import CURSOR_KEY_SETTING
 from payment_platform_tests.test_infra import infra_files as infra
 
 PLATFORM_IMAGE = "payment-platform"
@@ -360,16 +362,20 @@ def test_each_deployment_sets_every_required_setting():
     storage = infra.dagster_yaml_env_vars(infra.DEPLOY_DAGSTER_YAML)
     services = platform_services(compose())
     required = {"dagster-code": resources | storage, "dagster-webserver": storage, "dagster-daemon": storage,
-                "api": resources}
+                "api": resources | {TOKEN_SETTING}}
     for name, needed in required.items():
         missing = needed - set(services[name].get("environment", {}))
         assert not missing, f"compose {name} does not set {sorted(missing)}"
 
     objects = _k8s_env_objects()
+    api = next(doc for _, doc in MANIFESTS if doc["kind"] == "Deployment")
+    # replicas answer each other's page cursors only with one shared cursor key
+    api_needs = resources | {TOKEN_SETTING} | ({CURSOR_KEY_SETTING} if api["spec"]["replicas"] > 1 else set())
+    needs = {process: resources for process in _helm_env_sources(helm_values())} | {"api": api_needs}
     for process, names in {**_helm_env_sources(helm_values()), "api": _api_env_sources()}.items():
         assert all(n in objects for n in names), f"{process} refers to a ConfigMap/Secret not in infra/k8s"
         provided = set().union(*(objects[n] for n in names))
-        missing = resources - provided
+        missing = needs[process] - provided
         assert not missing, f"k8s {process} does not get {sorted(missing)}"
 
     missing = (resources | storage) - set(infra.env_file_vars(infra.PLATFORM_ENV_FILE))
@@ -396,3 +402,30 @@ def test_config_env_var_scan_finds_what_config_reads():
     names = infra.config_env_vars()
     assert set(config.ENV_VARS) <= names
     assert "HBASE_PORT" in names and "PAYMENT_PLATFORM_DATA_DIR" in names
+    assert {TOKEN_SETTING, CURSOR_KEY_SETTING} <= names  # the API's settings are in the one table too
+
+
+def _platform_commands() -> dict[str, list[str]]:
+    """Every `payment-platform ...` command line a deployment runs."""
+    commands = {f"compose {name}": s["command"] for name, s in platform_services(compose()).items()
+                if s["command"][0] == "payment-platform"}
+    for path, doc in MANIFESTS:
+        if doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                commands[f"{path.name} {container['name']}"] = container["command"]
+    return commands
+
+
+def test_deployed_platform_commands_parse_with_the_real_cli():
+    from payment_platform.cli import build_parser
+
+    commands = _platform_commands()
+    assert commands, "the API is deployed by compose and Kubernetes"
+    for where, command in commands.items():
+        assert command[0] == "payment-platform"
+        try:
+            args = build_parser().parse_args(command[1:])
+        except SystemExit:
+            pytest.fail(f"{where}: `{' '.join(command)}` is not a valid payment-platform command line")
+        assert callable(args.func), where
+        assert (args.host, int(args.port)) == ("0.0.0.0", 8000), f"{where} must listen beyond the container"
