@@ -241,7 +241,7 @@ class Ingestor:
             self.ensure_schemas(log)
         result = RangeResult(range=range)
         self._refuse_gap(range)
-        state = {"redis_ok": True, "failed_stores": set()}
+        state = {"redis_ok": True, "failed_stores": set(), "accepted": set()}
         chunks = kafka_store.read_range(self.kafka_bootstrap, range.topic, range.partition, range.start,
                                         range.end, batch=chunk_size)
         try:
@@ -503,6 +503,7 @@ class Ingestor:
         for attempt in range(1, attempts + 1):
             try:
                 outcome.written = write(todo)
+                state["accepted"].add(name)  # proof the store takes writes (see _isolate)
                 return outcome
             except Exception as caught:  # noqa: BLE001 - sorted below: outage or refusal
                 error = caught
@@ -537,6 +538,7 @@ class Ingestor:
                     try:
                         outcome.written += write(part)
                         written.update(r.payment_id for r in part)
+                        state["accepted"].add(name)
                     except Exception as part_error:  # noqa: BLE001
                         if is_outage(part_error):
                             raise
@@ -547,10 +549,12 @@ class Ingestor:
             outcome.failed = [r for r in todo if r.payment_id not in written]
             self._note_failure(name, state, outcome.error, log)
             return outcome
-        # Every payment refused alone, and the store holds none of the chunk: the store's fault, not theirs (a re-run
-        # whose only payments left are poison still finds the store holding the rest of the chunk).
-        if len(todo) > 1 and not written and not outcome.already:
-            outcome.error = f"{name} refused every payment of the chunk: {next(iter(outcome.rejected.values()))}"
+        # Refused, with no proof that the store takes anything (it accepted nothing in this range and holds none of
+        # the chunk): the store's fault, not the payments'; they wait in the backup (replay sorts out a real poison
+        # message there). A re-run whose only payments left are poison finds the store holding the rest.
+        if not written and not outcome.already and name not in state["accepted"]:
+            outcome.error = (f"{name} refused the chunk, one payment at a time too, and has accepted nothing in this "
+                             f"range: {next(iter(outcome.rejected.values()))}")
             outcome.rejected.clear()
             outcome.failed = list(todo)
             self._note_failure(name, state, outcome.error, log)

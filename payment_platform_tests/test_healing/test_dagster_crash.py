@@ -86,12 +86,19 @@ def test_after_a_dagster_crash_mid_run_ingestion_resumes_and_every_payment_lands
         hbase.reset()
         return hbase.existing_ids(ids) | backup.stored_ids("hbase", ids) == ids
 
-    restarted = time.monotonic()
+    restarted, restarted_at = time.monotonic(), time.time()
     with DagsterDaemon(home, env, tmp_path / "daemon-2.log") as daemon:
         resumed = wait_for(landed_once, RESUME_S, interval_s=1.0, daemon=daemon)
         took = time.monotonic() - restarted
         assert resumed, f"not healed within {RESUME_S} s of the restart; daemon log: {daemon.log_tail()}"
-    print(f"ingestion resumed and the range landed {took:.1f} s after the daemon came back")
+        succeeded = wait_for(lambda: [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.SUCCESS],
+                             60, interval_s=1.0, daemon=daemon)  # the run that landed it finishes its bookkeeping
+        assert succeeded, daemon.log_tail()
+    records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in range_runs(instance, topic)]))
+    timeline = sorted((r.create_timestamp.timestamp() - restarted_at, (r.end_time or 0) - restarted_at,
+                       r.dagster_run.status.value) for r in records)
+    print(f"ingestion resumed and the range landed {took:.1f} s after the daemon came back; runs (created, ended "
+          f"seconds after the restart): {[(round(c, 1), round(e, 1), s) for c, e, s in timeline]}")
 
     dead_run = instance.get_run_by_id(caught[0].run_id)
     assert dead_run.status == dg.DagsterRunStatus.FAILURE

@@ -164,3 +164,12 @@ def test_a_real_refusal_by_postgres_is_isolated_without_any_patching(lane):
     poison = payment_doc(7, lane.namespace)["payment_id"]
     ids = [payment_doc(i, lane.namespace)["payment_id"] for i in range(12)]
     assert ingestor.hbase.existing_ids(ids) == ingestor.postgres.existing_ids(ids) == set(ids) - {poison}
+
+
+def test_a_lone_refusal_with_no_proof_the_store_works_waits_in_the_backup(lane, monkeypatch):
+    """One payment in its range, refused: nothing shows the store takes anything at all, so it is not called
+    poison (a store refusing everything must not quarantine a live stream one message at a time)."""
+    rng, ids = publish_payments(lane, 1)
+    break_postgres_server(monkeypatch, set(ids))
+    result = lane.ingestor().ingest(rng)
+    assert (result.quarantined, result.backed_up["postgres"], result.written["hbase"]) == (0, 1, 1)
