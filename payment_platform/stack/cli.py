@@ -48,10 +48,12 @@ def register(subparsers) -> None:
     _add_data_dir(env)
     env.set_defaults(func=stack_env)
 
-    dev = subparsers.add_parser("up", help="the stack plus `dagster dev` (UI on http://localhost:3000); Ctrl+C stops all")
+    dev = subparsers.add_parser("up", help="the stack plus `dagster dev` (UI on http://localhost:3000) and the REST API "
+                                           "(http://127.0.0.1:8000); Ctrl+C stops all")
     _add_data_dir(dev)
     _add_ports(dev)
     dev.add_argument("--dagster-port", default="3000", help="port of the Dagster UI (default 3000)")
+    dev.add_argument("--api-port", default="8000", help="port of the REST API, on 127.0.0.1 (default 8000)")
     dev.add_argument("--workspace", default="workspace.yaml", help="Dagster workspace file (default workspace.yaml)")
     dev.set_defaults(func=dagster_up)
 
