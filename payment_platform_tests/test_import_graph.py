@@ -21,7 +21,8 @@ def module_files(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
 
 
 def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package's modules that `name` imports, each import resolved to the deepest module it names."""
+    """The package's modules that `name` imports, each import resolved to the deepest module it names
+    (`from pkg import sub` is an edge to `pkg.sub` when that is a module, else to `pkg`)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -32,7 +33,7 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
             if node.level:
                 anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            targets = [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
         for target in targets:
@@ -87,7 +88,7 @@ def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function_level_import(tmp_pa
     (package / "d.py").write_text("import pkg.a\n")
     modules = module_files(package)
     graph = {name: imported_modules(name, path, modules) for name, path in modules.items()}
-    assert graph["pkg.b"] == {"pkg.c"} and graph["pkg.c"] == {"pkg", "pkg.a"}
+    assert graph["pkg.b"] == {"pkg.c"} and graph["pkg.c"] == {"pkg.a"} and graph["pkg.d"] == {"pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
 
 

@@ -50,7 +50,10 @@ def start_from_args(args, *, owned: bool, use_default_ports: bool = True):
 
 def print_stack(stack, seconds: float | None = None, out=sys.stdout) -> None:
     health = {h.name: h for h in stack.health()}
-    if stack.already_running:
+    repaired = any(not action.startswith("already running") for action in stack.actions.values())
+    if repaired:
+        title = "stack brought back up"
+    elif stack.already_running:
         title = "stack already running"
     elif seconds is not None:
         title = f"stack up in {seconds:.1f} s"
@@ -58,8 +61,10 @@ def print_stack(stack, seconds: float | None = None, out=sys.stdout) -> None:
         title = "stack " + ("healthy" if all(h.healthy for h in health.values()) else "NOT healthy")
     print(f"{title}: {stack.data_dir}", file=out)
     for name, item in health.items():
-        kind = "external" if item.external else f"pid {stack.services[name].pid}"
+        kind = "external" if item.external else f"pid {stack.services[name].pid or '?'}"
         state = "healthy" if item.healthy else f"DOWN: {item.error}"
         print(f"  {name:<9} {item.endpoint:<50} {kind:<11} {state}", file=out)
+        if repaired and not stack.actions.get(name, "already running").startswith("already running"):
+            print(f"  {'':<9} {stack.actions[name]}", file=out)
     if stack.dagster_postgres_url:
         print(f"  {'dagster':<9} {stack.dagster_postgres_url}", file=out)
