@@ -11,21 +11,35 @@ Layout (design.md):
   (`{topic}:{partition}:{offset}`, only when known; one cell, not three: the gateway's cost is per cell).
 - `payments_by_id`, family `cf`: row = payment id, `cf:rowKey` = the `payments` row key. Lookup by id is two gets,
   never a scan. The index cell is written after the payment row, so an index entry always points at a full row.
+- Salted layout (HBASE_SALT_BUCKETS = N > 0, `domain.rowkeys`): `payments` keys start with `{bucket:02d}_`; the
+  index points at the salted key. Every reader of `payments` by key range goes through `scan_time_range`, which
+  scans each bucket and merges the rows back into time order. Thrift1 cannot pre-split a table at creation:
+  `ensure_schema` creates it unsplit (fine for the embedded gateway, which has no regions); on a real cluster
+  create it first with `rowkeys.hbase_shell_create(N)` (printed by `payment-platform scaling`).
 
 Writes are idempotent: a payment always maps to the same row key and the same cells, and `write_payments`
 skips nothing itself (the loader decides what is new); re-putting a row only rewrites identical values.
 """
 from __future__ import annotations
 
+import heapq
 from functools import partial
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import dagster as dg
 import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
 from thriftpy2.transport import TBufferedTransport
 
-from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE
+from payment_platform.domain.rowkeys import (
+    COLUMN_FAMILY,
+    PAYMENTS_BY_ID_TABLE,
+    PAYMENTS_TABLE,
+    check_salt_buckets,
+    row_key,
+    salt_prefixes,
+    unsalted,
+)
 from payment_platform.stores.records import PaymentRecord
 
 FAMILY_SPEC = {COLUMN_FAMILY: dict(max_versions=1)}
@@ -83,11 +97,63 @@ def decode_row(cells: dict[bytes, bytes]) -> dict[str, str | bytes]:
     return out
 
 
+def _bucket_end(prefix: bytes) -> bytes | None:
+    """The first key past every key starting with `prefix` (None: no bound, the unsalted layout)."""
+    prefix = prefix.rstrip(b"\xff")
+    return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else None
+
+
+def scan_time_range(table, start: bytes | None, stop: bytes | None, salt_buckets: int, *,
+                    columns: Sequence[bytes] | None = None, filter: bytes | None = None, batch_size: int = 1000,
+                    limit: int | None = None, reverse: bool = False) -> Iterator[tuple[bytes, dict]]:
+    """The rows of `payments` whose unsalted key is in [start, stop) (None: unbounded), as (real row key, cells),
+    in unsalted-key order (newest first with `reverse`), whatever the layout.
+
+    `table` is a happybase Table; `start`/`stop` are unsalted key bounds such as `rowkeys.time_prefix(moment)`.
+    Unsalted, this is one scan. Salted, it is one scan per bucket, merged: at most `limit` rows are asked of
+    each bucket, and `limit` rows are returned in all.
+    """
+    scans = []
+    for prefix in salt_prefixes(check_salt_buckets(salt_buckets)):
+        low = prefix + start if start is not None else (prefix or None)
+        high = prefix + stop if stop is not None else _bucket_end(prefix)
+        # a reversed HBase scan starts at its (inclusive) high bound and stops before its low one
+        bounds = dict(row_start=high, row_stop=low) if reverse else dict(row_start=low, row_stop=high)
+        rows = table.scan(**bounds, columns=columns, filter=filter, batch_size=batch_size, limit=limit,
+                          reverse=reverse)
+        scans.append(_within(rows, prefix, start, stop, salt_buckets) if (reverse or prefix) else rows)
+    merged = scans[0] if len(scans) == 1 else heapq.merge(
+        *scans, key=lambda row: unsalted(row[0], salt_buckets), reverse=reverse)
+    for count, row in enumerate(merged):
+        if limit is not None and count >= limit:
+            return
+        yield row
+
+
+def _within(rows, prefix: bytes, start: bytes | None, stop: bytes | None, salt_buckets: int):
+    """Rows of one bucket with their unsalted key inside [start, stop) (an inclusive reversed start bound)."""
+    for key, cells in rows:
+        if not key.startswith(prefix):
+            continue
+        bare = unsalted(key, salt_buckets)
+        if (start is None or bare >= start) and (stop is None or bare < stop):
+            yield key, cells
+
+
 class HBaseStore:
-    """The payments tables in HBase. One Thrift connection, opened lazily, reopened after an error."""
+    """The payments tables in HBase. One Thrift connection, opened lazily, reopened after an error.
+
+    `salt_buckets`: the row-key layout (None: HBASE_SALT_BUCKETS from the environment, 0 when unset).
+    """
 
     def __init__(self, host: str, port: int = 9090, transport: str = "buffered", protocol: str = "binary",
-                 timeout_ms: int = 10_000, table_prefix: str | None = None, health_timeout_ms: int = 3_000):
+                 timeout_ms: int = 10_000, table_prefix: str | None = None, health_timeout_ms: int = 3_000,
+                 salt_buckets: int | None = None):
+        if salt_buckets is None:
+            from payment_platform.config import salt_buckets_from_env
+
+            salt_buckets = salt_buckets_from_env()
+        self.salt_buckets = check_salt_buckets(salt_buckets)
         self.host, self.port = host, int(port)
         self.transport, self.protocol = transport, protocol
         self.timeout_ms, self.health_timeout_ms = timeout_ms, health_timeout_ms
@@ -95,7 +161,8 @@ class HBaseStore:
         self._connection: happybase.Connection | None = None
 
     def __repr__(self) -> str:
-        return f"HBaseStore({self.host}:{self.port}, {self.transport}/{self.protocol}, prefix={self.table_prefix!r})"
+        return (f"HBaseStore({self.host}:{self.port}, {self.transport}/{self.protocol}, prefix={self.table_prefix!r}, "
+                f"salt_buckets={self.salt_buckets})")
 
     @property
     def address(self) -> str:
@@ -161,8 +228,13 @@ class HBaseStore:
         return {"address": self.address, "tables": tables}
 
     # -- writes ----------------------------------------------------------------------------------------
-    @staticmethod
-    def prepare(records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, BatchMutation]]:
+    def key_of(self, record: PaymentRecord) -> bytes:
+        """The record's row key in this store's layout."""
+        if record.salt_buckets == self.salt_buckets:
+            return record.row_key
+        return row_key(record.payment, self.salt_buckets)
+
+    def prepare(self, records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, BatchMutation]]:
         """The Thrift mutations of each record's payment row and index row, by payment id.
 
         Pure CPU work, separate from sending, so a caller can build the next chunk's rows while the server
@@ -170,7 +242,7 @@ class HBaseStore:
         """
         prepared = {}
         for record in records:
-            key = record.row_key
+            key = self.key_of(record)
             prepared[record.payment_id] = (
                 BatchMutation(key, [Mutation(False, column, value, True)
                                     for column, value in payment_cells(record).items()]),
@@ -226,8 +298,15 @@ class HBaseStore:
 
     def scan_payments(self, row_prefix: bytes | None = None, columns: Sequence[bytes] | None = None,
                       batch_size: int = 1000):
-        """Stream (row_key, cells) of the payments table (time-ordered keys: a prefix is a time window)."""
-        return self.table(PAYMENTS_TABLE).scan(row_prefix=row_prefix, columns=columns, batch_size=batch_size)
+        """Stream (row_key, cells) of the payments table in time order; `row_prefix` is an unsalted key prefix
+        (e.g. `rowkeys.time_prefix(day, "%Y%m%d")`), in any layout."""
+        stop = _bucket_end(row_prefix) if row_prefix else None
+        return scan_time_range(self.table(PAYMENTS_TABLE), row_prefix or None, stop, self.salt_buckets,
+                               columns=columns, batch_size=batch_size)
+
+    def scan_time_range(self, start: bytes | None, stop: bytes | None, **options):
+        """`scan_time_range` over this store's `payments` table and layout."""
+        return scan_time_range(self.table(PAYMENTS_TABLE), start, stop, self.salt_buckets, **options)
 
     def count_index(self, batch_size: int = 5000) -> int:
         """Number of payments in the index table (a key-only scan)."""
@@ -242,6 +321,8 @@ class HBaseResource(dg.ConfigurableResource):
     transport: str = "buffered"
     protocol: str = "binary"
     timeout_ms: int = 10_000
+    salt_buckets: int | None = None  # row-key layout; None: HBASE_SALT_BUCKETS from the run's environment
 
     def client(self) -> HBaseStore:
-        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms)
+        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms,
+                          salt_buckets=self.salt_buckets)

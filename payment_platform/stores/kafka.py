@@ -25,7 +25,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTITIONS = 3
+DEFAULT_PARTITIONS = 3  # the default of PAYMENTS_TOPIC_PARTITIONS (config.DEFAULT_TOPIC_PARTITIONS)
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -81,9 +81,14 @@ def _admin(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
         raise KafkaUnavailable(f"Kafka at {bootstrap} is unreachable: {error}") from None
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS,
+def ensure_topic(bootstrap: str, topic: str, partitions: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """Creates the topic with `partitions` partitions if it does not exist; True if it was created."""
+    """Creates the topic with `partitions` partitions (None: PAYMENTS_TOPIC_PARTITIONS, default 3) if it does
+    not exist; True if it was created. An existing topic keeps its partition count."""
+    if partitions is None:
+        from payment_platform.config import scaling_from_env
+
+        partitions = scaling_from_env().topic_partitions
     admin = _admin(bootstrap, timeout_s)
     try:
         admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
@@ -399,7 +404,7 @@ class KafkaResource(dg.ConfigurableResource):
     bootstrap_servers: str
     topic: str
 
-    def ensure_topic(self, partitions: int = DEFAULT_PARTITIONS) -> bool:
+    def ensure_topic(self, partitions: int | None = None) -> bool:
         return ensure_topic(self.bootstrap_servers, self.topic, partitions)
 
     def end_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
