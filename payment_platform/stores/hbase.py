@@ -26,7 +26,6 @@ import heapq
 from functools import partial
 from typing import Iterable, Iterator, Mapping, Sequence
 
-import dagster as dg
 import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
 from thriftpy2.transport import TBufferedTransport
@@ -311,18 +310,3 @@ class HBaseStore:
     def count_index(self, batch_size: int = 5000) -> int:
         """Number of payments in the index table (a key-only scan)."""
         return sum(1 for _ in self.table(PAYMENTS_BY_ID_TABLE).scan(filter=b"KeyOnlyFilter()", batch_size=batch_size))
-
-
-class HBaseResource(dg.ConfigurableResource):
-    """HBase Thrift1 server holding the `payments` tables (HBASE_HOST, HBASE_PORT, HBASE_TRANSPORT, HBASE_PROTOCOL)."""
-
-    host: str
-    port: int = 9090
-    transport: str = "buffered"
-    protocol: str = "binary"
-    timeout_ms: int = 10_000
-    salt_buckets: int | None = None  # row-key layout; None: HBASE_SALT_BUCKETS from the run's environment
-
-    def client(self) -> HBaseStore:
-        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms,
-                          salt_buckets=self.salt_buckets)

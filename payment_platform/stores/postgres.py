@@ -26,7 +26,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import dagster as dg
 import psycopg2
 import psycopg2.extras
 from psycopg2 import sql
@@ -398,13 +397,3 @@ class PostgresLedger:
             names = [d.name for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
         return self._run(work)
-
-
-class PostgresResource(dg.ConfigurableResource):
-    """PostgreSQL holding the payments ledger, quarantine and ingestion progress (POSTGRES_DSN)."""
-
-    dsn: str
-    schema_name: str = "public"
-
-    def client(self) -> PostgresLedger:
-        return PostgresLedger(self.dsn, schema=self.schema_name)

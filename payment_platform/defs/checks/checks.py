@@ -13,12 +13,9 @@ import dagster as dg
 
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS, QUARANTINE
 from payment_platform.defs.checks.settings import ChecksSettingsResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
 from payment_platform.reconciliation import evaluate
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
 
 CROSS_STORE_CONSISTENCY = "cross_store_consistency"
 NO_DUPLICATE_PAYMENT_IDS = "no_duplicate_payment_ids"
@@ -112,8 +109,9 @@ def ingested_ranges_consistency(hbase: HBaseResource, postgres: PostgresResource
         if rechecked:
             rows = postgres_reader.recent_ranges(settings.recent_ranges)
         ranges = [evaluate.IngestedRange(*row) for row in rows]
-        verdict = evaluate.ranges_consistency(ranges, hbase_reader, postgres_reader, backup.client(),
-                                              kafka.bootstrap_servers)
+        with kafka.client() as kafka_client:
+            verdict = evaluate.ranges_consistency(ranges, hbase_reader, postgres_reader, backup.client(),
+                                                  kafka_client)
         postgres_reader.record_range_checks(verdict.outcomes)
         proven_now = sum(1 for _, proven, _ in verdict.outcomes if proven and not rechecked)
         verdict.metadata.update({"ranges_unproven": unproven - proven_now, "rechecked_recent": rechecked})

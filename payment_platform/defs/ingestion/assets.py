@@ -12,13 +12,8 @@ import dagster as dg
 
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
-from payment_platform.ingestion.flow_offsets import bounded, read_lag
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
-from payment_platform.stores.redis_state import RedisResource
 
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, INGEST_RANGE_ASSET, RUN_RETRIES
 INGESTED_ASSETS = (asset_keys.HBASE_PAYMENTS, asset_keys.POSTGRES_PAYMENTS,
@@ -32,15 +27,6 @@ class IngestRangeConfig(dg.Config):
     partition: int
     start: int
     end: int
-
-
-def _range_metadata(result_metadata: dict, lag_before: dict | None, lag_after: dict | None) -> dict:
-    metadata = dict(result_metadata)
-    if lag_before is not None:
-        metadata["lag_before"] = lag_before["lag"]
-    if lag_after is not None:
-        metadata["lag_after"] = lag_after["lag"]
-    return metadata
 
 
 @dg.multi_asset(
@@ -69,13 +55,6 @@ def ingest_payments_range(
 ):
     """Ingest one offset range of the payments topic into every store, exactly once in effect."""
     offset_range = OffsetRange(config.topic, config.partition, config.start, config.end)
-    ledger = postgres.client()  # offsets/progress reads for the lag figures only
-    try:  # a first run on a fresh database: the progress table exists before the lag is measured
-        bounded(ledger.ensure_schema, ingestion_settings.io_timeout_seconds * 2, "postgres ensure_schema")
-    except Exception as error:  # noqa: BLE001 - the ingestor reports a real Postgres problem itself
-        context.log.warning(f"could not prepare the ledger's tables: {error}")
-    lag_before = _lag_or_none(context, kafka.bootstrap_servers, config.topic, ledger,
-                              ingestion_settings.io_timeout_seconds)
     ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis)
     started = time.monotonic()
     try:
@@ -83,23 +62,11 @@ def ingest_payments_range(
     finally:
         ingestor.close()
     context.log.info(f"ingested {offset_range} in {time.monotonic() - started:.2f}s: {result.as_metadata()}")
-    lag_after = _lag_or_none(context, kafka.bootstrap_servers, config.topic, ledger,
-                             ingestion_settings.io_timeout_seconds)
-    shared = _range_metadata(result.as_metadata(), lag_before, lag_after)
-    shared.update({"topic": config.topic, "partition": config.partition, "start_offset": config.start,
-                   "end_offset": config.end})
-    ledger.close()
+    # the topic's lag is observed by the sensor on the topic asset, not measured by each run
+    shared = {**result.as_metadata(), "topic": config.topic, "partition": config.partition,
+              "start_offset": config.start, "end_offset": config.end}
     for key in INGESTED_ASSETS:
         yield dg.MaterializeResult(asset_key=key, metadata=shared)
-
-
-def _lag_or_none(context, bootstrap: str, topic: str, ledger, timeout_s: float) -> dict | None:
-    """The topic's lag for the run's metadata; a failure to measure it never fails the ingestion."""
-    try:
-        return bounded(lambda: read_lag(bootstrap, topic, ledger, timeout_s), timeout_s * 2).as_metadata()
-    except Exception as error:  # noqa: BLE001 - informational only, logged
-        context.log.warning(f"could not measure the lag of {topic}: {error}")
-        return None
 
 
 ingest_range_job = dg.define_asset_job(
