@@ -1,13 +1,18 @@
-"""HBase row keys (design.md): `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`.
+"""HBase row keys (design.md): every key the platform builds lives here, so a change of layout (a salt prefix,
+say) is made in one place.
 
-The seed's key plus the payment id, so two payments in the same second never overwrite each other.
-The index table `payments_by_id` maps a payment id to this key, so a lookup by id needs no scan.
+- `payments`: `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`, the seed's key plus the payment id, so
+  two payments in the same second never overwrite each other. Time first: a time window is a row-key range.
+- `payments_by_id`: row = payment id, one cell pointing at the `payments` key, so a lookup by id needs no scan.
+- `payments_by_originator` / `payments_by_beneficiary`: `{partyId}_{yyyyMMddHHmmss}_{paymentId}`, one cell
+  pointing at the `payments` key (the real, salted one). Party first: one party's payments over a time window are
+  one key range; party ids spread the writes already, so the party indexes need no salt.
 
-Salted layout (HBASE_SALT_BUCKETS = N > 0): the key gets a prefix `{bucket:02d}_`, bucket = a stable hash of
-the payment id mod N. Time-first keys send every write of a real cluster to the one region holding "now";
-with the prefix, writes spread over N key ranges (regions, when the table is pre-split at the bucket
-boundaries, `split_keys`). The price: a time window is N scans, one per bucket, merged by the unsalted key
-(`stores.hbase.scan_time_range`). N = 0 is the original layout, unchanged.
+Salted layout (HBASE_SALT_BUCKETS = N > 0): `payments` keys get a prefix `{bucket:02d}_`, bucket = CRC-32 of the
+payment id mod N. Time-first keys send every write of a real cluster to the one region holding "now"; with the
+prefix, writes spread over N key ranges (regions, when the table is pre-split at `split_keys`). The price: a time
+window is N scans, one per bucket, merged by the unsalted key (`stores.hbase.scan_time_range`). N = 0 is the
+original layout, unchanged.
 """
 from __future__ import annotations
 
@@ -18,9 +23,21 @@ from payment_platform.domain.schema import Payment
 
 PAYMENTS_TABLE = "payments"
 PAYMENTS_BY_ID_TABLE = "payments_by_id"
+PAYMENTS_BY_ORIGINATOR_TABLE = "payments_by_originator"
+PAYMENTS_BY_BENEFICIARY_TABLE = "payments_by_beneficiary"
+PARTY_INDEX_TABLES = {"originator": PAYMENTS_BY_ORIGINATOR_TABLE, "beneficiary": PAYMENTS_BY_BENEFICIARY_TABLE}
 COLUMN_FAMILY = "cf"
-MAX_SALT_BUCKETS = 100  # the prefix has two digits
+STAMP_FORMAT = "%Y%m%d%H%M%S"
+STAMP_LENGTH = 14
+# Above every character a key holds after a stamp ('_', digits, letters): `stamp + KEY_END` bounds that second.
+KEY_END = b"\xff"
+MAX_SALT_BUCKETS = 100  # the salt prefix has two digits
 SALT_PREFIX_LENGTH = 3  # "NN_"
+
+
+def stamp_of(moment: datetime) -> str:
+    """A moment's `yyyyMMddHHmmss` in UTC (the time part of every key)."""
+    return moment.astimezone(timezone.utc).strftime(STAMP_FORMAT)
 
 
 def check_salt_buckets(buckets: int) -> int:
@@ -51,9 +68,8 @@ def split_keys(buckets: int) -> list[bytes]:
 
 
 def time_key(payment: Payment) -> bytes:
-    """The unsalted key: time first, as the seed had it."""
-    stamp = payment.created_at.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S")
-    return f"{stamp}_{payment.payment_type}_{payment.originator.party_id}_{payment.payment_id}".encode()
+    """The unsalted `payments` key: time first, as the seed had it."""
+    return f"{stamp_of(payment.created_at)}_{payment.payment_type}_{payment.originator.party_id}_{payment.payment_id}".encode()
 
 
 def salted(key: bytes, payment_id: str, buckets: int) -> bytes:
@@ -71,17 +87,8 @@ def unsalted(key: bytes, salt_buckets: int) -> bytes:
     return key[SALT_PREFIX_LENGTH:] if salt_buckets else key
 
 
-def time_prefix(moment: datetime, resolution: str = "%Y%m%d%H%M%S") -> bytes:
-    """The unsalted row-key prefix of a moment, for time-window scans (e.g. resolution "%Y%m%d" for a day)."""
-    return moment.astimezone(timezone.utc).strftime(resolution).encode()
-
-
-def payment_id_of(key: bytes) -> str:
-    return key.rsplit(b"_", 1)[1].decode()
-
-
 def hbase_shell_create(buckets: int, table_prefix: str | None = None) -> str:
-    """The HBase shell commands that create the tables of a layout, pre-split at the bucket boundaries.
+    """The HBase shell commands that create the tables of a layout, `payments` pre-split at the bucket boundaries.
 
     Thrift1 (what the platform speaks) cannot pre-split: `createTable` takes no split keys. On a real cluster
     run these once before the first ingestion; the platform then finds the tables and leaves them as they are.
@@ -89,14 +96,47 @@ def hbase_shell_create(buckets: int, table_prefix: str | None = None) -> str:
     def name(table: str) -> str:
         return f"{table_prefix}_{table}" if table_prefix else table
 
-    splits = split_keys(buckets)
     family = f"{{NAME => '{COLUMN_FAMILY}', VERSIONS => 1}}"
-    payments = f"create '{name(PAYMENTS_TABLE)}', {family}"
-    if splits:
-        payments += ", SPLITS => [" + ", ".join(f"'{s.decode()}'" for s in splits) + "]"
+    splits = split_keys(buckets)
+    lines = [f"create '{name(PAYMENTS_TABLE)}', {family}"
+             + (", SPLITS => [" + ", ".join(f"'{s.decode()}'" for s in splits) + "]" if splits else "")]
     # the by-id index is keyed by a random UUID: uniform already; split it on hex digits for the same spread
-    index = f"create '{name(PAYMENTS_BY_ID_TABLE)}', {family}"
-    if buckets > 1:
-        hexes = [format(i * 16 // buckets, "x") for i in range(1, buckets)]
-        index += ", SPLITS => [" + ", ".join(f"'{h}'" for h in dict.fromkeys(hexes)) + "]"
-    return payments + "\n" + index
+    hexes = list(dict.fromkeys(format(i * 16 // buckets, "x") for i in range(1, buckets))) if buckets > 1 else []
+    lines.append(f"create '{name(PAYMENTS_BY_ID_TABLE)}', {family}"
+                 + (", SPLITS => [" + ", ".join(f"'{h}'" for h in hexes) + "]" if hexes else ""))
+    # party-first keys spread by party already; a real cluster splits them as they grow
+    lines += [f"create '{name(t)}', {family}" for t in (PAYMENTS_BY_ORIGINATOR_TABLE, PAYMENTS_BY_BENEFICIARY_TABLE)]
+    return "\n".join(lines)
+
+
+def party_index_key(party_id: str, created_at: datetime | str, payment_id: str) -> bytes:
+    """`{partyId}_{yyyyMMddHHmmss}_{paymentId}`: a row of `payments_by_originator` / `payments_by_beneficiary`.
+    `created_at` may be a datetime or a stamp already computed (14 digits)."""
+    stamp = created_at if isinstance(created_at, str) else stamp_of(created_at)
+    return f"{party_id}_{stamp}_{payment_id}".encode()
+
+
+def party_prefix(party_id: str) -> bytes:
+    """The key prefix of one party's rows in a party index."""
+    return f"{party_id}_".encode()
+
+
+def time_prefix(moment: datetime, resolution: str = STAMP_FORMAT) -> bytes:
+    """The unsalted row-key prefix of a moment, for time-window scans (e.g. resolution "%Y%m%d" for a day)."""
+    return moment.astimezone(timezone.utc).strftime(resolution).encode()
+
+
+def payment_id_of(key: bytes) -> str:
+    """The payment id at the end of a `payments` or party-index key."""
+    return key.rsplit(b"_", 1)[1].decode()
+
+
+def stamp_in_row_key(key: bytes) -> str:
+    """The `yyyyMMddHHmmss` of a `payments` row key, salted (`NN_` first: a stamp never has '_' third) or not."""
+    start = SALT_PREFIX_LENGTH if key[2:3] == b"_" else 0
+    return key[start:start + STAMP_LENGTH].decode()
+
+
+def stamp_in_party_key(key: bytes) -> str:
+    """The `yyyyMMddHHmmss` of a party-index key (the party id may itself hold '_': read from the right)."""
+    return key.rsplit(b"_", 2)[1].decode()

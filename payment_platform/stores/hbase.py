@@ -1,4 +1,4 @@
-"""HBase: the `payments` wide-row table and the `payments_by_id` index, through happybase (Thrift1).
+"""HBase: the `payments` wide-row table and its index tables, through happybase (Thrift1).
 
 Works unchanged against a real HBase Thrift server and against the project's embedded gateway.
 
@@ -10,12 +10,17 @@ Layout (design.md):
   `valueDate` (only when the message has one), `raw` (the message bytes as received), `kafkaPosition`
   (`{topic}:{partition}:{offset}`, only when known; one cell, not three: the gateway's cost is per cell).
 - `payments_by_id`, family `cf`: row = payment id, `cf:rowKey` = the `payments` row key. Lookup by id is two gets,
-  never a scan. The index cell is written after the payment row, so an index entry always points at a full row.
-- Salted layout (HBASE_SALT_BUCKETS = N > 0, `domain.rowkeys`): `payments` keys start with `{bucket:02d}_`; the
-  index points at the salted key. Every reader of `payments` by key range goes through `scan_time_range`, which
-  scans each bucket and merges the rows back into time order. Thrift1 cannot pre-split a table at creation:
-  `ensure_schema` creates it unsplit (fine for the embedded gateway, which has no regions); on a real cluster
-  create it first with `rowkeys.hbase_shell_create(N)` (printed by `payment-platform scaling`).
+  never a scan.
+- `payments_by_originator` / `payments_by_beneficiary`, family `cf`: row = `{partyId}_{yyyyMMddHHmmss}_{paymentId}`,
+  `cf:rowKey` = the `payments` row key: one party's payments over a time window are one range scan.
+- Salted layout (HBASE_SALT_BUCKETS = N > 0, `domain.rowkeys`): `payments` keys start with `{bucket:02d}_`; every
+  index points at the salted key. Every reader of `payments` by time goes through `scan_time_range` (the store's
+  `scan_time_window`), which scans each bucket and merges the rows back into time order. Thrift1 cannot pre-split
+  a table at creation: `ensure_schema` creates it unsplit (fine for the embedded gateway, which has no regions);
+  on a real cluster create it first with `rowkeys.hbase_shell_create(N)` (`payment-platform scaling`).
+Write order per chunk: payment rows, then the party indexes, then `payments_by_id` last. `existing_ids` reads
+`payments_by_id`, so a payment counted as stored has its row and both party index rows; a chunk whose write fails
+part-way goes whole to the backup, and replay rewrites all four rows (the same keys and cells: idempotent).
 
 Writes are idempotent: a payment always maps to the same row key and the same cells, and `write_payments`
 skips nothing itself (the loader decides what is new); re-putting a row only rewrites identical values.
@@ -30,20 +35,16 @@ import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
 from thriftpy2.transport import TBufferedTransport
 
-from payment_platform.domain.rowkeys import (
-    COLUMN_FAMILY,
-    PAYMENTS_BY_ID_TABLE,
-    PAYMENTS_TABLE,
-    check_salt_buckets,
-    row_key,
-    salt_prefixes,
-    unsalted,
-)
+from payment_platform.domain.rowkeys import (COLUMN_FAMILY, PARTY_INDEX_TABLES, PAYMENTS_BY_BENEFICIARY_TABLE,
+                                             PAYMENTS_BY_ID_TABLE, PAYMENTS_BY_ORIGINATOR_TABLE, PAYMENTS_TABLE,
+                                             check_salt_buckets, party_index_key, row_key, salt_prefixes,
+                                             stamp_in_row_key, unsalted)
 from payment_platform.stores.records import PaymentRecord
 
 FAMILY_SPEC = {COLUMN_FAMILY: dict(max_versions=1)}
 INDEX_COLUMN = f"{COLUMN_FAMILY}:rowKey".encode()
 _CF = COLUMN_FAMILY.encode() + b":"
+TABLES = (PAYMENTS_TABLE, PAYMENTS_BY_ORIGINATOR_TABLE, PAYMENTS_BY_BENEFICIARY_TABLE, PAYMENTS_BY_ID_TABLE)
 TRANSPORT_BUFFER_BYTES = 4 << 20  # Thrift read and write buffer of a buffered connection (see _connect)
 
 
@@ -97,14 +98,15 @@ def decode_row(cells: dict[bytes, bytes]) -> dict[str, str | bytes]:
 
 
 def _bucket_end(prefix: bytes) -> bytes | None:
-    """The first key past every key starting with `prefix` (None: no bound, the unsalted layout)."""
+    """The first key past every key starting with `prefix` (None: no bound)."""
     prefix = prefix.rstrip(b"\xff")
     return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else None
 
 
 def scan_time_range(table, start: bytes | None, stop: bytes | None, salt_buckets: int, *,
-                    columns: Sequence[bytes] | None = None, filter: bytes | None = None, batch_size: int = 1000,
-                    limit: int | None = None, reverse: bool = False) -> Iterator[tuple[bytes, dict]]:
+                    columns: Sequence[bytes] | None = None, filter: bytes | None = None,  # noqa: A002
+                    batch_size: int = 1000, limit: int | None = None,
+                    reverse: bool = False) -> Iterator[tuple[bytes, dict]]:
     """The rows of `payments` whose unsalted key is in [start, stop) (None: unbounded), as (real row key, cells),
     in unsalted-key order (newest first with `reverse`), whatever the layout.
 
@@ -140,15 +142,12 @@ def _within(rows, prefix: bytes, start: bytes | None, stop: bytes | None, salt_b
 
 
 class HBaseStore:
-    """The payments tables in HBase. One Thrift connection, opened lazily, reopened after an error.
-
-    `salt_buckets`: the row-key layout (None: HBASE_SALT_BUCKETS from the environment, 0 when unset).
-    """
+    """The payments tables in HBase. One Thrift connection, opened lazily, reopened after an error."""
 
     def __init__(self, host: str, port: int = 9090, transport: str = "buffered", protocol: str = "binary",
                  timeout_ms: int = 10_000, table_prefix: str | None = None, health_timeout_ms: int = 3_000,
                  salt_buckets: int | None = None):
-        if salt_buckets is None:
+        if salt_buckets is None:  # the row-key layout: HBASE_SALT_BUCKETS, 0 when unset
             from payment_platform.config import salt_buckets_from_env
 
             salt_buckets = salt_buckets_from_env()
@@ -204,10 +203,10 @@ class HBaseStore:
 
     # -- schema and health -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create `payments` and `payments_by_id` (family `cf`, one version) if missing. Idempotent."""
+        """Create the payments table and its three indexes (family `cf`, one version) if missing. Idempotent."""
         connection = self.connection()
         existing = {t.decode() if isinstance(t, bytes) else t for t in connection.tables()}
-        for name in (PAYMENTS_TABLE, PAYMENTS_BY_ID_TABLE):
+        for name in TABLES:
             if name not in existing:
                 try:
                     connection.create_table(name, FAMILY_SPEC)
@@ -228,13 +227,13 @@ class HBaseStore:
 
     # -- writes ----------------------------------------------------------------------------------------
     def key_of(self, record: PaymentRecord) -> bytes:
-        """The record's row key in this store's layout."""
+        """The record's `payments` row key in this store's layout."""
         if record.salt_buckets == self.salt_buckets:
             return record.row_key
         return row_key(record.payment, self.salt_buckets)
 
-    def prepare(self, records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, BatchMutation]]:
-        """The Thrift mutations of each record's payment row and index row, by payment id.
+    def prepare(self, records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, ...]]:
+        """The Thrift mutations of each record's rows, by payment id, one per table of `TABLES` in that order.
 
         Pure CPU work, separate from sending, so a caller can build the next chunk's rows while the server
         is still storing the previous one (`write_payments(records, prepared=...)`).
@@ -242,16 +241,21 @@ class HBaseStore:
         prepared = {}
         for record in records:
             key = self.key_of(record)
+            p = record.payment
+            stamp = stamp_in_row_key(key)
+            pointer = [Mutation(False, INDEX_COLUMN, key, True)]
             prepared[record.payment_id] = (
                 BatchMutation(key, [Mutation(False, column, value, True)
                                     for column, value in payment_cells(record).items()]),
-                BatchMutation(record.payment_id.encode(), [Mutation(False, INDEX_COLUMN, key, True)]))
+                BatchMutation(party_index_key(p.originator.party_id, stamp, p.payment_id), pointer),
+                BatchMutation(party_index_key(p.beneficiary.party_id, stamp, p.payment_id), pointer),
+                BatchMutation(record.payment_id.encode(), pointer))
         return prepared
 
     def write_payments(self, records: Sequence[PaymentRecord],
-                       prepared: Mapping[str, tuple[BatchMutation, BatchMutation]] | None = None) -> int:
-        """Put the payment rows, then their index entries, each as one mutateRows call (what happybase's
-        `Table.batch()` sends, minus its per-cell bookkeeping).
+                       prepared: Mapping[str, tuple[BatchMutation, ...]] | None = None) -> int:
+        """Put the payment rows, then their party index rows, then their `payments_by_id` rows, each table as one
+        mutateRows call (what happybase's `Table.batch()` sends, minus its per-cell bookkeeping).
 
         Raises on any failure (the caller backs the records up); on success every record is in HBase.
         """
@@ -263,12 +267,28 @@ class HBaseStore:
         try:
             connection = self.connection()
             client = connection.client
-            client.mutateRows(self.table(PAYMENTS_TABLE).name, [payment for payment, _ in rows], {})
-            client.mutateRows(self.table(PAYMENTS_BY_ID_TABLE).name, [index for _, index in rows], {})
+            for position, table in enumerate(TABLES):
+                client.mutateRows(self.table(table).name, [row[position] for row in rows], {})
         except Exception:
             self.reset()
             raise
         return len(records)
+
+    def write_party_index(self, entries: Sequence[tuple[bytes, str, str, str, str]]) -> int:
+        """Put party index rows for payments already stored: (row key, payment id, originator id, beneficiary id,
+        stamp) each (backfill of payments written before the index existed; the same keys and cells as ingestion)."""
+        if not entries:
+            return 0
+        try:
+            client = self.connection().client
+            for table, party in ((PAYMENTS_BY_ORIGINATOR_TABLE, 2), (PAYMENTS_BY_BENEFICIARY_TABLE, 3)):
+                client.mutateRows(self.table(table).name, [
+                    BatchMutation(party_index_key(entry[party], entry[4], entry[1]),
+                                  [Mutation(False, INDEX_COLUMN, entry[0], True)]) for entry in entries], {})
+        except Exception:
+            self.reset()
+            raise
+        return len(entries)
 
     # -- reads -----------------------------------------------------------------------------------------
     def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
@@ -299,13 +319,39 @@ class HBaseStore:
                       batch_size: int = 1000):
         """Stream (row_key, cells) of the payments table in time order; `row_prefix` is an unsalted key prefix
         (e.g. `rowkeys.time_prefix(day, "%Y%m%d")`), in any layout."""
-        stop = _bucket_end(row_prefix) if row_prefix else None
-        return scan_time_range(self.table(PAYMENTS_TABLE), row_prefix or None, stop, self.salt_buckets,
-                               columns=columns, batch_size=batch_size)
+        return self.scan_time_window(row_prefix or None, _bucket_end(row_prefix) if row_prefix else None,
+                                     columns=columns, batch_size=batch_size)
 
-    def scan_time_range(self, start: bytes | None, stop: bytes | None, **options):
-        """`scan_time_range` over this store's `payments` table and layout."""
-        return scan_time_range(self.table(PAYMENTS_TABLE), start, stop, self.salt_buckets, **options)
+    def scan_time_window(self, start: bytes | None, stop: bytes | None, *, newest_first: bool = False,
+                         columns: Sequence[bytes] | None = None, filter: bytes | None = None,  # noqa: A002
+                         batch_size: int = 1000, limit: int | None = None):
+        """Stream (row_key, cells) of `payments` rows whose unsalted key k has start <= k < stop, oldest first or
+        newest first, in this store's layout (the real, possibly salted keys are returned).
+
+        The one place that range-scans the payments table by time (readers go through it): a salted layout fans
+        out over its buckets and merges them back into time order (`scan_time_range`).
+        """
+        return scan_time_range(self.table(PAYMENTS_TABLE), start, stop, self.salt_buckets, columns=columns,
+                               filter=filter, batch_size=batch_size, limit=limit, reverse=newest_first)
+
+    def scan_party_index(self, role: str, start: bytes, stop: bytes, *, newest_first: bool = True,
+                         batch_size: int = 1000):
+        """Stream (index key, payments row key) of a party index (`role` "originator" or "beneficiary") with
+        start <= key < stop, newest first by default."""
+        table = self.table(PARTY_INDEX_TABLES[role])
+        if newest_first:
+            scan = table.scan(row_start=stop, row_stop=start, columns=[INDEX_COLUMN], batch_size=batch_size,
+                              reverse=True)
+            return ((key, cells[INDEX_COLUMN]) for key, cells in scan if key < stop and INDEX_COLUMN in cells)
+        return ((key, cells[INDEX_COLUMN]) for key, cells in table.scan(
+            row_start=start, row_stop=stop, columns=[INDEX_COLUMN], batch_size=batch_size) if INDEX_COLUMN in cells)
+
+    def payment_rows(self, row_keys: Sequence[bytes], columns: Sequence[bytes] | None = None) -> dict[bytes, dict]:
+        """Several `payments` rows by row key (one multi-get); a key with no row is absent from the answer."""
+        if not row_keys:
+            return {}
+        return {key: cells for key, cells in self.table(PAYMENTS_TABLE).rows(list(row_keys), columns=columns)
+                if cells}
 
     def count_index(self, batch_size: int = 5000) -> int:
         """Number of payments in the index table (a key-only scan)."""
