@@ -99,7 +99,7 @@ def build_docs(namespace: str) -> list[dict]:
     return docs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(stack, tmp_path_factory):
     namespace = f"s{uuid.uuid4().hex[:10]}"
     topic = f"test-serving-{namespace}"
