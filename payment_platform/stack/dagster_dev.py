@@ -53,7 +53,7 @@ def run_dagster_dev(args) -> int:
         log = stack.data_dir / "logs" / "dagster.log"
         try:
             print_stack(stack, time.monotonic() - began)
-            home = prepare_dagster_home(stack.data_dir / "dagster_home", project_dir / "dagster.yaml")
+            home = prepare_dagster_home(stack.data_dir / "dagster_home", project_dir=project_dir)
             env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home)}
             initialise_instance_storage(home, env)
             # cwd is DAGSTER_HOME: Dagster warns about a dagster.yaml in its cwd that is not DAGSTER_HOME's;

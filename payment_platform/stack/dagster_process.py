@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 from payment_platform.errors import UsageError
+from payment_platform.stack.run_limits import apply_run_limits
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,14 +28,18 @@ class DaemonError(RuntimeError):
     """dagster-daemon could not be started or died; the message carries the end of its log."""
 
 
-def prepare_dagster_home(home: Path, dagster_yaml: Path | None = None) -> Path:
-    """A DAGSTER_HOME holding the project's dagster.yaml (copied fresh each time, so edits take effect), or
-    `dagster_yaml` when given (to compare instance settings)."""
-    source = Path(dagster_yaml) if dagster_yaml else PROJECT_ROOT / "dagster.yaml"
+def prepare_dagster_home(home: Path, env: Mapping[str, str] | None = None, *, dagster_yaml: Path | None = None,
+                         project_dir: Path = PROJECT_ROOT) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml (copied fresh each time, so edits take effect) with the
+    run coordinator's limits from the scaling knobs in `env` (default os.environ), or `dagster_yaml` as it is
+    when given (to compare instance settings)."""
+    source = Path(dagster_yaml) if dagster_yaml else project_dir / "dagster.yaml"
     if not source.is_file():
         raise UsageError(f"dagster.yaml: not found at {source} (run this from the project folder)")
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, home / "dagster.yaml")
+    if dagster_yaml is None:
+        apply_run_limits(home / "dagster.yaml", env)
     return home
 
 
@@ -73,8 +78,9 @@ class DagsterDaemon:
             from payment_platform.config import ConfigError
 
             raise ConfigError("DAGSTER_POSTGRES_URL", "must be set for dagster-daemon (postgresql+psycopg2://...)")
-        self.home = prepare_dagster_home(Path(home), dagster_yaml)
-        self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
+        self.env = {**os.environ, **env}
+        self.home = prepare_dagster_home(Path(home), self.env, dagster_yaml=dagster_yaml)
+        self.env["DAGSTER_HOME"] = str(self.home)
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
 
