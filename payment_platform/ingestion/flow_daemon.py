@@ -45,15 +45,20 @@ class DaemonError(RuntimeError):
     """dagster-daemon could not be started or died; the message carries the end of its log."""
 
 
-def prepare_dagster_home(home: Path, dagster_yaml: Path | None = None) -> Path:
-    """A DAGSTER_HOME with the project's dagster.yaml (storage configured from DAGSTER_POSTGRES_URL), or
-    with `dagster_yaml` when given (to compare instance settings)."""
+def prepare_dagster_home(home: Path, dagster_yaml: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """A DAGSTER_HOME with the project's dagster.yaml (storage configured from DAGSTER_POSTGRES_URL) with the
+    run coordinator's limits from the scaling knobs in `env` (default os.environ), or with `dagster_yaml` when
+    given (to compare instance settings)."""
     home.mkdir(parents=True, exist_ok=True)
     source = Path(dagster_yaml) if dagster_yaml else PROJECT_ROOT / "dagster.yaml"
     if source.is_file():
         shutil.copyfile(source, home / "dagster.yaml")
     else:
         (home / "dagster.yaml").write_text(FALLBACK_DAGSTER_YAML)
+    if dagster_yaml is None:  # a given file is compared as it is
+        from payment_platform.stack.run_limits import apply_run_limits
+
+        apply_run_limits(home / "dagster.yaml", env)
     return home
 
 
@@ -79,8 +84,9 @@ class DagsterDaemon:
             from payment_platform.config import ConfigError
 
             raise ConfigError("DAGSTER_POSTGRES_URL", "must be set for dagster-daemon (postgresql+psycopg2://...)")
-        self.home = prepare_dagster_home(Path(home), dagster_yaml)
-        self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
+        self.env = {**os.environ, **env}
+        self.home = prepare_dagster_home(Path(home), dagster_yaml, self.env)
+        self.env["DAGSTER_HOME"] = str(self.home)
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
 

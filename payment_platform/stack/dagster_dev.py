@@ -18,6 +18,7 @@ from payment_platform.config import parse_port
 from payment_platform.errors import UsageError
 from payment_platform.serving import server as serving_server
 from payment_platform.stack import processes
+from payment_platform.stack.run_limits import apply_run_limits
 
 DAGSTER_STOP_TIMEOUT_S = 30.0
 
@@ -30,6 +31,7 @@ def dagster_home(data_dir: Path, project_dir: Path) -> Path:
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, home / "dagster.yaml")
+    apply_run_limits(home / "dagster.yaml")
     return home
 
 

@@ -347,14 +347,15 @@ class PostgresLedger:
                       beneficiary_id: str | None = None) -> list[dict]:
         """Payments newest first in HBase key order, so a page can continue one HBase started (and back):
         by party (role "originator"/"beneficiary"): ordered by `{yyyyMMddHHmmss}_{paymentId}`, the party index key
-        without its party; across all parties: ordered by `hbase_row_key`. `after` is the last position of the
+        without its party; across all parties: ordered by `hbase_row_key` unsalted. `after` is the last position of the
         previous page (exclusive); created_from inclusive, created_to exclusive (either may be None)."""
         if party_role is not None:
             column = sql.Identifier({"originator": "originator_id", "beneficiary": "beneficiary_id"}[party_role])
             position = sql.SQL("(to_char(created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS') || '_' || payment_id::text)")
             clauses, params = [sql.SQL("{} = %s").format(column)], [party_id]
         else:
-            position = sql.SQL("hbase_row_key")
+            # the HBase key without its salt prefix (`NN_`, HBASE_SALT_BUCKETS > 0): time order in either layout
+            position = sql.SQL("regexp_replace(hbase_row_key, '^[0-9]{2}_', '')")
             clauses, params = [], []
         for condition, value in (("created_at >= %s", created_from), ("created_at < %s", created_to),
                                  ("payment_type = %s", payment_type), ("currency = %s", currency),
