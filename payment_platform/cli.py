@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "payment_platform.hbase_gateway.cli",  # hbase-gateway
     "payment_platform.generation.cli",  # generate, produce
     "payment_platform.monitoring.cli",  # status
+    "payment_platform.serving.cli",  # query, hbase, api
 )
 
 

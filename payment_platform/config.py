@@ -29,6 +29,10 @@ ENV_VARS = {
     "PAYMENT_PLATFORM_DATA_DIR": f"folder for the embedded stack's data (default {DEFAULT_DATA_DIR})",
     "FAILED_PAYMENTS_DIR": "last-resort folder of the failed-payment backup when MongoDB is unreachable "
                            "(default $PAYMENT_PLATFORM_DATA_DIR/failed_payments)",
+    # read by the REST API (payment_platform/serving): listed here so every setting has one table
+    "PAYMENT_API_TOKEN": "bearer token the REST API requires on every request (unset: no token required)",
+    "PAYMENT_API_CURSOR_KEY": "HMAC key of the API's page cursors; the same on every API replica "
+                              "(default: a fixed key)",
 }
 
 

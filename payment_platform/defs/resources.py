@@ -1,11 +1,72 @@
-"""Resources shared by every room, configured from the environment with EnvVar."""
+"""The Dagster resources: one `ConfigurableResource` per store, each building that store's plain client
+(`payment_platform.stores`), and the shared `defs` configuring them from the environment with EnvVar."""
+from __future__ import annotations
+
+from typing import Optional
+
 import dagster as dg
 
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
-from payment_platform.stores.redis_state import RedisResource
+from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
+from payment_platform.stores.hbase import HBaseStore
+from payment_platform.stores.kafka import DEFAULT_TIMEOUT_S, KafkaClient
+from payment_platform.stores.postgres import PostgresLedger
+from payment_platform.stores.redis_state import DEFAULT_PREFIX, RedisState
+
+
+class BackupResource(dg.ConfigurableResource):
+    """Failed-payment backup: MongoDB (MONGO_URI) first, JSON files under `fallback_dir` as a last resort
+    (unset: `default_fallback_dir()`, resolved when a run builds the client, never at import)."""
+
+    mongo_uri: str
+    fallback_dir: Optional[str] = None
+
+    def client(self) -> FailedPaymentBackup:
+        return FailedPaymentBackup(self.mongo_uri, self.fallback_dir or default_fallback_dir())
+
+
+class HBaseResource(dg.ConfigurableResource):
+    """HBase Thrift1 server holding the `payments` tables (HBASE_HOST, HBASE_PORT, HBASE_TRANSPORT, HBASE_PROTOCOL)."""
+
+    host: str
+    port: int = 9090
+    transport: str = "buffered"
+    protocol: str = "binary"
+    timeout_ms: int = 10_000
+
+    def client(self) -> HBaseStore:
+        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms)
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """The payments topic on a Kafka cluster (KAFKA_BOOTSTRAP_SERVERS, PAYMENTS_TOPIC)."""
+
+    bootstrap_servers: str
+    topic: str
+
+    def client(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> KafkaClient:
+        """One client per use (a sensor tick, a check, a run): one admin connection, closed with it."""
+        return KafkaClient(self.bootstrap_servers, self.topic, timeout_s)
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """PostgreSQL holding the payments ledger, quarantine and ingestion progress (POSTGRES_DSN)."""
+
+    dsn: str
+    schema_name: str = "public"
+
+    def client(self) -> PostgresLedger:
+        return PostgresLedger(self.dsn, schema=self.schema_name)
+
+
+class RedisResource(dg.ConfigurableResource):
+    """Redis for idempotency and live metrics (REDIS_URL)."""
+
+    url: str
+    key_prefix: str = DEFAULT_PREFIX
+
+    def client(self) -> RedisState:
+        return RedisState(self.url, key_prefix=self.key_prefix)
+
 
 defs = dg.Definitions(resources={
     "kafka": KafkaResource(bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS"), topic=dg.EnvVar("PAYMENTS_TOPIC")),

@@ -21,7 +21,6 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Iterator
 
 from payment_platform.domain import business_calendar as cal
-from payment_platform.domain import identifiers as ids
 from payment_platform.domain.rails import COUNTRY_CURRENCY, INDICATIVE_USD_RATES, RailRule, rail_rules
 from payment_platform.domain.schema import CURRENCY_MINOR_UNITS, SCHEMA_VERSION, encode
 from payment_platform.generation.parties import PartyPool, build_pool
@@ -262,6 +261,9 @@ class _Generator:
             after_id = value.index(b'"payment_type"')
             cut = value[: rng.randrange(after_id, max(after_id + 1, len(value) // 2))]
             return (cut, defect, payment_id, rail, currency, amount)
+        # identifiers pulls in schwifty and stdnum (~0.15 s): only a bad record needs it, so start-up does not
+        from payment_platform.domain import identifiers as ids
+
         doc = json.loads(value)
         if defect == "bad_iban_check_digits":
             party = doc["originator"] if "iban" in doc["originator"] else doc["beneficiary"]

@@ -7,11 +7,15 @@ shows up as that service's error; the figures that need it are None. Numeric key
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from payment_platform.config import Endpoints
+
+if TYPE_CHECKING:
+    from payment_platform.stores.kafka import KafkaClient
 
 SERVICES = ("kafka", "postgres", "hbase", "mongo", "redis")
 
@@ -46,8 +50,8 @@ class Snapshot:
 class Probes:
     """The clients a snapshot reads (None where a service is not configured)."""
 
-    def __init__(self, kafka_bootstrap: str | None, topic: str, ledger, hbase, backup, redis, timeout_s: float = 3.0):
-        self.kafka_bootstrap, self.topic = kafka_bootstrap, topic
+    def __init__(self, kafka: KafkaClient | None, ledger, hbase, backup, redis, timeout_s: float = 3.0):
+        self.kafka = kafka
         self.ledger, self.hbase, self.backup, self.redis = ledger, hbase, backup, redis
         self.timeout_s = timeout_s
 
@@ -55,6 +59,7 @@ class Probes:
     def from_endpoints(cls, endpoints: Endpoints, backup_dir: str = "failed_payments", timeout_s: float = 3.0) -> "Probes":
         from payment_platform.stores.backup import FailedPaymentBackup
         from payment_platform.stores.hbase import HBaseStore
+        from payment_platform.stores.kafka import KafkaClient
         from payment_platform.stores.postgres import PostgresLedger
         from payment_platform.stores.redis_state import RedisState
 
@@ -65,10 +70,11 @@ class Probes:
                            endpoints.hbase_protocol, timeout_ms=ms, health_timeout_ms=ms) if endpoints.hbase else None
         backup = FailedPaymentBackup(endpoints.mongo, backup_dir, timeout_ms=ms)
         redis = RedisState(endpoints.redis, timeout_s=timeout_s) if endpoints.redis else None
-        return cls(endpoints.kafka, endpoints.topic, ledger, hbase, backup, redis, timeout_s)
+        kafka = KafkaClient(endpoints.kafka, endpoints.topic, timeout_s) if endpoints.kafka else None
+        return cls(kafka, ledger, hbase, backup, redis, timeout_s)
 
     def close(self) -> None:
-        for client in (self.ledger, self.hbase, self.backup, self.redis):
+        for client in (self.kafka, self.ledger, self.hbase, self.backup, self.redis):
             if client is not None:
                 try:
                     client.close()
@@ -86,16 +92,18 @@ def collect(probes: Probes) -> Snapshot:
             raise NotConfigured(f"not configured ({setting})")
         return value
 
+    # the health probe and the lag read share one read of the end offsets (one admin connection)
+    end_offsets = _once(lambda: need(probes.kafka, "KAFKA_BOOTSTRAP_SERVERS").end_offsets())
+    topic = probes.kafka.topic if probes.kafka is not None else None
     health = {
-        "kafka": lambda: _kafka_health(need(probes.kafka_bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), probes.topic, timeout),
+        "kafka": lambda: _kafka_health(end_offsets, topic),
         "postgres": lambda: f"PostgreSQL {need(probes.ledger, 'POSTGRES_DSN').health()['server_version']}",
         "hbase": lambda: f"{len(need(probes.hbase, 'HBASE_HOST').health()['tables'])} tables at {probes.hbase.address}",
         "mongo": lambda: _mongo_health(probes.backup),
         "redis": lambda: _redis_health(need(probes.redis, "REDIS_URL")),
     }
     reads = {
-        "lag": lambda: _lag(need(probes.kafka_bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), probes.topic,
-                            need(probes.ledger, "POSTGRES_DSN"), timeout),
+        "lag": lambda: _lag(end_offsets, topic, need(probes.ledger, "POSTGRES_DSN")),
         "metrics": lambda: need(probes.redis, "REDIS_URL").metrics(),
         "backup": lambda: probes.backup.stats(),
         "quarantine": lambda: _before_first_ingestion(need(probes.ledger, "POSTGRES_DSN").count_quarantine),
@@ -142,21 +150,39 @@ def collect(probes: Probes) -> Snapshot:
     return snapshot
 
 
-def _kafka_health(bootstrap: str, topic: str, timeout_s: float) -> str:
+def _once(read: Callable[[], dict]) -> Callable[[], dict]:
+    """`read` called by the first caller only; every caller gets its result (or its error)."""
+    lock, outcome = threading.Lock(), []
+
+    def call() -> dict:
+        with lock:
+            if not outcome:
+                try:
+                    outcome.append((True, read()))
+                except Exception as error:  # noqa: BLE001 - raised again to every caller
+                    outcome.append((False, error))
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+    return call
+
+
+def _kafka_health(end_offsets: Callable[[], dict], topic: str) -> str:
     from payment_platform.stores import kafka as kafka_store
 
     try:
-        return f"{len(kafka_store.end_offsets(bootstrap, topic, timeout_s=timeout_s))} partitions of {topic}"
+        return f"{len(end_offsets())} partitions of {topic}"
     except kafka_store.UnknownTopic:  # the broker answered: healthy, nothing published yet
         return f"broker up, topic {topic} not created yet"
 
 
-def _lag(bootstrap: str, topic: str, ledger, timeout_s: float) -> int:
+def _lag(end_offsets: Callable[[], dict], topic: str, ledger) -> int:
     from payment_platform.ingestion.planner import lag_of
     from payment_platform.stores import kafka as kafka_store
 
     try:
-        end = kafka_store.end_offsets(bootstrap, topic, timeout_s=timeout_s)
+        end = end_offsets()
     except kafka_store.UnknownTopic:
         return 0  # no topic, nothing waiting
     return lag_of(end, _before_first_ingestion(lambda: ledger.read_progress(topic), {})).lag

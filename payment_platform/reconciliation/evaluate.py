@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from types import SimpleNamespace
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from payment_platform.lib.collections_pause import fewer_collections
 from payment_platform.reconciliation.compare import (
@@ -29,6 +29,9 @@ from payment_platform.reconciliation.compare import (
     choose_depth,
     reconcile,
 )
+
+if TYPE_CHECKING:
+    from payment_platform.stores.kafka import KafkaClient
 
 ERROR, WARN = "ERROR", "WARN"
 RANGE_CHECK_CHUNK = 2000  # Kafka messages read back per HBase multi-get of a range check
@@ -161,17 +164,15 @@ def _row_key_hint(doc: dict) -> bytes | None:
         return None
 
 
-def expected_ids_by_chunk(kafka_bootstrap: str, ingested: IngestedRange, quarantined_offsets: set[int],
+def expected_ids_by_chunk(kafka: KafkaClient, ingested: IngestedRange, quarantined_offsets: set[int],
                           chunk_size: int = RANGE_CHECK_CHUNK) -> Iterator[dict[str, bytes | None]]:
     """Payment ids of the range read back from Kafka (minus the quarantined messages), a Kafka chunk at a time,
     each with the HBase row key its message gives, so HBase is read with one multi-get per chunk (the index is
     only asked for the misses). An id already yielded (a duplicated payment id) keeps the key of its first
     (landed) message and is not yielded again."""
-    from payment_platform.stores.kafka import read_range
-
     seen: set[str] = set()
-    for chunk in read_range(kafka_bootstrap, ingested.topic, ingested.partition, ingested.start, ingested.end,
-                            batch=chunk_size):
+    for chunk in kafka.read_range(ingested.partition, ingested.start, ingested.end, batch=chunk_size,
+                                  topic=ingested.topic):
         hints: dict[str, bytes | None] = {}
         for message in chunk:
             if message.offset in quarantined_offsets:
@@ -192,7 +193,7 @@ class KafkaRangeLost(LookupError):
     """The range cannot be read back from Kafka (the memory broker restarted, offsets were reset)."""
 
 
-def _expected_with_rows(kafka_bootstrap: str, ingested: IngestedRange, quarantined: set[int], hbase_reader,
+def _expected_with_rows(kafka: KafkaClient, ingested: IngestedRange, quarantined: set[int], hbase_reader,
                         postgres_reader, chunk_size: int) -> tuple[dict[str, bytes | None], dict[str, list]]:
     """The range's expected ids and each store's rows for them. Each Kafka chunk's rows are fetched from HBase and
     from Postgres on one worker per store while the next chunk is read and parsed, so the check costs about the
@@ -203,7 +204,7 @@ def _expected_with_rows(kafka_bootstrap: str, ingested: IngestedRange, quarantin
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-hbase") as hbase_pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="range-postgres") as postgres_pool:
         try:
-            for chunk_hints in expected_ids_by_chunk(kafka_bootstrap, ingested, quarantined, chunk_size):
+            for chunk_hints in expected_ids_by_chunk(kafka, ingested, quarantined, chunk_size):
                 hints.update(chunk_hints)
                 fetches["hbase"].append(hbase_pool.submit(
                     lambda h=chunk_hints: list(hbase_reader.records_with_key_hints(h))))
@@ -225,7 +226,7 @@ def _rows_of(hints: dict[str, bytes | None], scope: PaymentIds, hbase_reader, po
         return {"hbase": hbase_records, "postgres": postgres_records.result()}
 
 
-def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup, kafka_bootstrap: str,
+def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup, kafka: KafkaClient,
                  chunk_size: int = RANGE_CHECK_CHUNK) -> dict:
     """One range: stores agree on the range's payment ids, and every id is in each store or its backup."""
     started = time.perf_counter()
@@ -234,7 +235,7 @@ def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup,
         try:
             if ingested.reset_since:
                 raise KafkaRangeLost("offsets were reset after this range was ingested")
-            hints, held = _expected_with_rows(kafka_bootstrap, ingested, quarantined, hbase_reader, postgres_reader,
+            hints, held = _expected_with_rows(kafka, ingested, quarantined, hbase_reader, postgres_reader,
                                               chunk_size)
             source = "kafka"
         except KafkaRangeLost as error:
@@ -258,11 +259,11 @@ def range_report(ingested: IngestedRange, hbase_reader, postgres_reader, backup,
 
 
 def ranges_consistency(ranges: list[IngestedRange], hbase_reader, postgres_reader, backup,
-                       kafka_bootstrap: str) -> Verdict:
+                       kafka: KafkaClient) -> Verdict:
     """Each range: both stores agree; an id missing from a store must be waiting in that store's backup."""
     if not ranges:
         return Verdict.ok("no ingested range recorded yet", ranges=0, mismatch_count=0)
-    results = [range_report(r, hbase_reader, postgres_reader, backup, kafka_bootstrap) for r in ranges]
+    results = [range_report(r, hbase_reader, postgres_reader, backup, kafka) for r in ranges]
     return _ranges_verdict(results)
 
 
@@ -277,14 +278,14 @@ class RangeVerdicts:
 
 
 def ranges_verdicts(ranges: list[IngestedRange], hbase_reader, postgres_reader, backup,
-                    kafka_bootstrap: str) -> RangeVerdicts:
+                    kafka: KafkaClient) -> RangeVerdicts:
     stores = ("hbase", "postgres")
     if not ranges:
         empty = "no ingested range recorded yet"
         return RangeVerdicts(Verdict.ok(empty, ranges=0, mismatch_count=0),
                              {s: Verdict.ok(empty, duplicate_count=0, rows=0) for s in stores},
                              {s: Verdict.ok(empty, invalid_count=0, rows=0) for s in stores})
-    results = [range_report(r, hbase_reader, postgres_reader, backup, kafka_bootstrap) for r in ranges]
+    results = [range_report(r, hbase_reader, postgres_reader, backup, kafka) for r in ranges]
     scope = ", ".join(r["range"].describe() for r in results[:3]) + (" ..." if len(results) > 3 else "")
     duplicates, rails = {}, {}
     for store in stores:

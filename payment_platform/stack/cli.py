@@ -16,11 +16,12 @@ DATA_DIR_HELP = "folder for the stack's data, logs and state (default $PAYMENT_P
 
 def register(subparsers) -> None:
     """Adds this room's subcommands; each sets `func=handler` where handler(args) -> exit status."""
-    stack = subparsers.add_parser("stack", help="the embedded local stack: up, down, status, env",
+    stack = subparsers.add_parser("stack", help="the embedded local stack: up, down, restart, status, env",
                                   description="The embedded local stack (Kafka, PostgreSQL, Redis, MongoDB, HBase).")
     actions = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
 
-    up = actions.add_parser("up", help="start the services and wait until each answers a health probe")
+    up = actions.add_parser("up", help="start the services and wait until each answers a health probe; on a stack "
+                                       "already recorded in the data dir, start only what is missing")
     _add_data_dir(up)
     _add_ports(up)
     up.add_argument("--timeout", default="30", help="seconds to wait for every service's health (default 30)")
@@ -32,6 +33,12 @@ def register(subparsers) -> None:
     _add_data_dir(down)
     down.set_defaults(func=stack_down)
 
+    restart = actions.add_parser("restart", help="stop one service (if it runs) and start it again on its port")
+    restart.add_argument("service", metavar="SERVICE", help="kafka, postgres, redis, mongo or hbase")
+    _add_data_dir(restart)
+    restart.add_argument("--timeout", default="30", help="seconds to wait for its health (default 30)")
+    restart.set_defaults(func=stack_restart)
+
     status = actions.add_parser("status", help="each service's process and health probe; exit 1 if any is down")
     _add_data_dir(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -41,10 +48,12 @@ def register(subparsers) -> None:
     _add_data_dir(env)
     env.set_defaults(func=stack_env)
 
-    dev = subparsers.add_parser("up", help="the stack plus `dagster dev` (UI on http://localhost:3000); Ctrl+C stops all")
+    dev = subparsers.add_parser("up", help="the stack plus `dagster dev` (UI on http://localhost:3000) and the REST API "
+                                           "(http://127.0.0.1:8000); Ctrl+C stops all")
     _add_data_dir(dev)
     _add_ports(dev)
     dev.add_argument("--dagster-port", default="3000", help="port of the Dagster UI (default 3000)")
+    dev.add_argument("--api-port", default="8000", help="port of the REST API, on 127.0.0.1 (default 8000)")
     dev.add_argument("--workspace", default="workspace.yaml", help="Dagster workspace file (default workspace.yaml)")
     dev.set_defaults(func=dagster_up)
 
@@ -137,7 +146,10 @@ def start(args, *, owned: bool, use_default_ports: bool = True):
 
 def print_stack(stack, seconds: float | None = None, out=sys.stdout) -> None:
     health = {h.name: h for h in stack.health()}
-    if stack.already_running:
+    repaired = any(not action.startswith("already running") for action in stack.actions.values())
+    if repaired:
+        title = "stack brought back up"
+    elif stack.already_running:
         title = "stack already running"
     elif seconds is not None:
         title = f"stack up in {seconds:.1f} s"
@@ -145,9 +157,11 @@ def print_stack(stack, seconds: float | None = None, out=sys.stdout) -> None:
         title = "stack " + ("healthy" if all(h.healthy for h in health.values()) else "NOT healthy")
     print(f"{title}: {stack.data_dir}", file=out)
     for name, item in health.items():
-        kind = "external" if item.external else f"pid {stack.services[name].pid}"
+        kind = "external" if item.external else f"pid {stack.services[name].pid or '?'}"
         state = "healthy" if item.healthy else f"DOWN: {item.error}"
         print(f"  {name:<9} {item.endpoint:<50} {kind:<11} {state}", file=out)
+        if repaired and not stack.actions.get(name, "already running").startswith("already running"):
+            print(f"  {'':<9} {stack.actions[name]}", file=out)
     if stack.dagster_postgres_url:
         print(f"  {'dagster':<9} {stack.dagster_postgres_url}", file=out)
 
@@ -192,6 +206,21 @@ def stack_down(args) -> int:
         return 0
     stopped = [name for name, rec in stack.services.items() if not rec.external]
     print(f"stack stopped: {', '.join(stopped) or 'nothing of ours was running'} ({data_dir})")
+    return 0
+
+
+def stack_restart(args) -> int:
+    from payment_platform.stack.manager import StackStartError, restart_service
+
+    ensure_runtime_dir()
+    data_dir, setting = resolve_data_dir(args)
+    timeout = parse_number("--timeout", args.timeout, 0.1, 3600)
+    try:
+        _, said = restart_service(data_dir, args.service.strip().lower(), data_dir_setting=setting, timeout=timeout)
+    except StackStartError as error:
+        print(f"payment-platform stack restart: error: {error}", file=sys.stderr)
+        return 1
+    print(said)
     return 0
 
 

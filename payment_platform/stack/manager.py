@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+import psutil
+
 from payment_platform.config import ConfigError, Endpoints, endpoints_from_env, parse_port
 from payment_platform.errors import UsageError
 from payment_platform.stack import processes, services
@@ -42,6 +44,7 @@ class ServiceRecord:
     create_time: float | None = None
     stop_signal: int = 15
     log: str | None = None
+    adopted: bool = False  # a server found answering on the recorded port (restarted by hand), not launched by us
 
     @property
     def ref(self) -> processes.ProcessRef | None:
@@ -67,6 +70,7 @@ class Stack:
     dagster_postgres_url: str | None
     services: dict[str, ServiceRecord]
     already_running: bool = False
+    actions: dict[str, str] = field(default_factory=dict)  # what `stack up` did per service to a recorded stack
     _popens: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     def env(self) -> dict[str, str]:
@@ -249,7 +253,8 @@ def check_health(endpoints: Endpoints, records: Mapping[str, ServiceRecord]) -> 
     result = []
     for name in names:
         rec = records[name]
-        running = None if rec.external else bool(rec.ref and rec.ref.alive())
+        # An adopted server whose process could not be found is judged by its probe alone.
+        running = None if rec.external or (rec.adopted and not rec.pid) else bool(rec.ref and rec.ref.alive())
         error = errors[name]
         if running is False:
             error = "process is not running" + (f" (last probe: {error})" if error else "")
@@ -340,9 +345,9 @@ def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports
     requested.update({k: v for k, v in parse_port_overrides(env.get(PORTS_SETTING), PORTS_SETTING).items()
                       if k not in requested})
 
-    existing = _existing_stack(data_dir)
+    existing = _existing_stack(data_dir, requested, ports_setting)
     if existing is not None:
-        return existing
+        return bring_back(existing, owned=False, timeout=timeout)  # others rely on a recorded stack: detached
 
     external = [name for name in SERVICES if _is_external(name, base)]
     embedded = [name for name in SERVICES if name not in external]
@@ -355,26 +360,11 @@ def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports
 
     records = {name: ServiceRecord(name, external=True) for name in external}
     stack = Stack(data_dir, endpoints, dagster_url, records)
-    child_env = {**os.environ, **stack.env()}
-    for name in SERVICES:  # a child must not mistake itself for a client of an external service
-        child_env.pop(SERVICES[name].setting, None)
-    logs = data_dir / LOG_DIR
+    child_env = _child_env(stack)
     try:
         # The other servers boot while initdb runs: Postgres is prepared and launched last.
         for name in sorted(embedded, key=lambda n: n == "postgres"):
-            log = logs / f"{name}.log"
-            try:
-                postgres_user = services.postgres_prepare(data_dir) if name == "postgres" else None
-                launch = (services.postgres_launch(data_dir, chosen[name], postgres_user) if name == "postgres"
-                          else SERVICES[name].launch(data_dir, chosen[name]))
-                popen = processes.spawn(launch.command, log, env=child_env, cwd=data_dir, user=launch.user,
-                                        die_with_parent=owned, death_signal=launch.stop_signal)
-            except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-                raise StackStartError(f"{name} did not start: {_one_line(error)}") from error
-            stack._popens[name] = popen
-            records[name] = ServiceRecord(name, False, chosen[name], popen.pid,
-                                          processes.ProcessRef.of(popen.pid).create_time, int(launch.stop_signal),
-                                          str(log))
+            stack._popens[name], records[name] = _launch(name, data_dir, chosen[name], child_env, owned)
             _save(stack)
         deadline = time.monotonic() + timeout
         with ThreadPoolExecutor(max_workers=len(embedded) or 1) as pool:
@@ -402,22 +392,184 @@ def _check_external(names: list[str], base: Endpoints) -> None:
                               f"{endpoint_of(name, base)} is unreachable ({errors[name]})")
 
 
-def _existing_stack(data_dir: Path) -> Stack | None:
-    """A stack already running from this data dir is reused; a half-dead one must be stopped first."""
+def _child_env(stack: Stack) -> dict[str, str]:
+    child_env = {**os.environ, **stack.env()}
+    for name in SERVICES:  # a child must not mistake itself for a client of an external service
+        child_env.pop(SERVICES[name].setting, None)
+    return child_env
+
+
+def _launch(name: str, data_dir: Path, port: int, child_env: dict[str, str],
+            owned: bool) -> tuple[subprocess.Popen, ServiceRecord]:
+    """Launches one embedded service on `port` with its data under data_dir; returns it and its record."""
+    log = data_dir / LOG_DIR / f"{name}.log"
+    try:
+        postgres_user = services.postgres_prepare(data_dir) if name == "postgres" else None
+        launch = (services.postgres_launch(data_dir, port, postgres_user) if name == "postgres"
+                  else SERVICES[name].launch(data_dir, port))
+        popen = processes.spawn(launch.command, log, env=child_env, cwd=data_dir, user=launch.user,
+                                die_with_parent=owned, death_signal=launch.stop_signal)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        raise StackStartError(f"{name} did not start: {_one_line(error)}") from error
+    record = ServiceRecord(name, False, port, popen.pid, processes.ProcessRef.of(popen.pid).create_time,
+                           int(launch.stop_signal), str(log))
+    return popen, record
+
+
+def _existing_stack(data_dir: Path, requested: Mapping[str, int] | None = None,
+                    ports_setting: str = "--port") -> Stack | None:
+    """The stack recorded in data_dir if any of it is still there (a process alive, or a server answering on
+    a recorded port); None when nothing is (the record is left over, e.g. from a reboot)."""
     stack = load_stack(data_dir)
     if stack is None:
         return None
     ours = [rec for rec in stack.services.values() if not rec.external]
-    alive = [rec.name for rec in ours if rec.ref and rec.ref.alive()]
-    if not alive:
-        state_path(data_dir).unlink(missing_ok=True)  # left over from a stack that is gone (e.g. a reboot)
+    if not any(rec.ref and rec.ref.alive() for rec in ours) and not any(
+            rec.port and port_in_use(rec.port) and _answers(rec.name, stack.endpoints) for rec in ours):
+        state_path(data_dir).unlink(missing_ok=True)
         return None
-    dead = [rec.name for rec in ours if rec.name not in alive]
-    if dead:
-        raise UsageError(f"--data-dir {data_dir}: a stack is partly running there ({', '.join(dead)} stopped); "
-                         f"run `payment-platform stack down --data-dir {data_dir}` first")
+    for name, port in (requested or {}).items():
+        rec = stack.services.get(name)
+        if rec is not None and not rec.external and rec.port != port:
+            raise ConfigError(f"{ports_setting} {name}", f"the stack in {data_dir} runs {name} on port {rec.port}; "
+                                                         f"run `payment-platform stack down --data-dir {data_dir}` "
+                                                         f"first to change its port")
     stack.already_running = True
     return stack
+
+
+def _answers(name: str, endpoints: Endpoints) -> bool:
+    return probe_once(name, endpoints) is None
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:port (or any address), if this user may see it."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return conn.pid
+    return None
+
+
+def _adopt(rec: ServiceRecord) -> tuple[ServiceRecord, str]:
+    """The record of a healthy server found on the recorded port: its pid if the listener can be found."""
+    pid = listener_pid(rec.port)
+    if pid is None:
+        return (replace(rec, pid=None, create_time=None, adopted=True),
+                f"adopted the server answering on port {rec.port} (its process could not be found: "
+                f"`stack down` will not stop it)")
+    return (replace(rec, pid=pid, create_time=processes.ProcessRef.of(pid).create_time, adopted=True),
+            f"adopted the server answering on port {rec.port} (pid {pid})")
+
+
+def bring_back(stack: Stack, *, owned: bool = False, timeout: float = START_TIMEOUT_S) -> Stack:
+    """Completes a recorded stack: keeps what runs, adopts a healthy server on a recorded port whose recorded
+    process is gone (restarted by hand), starts the rest on its recorded port and data dir. `stack.actions`
+    says what happened per service. Only what this call started is stopped again if a start fails."""
+    missing = []
+    for name, rec in stack.services.items():
+        if rec.external:
+            continue
+        if rec.ref and rec.ref.alive():
+            stack.actions[name] = f"already running (pid {rec.pid})"
+        elif port_in_use(rec.port) and _answers(name, stack.endpoints):
+            stack.services[name], stack.actions[name] = _adopt(rec)
+        else:
+            missing.append(name)
+    if not missing:
+        if any(rec.adopted for rec in stack.services.values()):
+            _save(stack)
+        return stack
+    for name in missing:
+        rec = stack.services[name]
+        if rec.ref:  # the leader died: what it started may live on in its process group
+            processes.stop(rec.ref, rec.stop_signal)
+        if not _wait_port_free(rec.port):
+            raise StackStartError(f"{name} did not start: port {rec.port} is held by a process that does not "
+                                  f"answer as {name}; stop it, then run `payment-platform stack up "
+                                  f"--data-dir {stack.data_dir}` again")
+    child_env = _child_env(stack)
+    started: dict[str, subprocess.Popen] = {}
+    try:
+        for name in sorted(missing, key=lambda n: n == "postgres"):
+            started[name], stack.services[name] = _launch(name, stack.data_dir, stack.services[name].port,
+                                                          child_env, owned)
+            _save(stack)
+        deadline = time.monotonic() + timeout
+        with ThreadPoolExecutor(max_workers=len(started)) as pool:
+            waits = {name: pool.submit(_wait_ready, name, stack.endpoints, stack.services[name], popen, deadline)
+                     for name, popen in started.items()}
+            failures = {name: future.result() for name, future in waits.items() if future.result() is not None}
+        if failures:
+            raise StackStartError("; ".join(f"{name} did not start: {why}" for name, why in failures.items()))
+    except BaseException:
+        stop_services({name: stack.services[name] for name in started}, started)
+        for name in started:
+            stack.services[name] = replace(stack.services[name], pid=None, create_time=None)
+        _save(stack)
+        raise
+    for name, popen in started.items():
+        stack.actions[name] = f"started (pid {popen.pid}) on port {stack.services[name].port}: it was not running"
+    stack._popens.update(started)
+    _save(stack)
+    return stack
+
+
+def _wait_port_free(port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while port_in_use(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def restart_service(data_dir: Path, name: str, *, data_dir_setting: str = "--data-dir",
+                    timeout: float = START_TIMEOUT_S) -> tuple[Stack, str]:
+    """Stops one embedded service (if it runs) and starts it again on its recorded port and data dir.
+    Returns the stack and a sentence saying what happened."""
+    if name not in SERVICES:
+        raise UsageError(f"SERVICE: unknown service {name!r} (expected one of {', '.join(SERVICES)})")
+    stack = load_stack(data_dir)
+    if stack is None:
+        raise UsageError(f"{data_dir_setting} {data_dir}: no stack recorded there "
+                         f"(start one with `payment-platform stack up --data-dir {data_dir}`)")
+    rec = stack.services.get(name)
+    if rec is None or rec.external:
+        raise UsageError(f"{name} is external ({SERVICES[name].setting} is set): not this stack's to restart")
+    began = time.monotonic()
+    if rec.ref and rec.ref.alive():
+        processes.stop(rec.ref, rec.stop_signal)
+        before = f"stopped pid {rec.pid}"
+    elif (found := listener_pid(rec.port)) is not None:  # adopted, or restarted by hand since
+        processes.stop(processes.ProcessRef.of(found), rec.stop_signal)
+        before = f"stopped pid {found} (found listening on port {rec.port})"
+    elif port_in_use(rec.port):
+        raise UsageError(f"{name}: port {rec.port} is in use but its process cannot be found (another user's?); "
+                         f"stop it, then run `payment-platform stack restart {name}` again")
+    else:
+        if rec.ref:
+            processes.stop(rec.ref, rec.stop_signal)  # leftovers in the dead leader's process group
+        before = "was not running"
+    if not _wait_port_free(rec.port):
+        raise StackStartError(f"{name} did not start: port {rec.port} is still in use after stopping it")
+    popen, new = _launch(name, stack.data_dir, rec.port, _child_env(stack), owned=False)
+    stack.services[name] = new
+    _save(stack)
+    failure = _wait_ready(name, stack.endpoints, new, popen, time.monotonic() + timeout)
+    if failure is not None:
+        processes.stop(new.ref, new.stop_signal, popen=popen)
+        stack.services[name] = replace(new, pid=None, create_time=None)
+        _save(stack)
+        raise StackStartError(f"{name} did not start: {failure}")
+    said = (f"{name}: {before}; started pid {popen.pid} on port {rec.port}, healthy in "
+            f"{time.monotonic() - began:.1f} s")
+    if name == "kafka":
+        said += " (the embedded broker keeps topics in memory: they start empty again)"
+    return stack, said
 
 
 def stop_stack(data_dir: Path) -> Stack | None:

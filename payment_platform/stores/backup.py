@@ -25,9 +25,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Sequence
 
-import dagster as dg
 import pymongo
 from pymongo import UpdateOne
 
@@ -369,14 +368,3 @@ def default_fallback_dir(env: Mapping[str, str] | None = None) -> Path:
     if env.get("PAYMENT_PLATFORM_DATA_DIR", "").strip():
         return Path(env["PAYMENT_PLATFORM_DATA_DIR"].strip()).expanduser() / DEFAULT_FALLBACK_DIR
     return Path(DEFAULT_FALLBACK_DIR)
-
-
-class BackupResource(dg.ConfigurableResource):
-    """Failed-payment backup: MongoDB (MONGO_URI) first, JSON files under `fallback_dir` as a last resort
-    (unset: `default_fallback_dir()`, resolved when a run builds the client, never at import)."""
-
-    mongo_uri: str
-    fallback_dir: Optional[str] = None
-
-    def client(self) -> FailedPaymentBackup:
-        return FailedPaymentBackup(self.mongo_uri, self.fallback_dir or default_fallback_dir())

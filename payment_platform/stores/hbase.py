@@ -1,4 +1,4 @@
-"""HBase: the `payments` wide-row table and the `payments_by_id` index, through happybase (Thrift1).
+"""HBase: the `payments` wide-row table and its index tables, through happybase (Thrift1).
 
 Works unchanged against a real HBase Thrift server and against the project's embedded gateway.
 
@@ -10,7 +10,12 @@ Layout (design.md):
   `valueDate` (only when the message has one), `raw` (the message bytes as received), `kafkaPosition`
   (`{topic}:{partition}:{offset}`, only when known; one cell, not three: the gateway's cost is per cell).
 - `payments_by_id`, family `cf`: row = payment id, `cf:rowKey` = the `payments` row key. Lookup by id is two gets,
-  never a scan. The index cell is written after the payment row, so an index entry always points at a full row.
+  never a scan.
+- `payments_by_originator` / `payments_by_beneficiary`, family `cf`: row = `{partyId}_{yyyyMMddHHmmss}_{paymentId}`,
+  `cf:rowKey` = the `payments` row key: one party's payments over a time window are one range scan.
+Write order per chunk: payment rows, then the party indexes, then `payments_by_id` last. `existing_ids` reads
+`payments_by_id`, so a payment counted as stored has its row and both party index rows; a chunk whose write fails
+part-way goes whole to the backup, and replay rewrites all four rows (the same keys and cells: idempotent).
 
 Writes are idempotent: a payment always maps to the same row key and the same cells, and `write_payments`
 skips nothing itself (the loader decides what is new); re-putting a row only rewrites identical values.
@@ -20,17 +25,19 @@ from __future__ import annotations
 from functools import partial
 from typing import Iterable, Mapping, Sequence
 
-import dagster as dg
 import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
 from thriftpy2.transport import TBufferedTransport
 
-from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE
+from payment_platform.domain.rowkeys import (COLUMN_FAMILY, PARTY_INDEX_TABLES, PAYMENTS_BY_BENEFICIARY_TABLE,
+                                             PAYMENTS_BY_ID_TABLE, PAYMENTS_BY_ORIGINATOR_TABLE, PAYMENTS_TABLE,
+                                             party_index_key, stamp_in_row_key)
 from payment_platform.stores.records import PaymentRecord
 
 FAMILY_SPEC = {COLUMN_FAMILY: dict(max_versions=1)}
 INDEX_COLUMN = f"{COLUMN_FAMILY}:rowKey".encode()
 _CF = COLUMN_FAMILY.encode() + b":"
+TABLES = (PAYMENTS_TABLE, PAYMENTS_BY_ORIGINATOR_TABLE, PAYMENTS_BY_BENEFICIARY_TABLE, PAYMENTS_BY_ID_TABLE)
 TRANSPORT_BUFFER_BYTES = 4 << 20  # Thrift read and write buffer of a buffered connection (see _connect)
 
 
@@ -138,10 +145,10 @@ class HBaseStore:
 
     # -- schema and health -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create `payments` and `payments_by_id` (family `cf`, one version) if missing. Idempotent."""
+        """Create the payments table and its three indexes (family `cf`, one version) if missing. Idempotent."""
         connection = self.connection()
         existing = {t.decode() if isinstance(t, bytes) else t for t in connection.tables()}
-        for name in (PAYMENTS_TABLE, PAYMENTS_BY_ID_TABLE):
+        for name in TABLES:
             if name not in existing:
                 try:
                     connection.create_table(name, FAMILY_SPEC)
@@ -162,8 +169,8 @@ class HBaseStore:
 
     # -- writes ----------------------------------------------------------------------------------------
     @staticmethod
-    def prepare(records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, BatchMutation]]:
-        """The Thrift mutations of each record's payment row and index row, by payment id.
+    def prepare(records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, ...]]:
+        """The Thrift mutations of each record's rows, by payment id, one per table of `TABLES` in that order.
 
         Pure CPU work, separate from sending, so a caller can build the next chunk's rows while the server
         is still storing the previous one (`write_payments(records, prepared=...)`).
@@ -171,16 +178,21 @@ class HBaseStore:
         prepared = {}
         for record in records:
             key = record.row_key
+            p = record.payment
+            stamp = stamp_in_row_key(key)
+            pointer = [Mutation(False, INDEX_COLUMN, key, True)]
             prepared[record.payment_id] = (
                 BatchMutation(key, [Mutation(False, column, value, True)
                                     for column, value in payment_cells(record).items()]),
-                BatchMutation(record.payment_id.encode(), [Mutation(False, INDEX_COLUMN, key, True)]))
+                BatchMutation(party_index_key(p.originator.party_id, stamp, p.payment_id), pointer),
+                BatchMutation(party_index_key(p.beneficiary.party_id, stamp, p.payment_id), pointer),
+                BatchMutation(record.payment_id.encode(), pointer))
         return prepared
 
     def write_payments(self, records: Sequence[PaymentRecord],
-                       prepared: Mapping[str, tuple[BatchMutation, BatchMutation]] | None = None) -> int:
-        """Put the payment rows, then their index entries, each as one mutateRows call (what happybase's
-        `Table.batch()` sends, minus its per-cell bookkeeping).
+                       prepared: Mapping[str, tuple[BatchMutation, ...]] | None = None) -> int:
+        """Put the payment rows, then their party index rows, then their `payments_by_id` rows, each table as one
+        mutateRows call (what happybase's `Table.batch()` sends, minus its per-cell bookkeeping).
 
         Raises on any failure (the caller backs the records up); on success every record is in HBase.
         """
@@ -192,12 +204,28 @@ class HBaseStore:
         try:
             connection = self.connection()
             client = connection.client
-            client.mutateRows(self.table(PAYMENTS_TABLE).name, [payment for payment, _ in rows], {})
-            client.mutateRows(self.table(PAYMENTS_BY_ID_TABLE).name, [index for _, index in rows], {})
+            for position, table in enumerate(TABLES):
+                client.mutateRows(self.table(table).name, [row[position] for row in rows], {})
         except Exception:
             self.reset()
             raise
         return len(records)
+
+    def write_party_index(self, entries: Sequence[tuple[bytes, str, str, str, str]]) -> int:
+        """Put party index rows for payments already stored: (row key, payment id, originator id, beneficiary id,
+        stamp) each (backfill of payments written before the index existed; the same keys and cells as ingestion)."""
+        if not entries:
+            return 0
+        try:
+            client = self.connection().client
+            for table, party in ((PAYMENTS_BY_ORIGINATOR_TABLE, 2), (PAYMENTS_BY_BENEFICIARY_TABLE, 3)):
+                client.mutateRows(self.table(table).name, [
+                    BatchMutation(party_index_key(entry[party], entry[4], entry[1]),
+                                  [Mutation(False, INDEX_COLUMN, entry[0], True)]) for entry in entries], {})
+        except Exception:
+            self.reset()
+            raise
+        return len(entries)
 
     # -- reads -----------------------------------------------------------------------------------------
     def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
@@ -229,19 +257,42 @@ class HBaseStore:
         """Stream (row_key, cells) of the payments table (time-ordered keys: a prefix is a time window)."""
         return self.table(PAYMENTS_TABLE).scan(row_prefix=row_prefix, columns=columns, batch_size=batch_size)
 
+    def scan_time_window(self, start: bytes | None, stop: bytes | None, *, newest_first: bool = False,
+                         columns: Sequence[bytes] | None = None, filter: bytes | None = None,  # noqa: A002
+                         batch_size: int = 1000, limit: int | None = None):
+        """Stream (row_key, cells) of `payments` rows with start <= key < stop, oldest first or newest first.
+
+        The one place that range-scans the payments table by time (readers go through it), so a salted key
+        layout has one place to fan out over its buckets and merge them back into key order.
+        """
+        table = self.table(PAYMENTS_TABLE)
+        if newest_first:  # HBase reverse scans run from the highest row (inclusive) down to stop (exclusive)
+            high = (stop or b"\xff" * 16)
+            return (item for item in table.scan(row_start=high, row_stop=start or None, columns=columns,
+                                                filter=filter, batch_size=batch_size, limit=limit, reverse=True)
+                    if item[0] < high)
+        return table.scan(row_start=start, row_stop=stop, columns=columns, filter=filter, batch_size=batch_size,
+                          limit=limit)
+
+    def scan_party_index(self, role: str, start: bytes, stop: bytes, *, newest_first: bool = True,
+                         batch_size: int = 1000):
+        """Stream (index key, payments row key) of a party index (`role` "originator" or "beneficiary") with
+        start <= key < stop, newest first by default."""
+        table = self.table(PARTY_INDEX_TABLES[role])
+        if newest_first:
+            scan = table.scan(row_start=stop, row_stop=start, columns=[INDEX_COLUMN], batch_size=batch_size,
+                              reverse=True)
+            return ((key, cells[INDEX_COLUMN]) for key, cells in scan if key < stop and INDEX_COLUMN in cells)
+        return ((key, cells[INDEX_COLUMN]) for key, cells in table.scan(
+            row_start=start, row_stop=stop, columns=[INDEX_COLUMN], batch_size=batch_size) if INDEX_COLUMN in cells)
+
+    def payment_rows(self, row_keys: Sequence[bytes], columns: Sequence[bytes] | None = None) -> dict[bytes, dict]:
+        """Several `payments` rows by row key (one multi-get); a key with no row is absent from the answer."""
+        if not row_keys:
+            return {}
+        return {key: cells for key, cells in self.table(PAYMENTS_TABLE).rows(list(row_keys), columns=columns)
+                if cells}
+
     def count_index(self, batch_size: int = 5000) -> int:
         """Number of payments in the index table (a key-only scan)."""
         return sum(1 for _ in self.table(PAYMENTS_BY_ID_TABLE).scan(filter=b"KeyOnlyFilter()", batch_size=batch_size))
-
-
-class HBaseResource(dg.ConfigurableResource):
-    """HBase Thrift1 server holding the `payments` tables (HBASE_HOST, HBASE_PORT, HBASE_TRANSPORT, HBASE_PROTOCOL)."""
-
-    host: str
-    port: int = 9090
-    transport: str = "buffered"
-    protocol: str = "binary"
-    timeout_ms: int = 10_000
-
-    def client(self) -> HBaseStore:
-        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms)

@@ -1,4 +1,4 @@
-"""Kafka: the one module that talks to the broker (kafka-python), plus its Dagster resource.
+"""Kafka: the one module that talks to the broker (kafka-python).
 
 Every call is bounded: a dead broker gives a `KafkaUnavailable` error within a few seconds, never a hang.
 - `ensure_topic`: create the topic if missing (idempotent).
@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
 
-import dagster as dg
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -72,91 +71,133 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def _admin(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
-    try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="payment-platform-admin",
-                                request_timeout_ms=_ms(timeout_s), bootstrap_timeout_ms=_ms(timeout_s),
-                                reconnect_backoff_max_ms=1000)
-    except KafkaError as error:
-        raise KafkaUnavailable(f"Kafka at {bootstrap} is unreachable: {error}") from None
+class KafkaClient:
+    """One topic of one cluster for one use (a sensor tick, a check, a run): the admin connection is opened
+    on first need and shared by every topic and offsets call until `close()`; a fetch of the high
+    watermarks or a range read opens its own consumer. Every call is bounded by `timeout_s`."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.bootstrap_servers, self.topic, self.timeout_s = bootstrap_servers, topic, timeout_s
+        self._admin_client: KafkaAdminClient | None = None
+
+    def __enter__(self) -> "KafkaClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._admin_client is not None:
+            self._admin_client.close()
+            self._admin_client = None
+
+    def _admin(self) -> KafkaAdminClient:
+        if self._admin_client is None:
+            try:
+                self._admin_client = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers, client_id="payment-platform-admin",
+                    request_timeout_ms=_ms(self.timeout_s), bootstrap_timeout_ms=_ms(self.timeout_s),
+                    reconnect_backoff_max_ms=1000)
+            except KafkaError as error:
+                raise KafkaUnavailable(f"Kafka at {self.bootstrap_servers} is unreachable: {error}") from None
+        return self._admin_client
+
+    def ensure_topic(self, partitions: int = DEFAULT_PARTITIONS) -> bool:
+        """Creates the topic with `partitions` partitions if it does not exist; True if it was created."""
+        try:
+            self._admin().create_topics({self.topic: {"num_partitions": partitions, "replication_factor": 1}},
+                                        timeout_ms=_ms(self.timeout_s))
+            return True
+        except TopicAlreadyExistsError:
+            return False
+        except KafkaError as error:
+            raise KafkaUnavailable(f"could not create topic {self.topic!r} on {self.bootstrap_servers}: "
+                                   f"{error}") from None
+
+    def _describe(self) -> dict:
+        try:
+            described = self._admin().describe_topics([self.topic])
+        except KafkaError as error:
+            raise KafkaUnavailable(f"could not describe topic {self.topic!r} on {self.bootstrap_servers}: "
+                                   f"{error}") from None
+        found = [t for t in described if t["name"] == self.topic and t["error_code"] == 0]
+        if not found or not found[0]["partitions"]:
+            raise UnknownTopic(f"topic {self.topic!r} does not exist on {self.bootstrap_servers}")
+        return found[0]
+
+    def partitions(self) -> list[int]:
+        return sorted(p["partition_index"] for p in self._describe()["partitions"])
+
+    def topic_id(self) -> str | None:
+        """The topic's UUID (KIP-516), or None when the broker reports none. It changes when the topic is
+        recreated or a memory broker restarts: an epoch for offsets remembered across calls."""
+        value = self._describe().get("topic_id")
+        if value is None or str(value).replace("-", "").strip("0") == "":
+            return None
+        return str(value)
+
+    def _offsets(self, spec: OffsetSpec) -> dict[int, int]:
+        specs = {TopicPartition(self.topic, p): spec for p in self.partitions()}
+        try:
+            answer = self._admin().list_partition_offsets(specs, timeout_ms=_ms(self.timeout_s))
+        except KafkaError as error:
+            raise KafkaUnavailable(f"could not read offsets of {self.topic!r} on {self.bootstrap_servers}: "
+                                   f"{error}") from None
+        return {tp.partition: result.offset for tp, result in sorted(answer.items())}
+
+    def end_offsets(self) -> dict[int, int]:
+        """partition -> offset of the next message to be written (the high watermark).
+
+        The embedded broker (Tansu) answers ListOffsets(LATEST) with the last record batch's base offset + 1,
+        short of the real end when that batch holds several records. The high watermark a fetch response
+        carries is right, so each partition is fetched once at the listed offset (at most one small record
+        batch, never parsed) and the larger of the two is returned. On Apache Kafka both agree.
+        """
+        listed = self._offsets(OffsetSpec.LATEST)
+        return _high_watermarks(self.bootstrap_servers, self.topic, listed, self.timeout_s)
+
+    def beginning_offsets(self) -> dict[int, int]:
+        """partition -> offset of the oldest message still held by the broker."""
+        return self._offsets(OffsetSpec.EARLIEST)
+
+    def read_range(self, partition: int, start: int, end: int, batch: int = 2000, stall_timeout_s: float = 15.0,
+                   topic: str | None = None) -> Iterator[list[KafkaMessage]]:
+        """`read_range` of this topic (or of `topic` on the same cluster: a recorded range names its own)."""
+        return read_range(self.bootstrap_servers, topic or self.topic, partition, start, end, batch, self.timeout_s,
+                          stall_timeout_s)
+
+    def publisher(self, **options) -> "Publisher":
+        return Publisher(self.bootstrap_servers, self.topic, **options)
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """Creates the topic with `partitions` partitions if it does not exist; True if it was created."""
-    admin = _admin(bootstrap, timeout_s)
-    try:
-        admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
-                            timeout_ms=_ms(timeout_s))
-        return True
-    except TopicAlreadyExistsError:
-        return False
-    except KafkaError as error:
-        raise KafkaUnavailable(f"could not create topic {topic!r} on {bootstrap}: {error}") from None
-    finally:
-        admin.close()
+    """One-shot `KafkaClient.ensure_topic` (for the CLI and tests)."""
+    with KafkaClient(bootstrap, topic, timeout_s) as client:
+        return client.ensure_topic(partitions)
 
 
 def partitions_for(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[int]:
-    admin = _admin(bootstrap, timeout_s)
-    try:
-        return _partitions(admin, bootstrap, topic)
-    finally:
-        admin.close()
-
-
-def _describe(admin: KafkaAdminClient, bootstrap: str, topic: str) -> dict:
-    try:
-        described = admin.describe_topics([topic])
-    except KafkaError as error:
-        raise KafkaUnavailable(f"could not describe topic {topic!r} on {bootstrap}: {error}") from None
-    found = [t for t in described if t["name"] == topic and t["error_code"] == 0]
-    if not found or not found[0]["partitions"]:
-        raise UnknownTopic(f"topic {topic!r} does not exist on {bootstrap}")
-    return found[0]
-
-
-def _partitions(admin: KafkaAdminClient, bootstrap: str, topic: str) -> list[int]:
-    return sorted(p["partition_index"] for p in _describe(admin, bootstrap, topic)["partitions"])
+    with KafkaClient(bootstrap, topic, timeout_s) as client:
+        return client.partitions()
 
 
 def topic_id(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
-    """The topic's UUID (KIP-516), or None when the broker reports none. It changes when the topic is
-    recreated or a memory broker restarts: an epoch for offsets remembered across calls."""
-    admin = _admin(bootstrap, timeout_s)
-    try:
-        value = _describe(admin, bootstrap, topic).get("topic_id")
-    finally:
-        admin.close()
-    if value is None or str(value).replace("-", "").strip("0") == "":
-        return None
-    return str(value)
-
-
-def _offsets(bootstrap: str, topic: str, spec: OffsetSpec, timeout_s: float) -> dict[int, int]:
-    admin = _admin(bootstrap, timeout_s)
-    try:
-        partitions = _partitions(admin, bootstrap, topic)
-        specs = {TopicPartition(topic, p): spec for p in partitions}
-        try:
-            answer = admin.list_partition_offsets(specs, timeout_ms=_ms(timeout_s))
-        except KafkaError as error:
-            raise KafkaUnavailable(f"could not read offsets of {topic!r} on {bootstrap}: {error}") from None
-        return {tp.partition: result.offset for tp, result in sorted(answer.items())}
-    finally:
-        admin.close()
+    """One-shot `KafkaClient.topic_id`."""
+    with KafkaClient(bootstrap, topic, timeout_s) as client:
+        return client.topic_id()
 
 
 def end_offsets(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-    """partition -> offset of the next message to be written (the high watermark).
+    """One-shot `KafkaClient.end_offsets`."""
+    with KafkaClient(bootstrap, topic, timeout_s) as client:
+        return client.end_offsets()
 
-    The embedded broker (Tansu) answers ListOffsets(LATEST) with the last record batch's base offset + 1,
-    short of the real end when that batch holds several records. The high watermark a fetch response
-    carries is right, so each partition is fetched once at the listed offset (at most one small record
-    batch, never parsed) and the larger of the two is returned. On Apache Kafka both agree.
-    """
-    listed = _offsets(bootstrap, topic, OffsetSpec.LATEST, timeout_s)
-    return _high_watermarks(bootstrap, topic, listed, timeout_s)
+
+def beginning_offsets(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
+    """One-shot `KafkaClient.beginning_offsets`."""
+    with KafkaClient(bootstrap, topic, timeout_s) as client:
+        return client.beginning_offsets()
 
 
 def _consumer(bootstrap: str, timeout_s: float, client_id: str, **options) -> KafkaConsumer:
@@ -189,11 +230,6 @@ def _high_watermarks(bootstrap: str, topic: str, listed: dict[int, int], timeout
         return {p: max(listed[p], consumer.highwater(tp)) for p, tp in tps.items()}
     finally:
         consumer.close()
-
-
-def beginning_offsets(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-    """partition -> offset of the oldest message still held by the broker."""
-    return _offsets(bootstrap, topic, OffsetSpec.EARLIEST, timeout_s)
 
 
 def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int, batch: int = 2000,
@@ -391,32 +427,3 @@ class Publisher:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class KafkaResource(dg.ConfigurableResource):
-    """The payments topic on a Kafka cluster (KAFKA_BOOTSTRAP_SERVERS, PAYMENTS_TOPIC)."""
-
-    bootstrap_servers: str
-    topic: str
-
-    def ensure_topic(self, partitions: int = DEFAULT_PARTITIONS) -> bool:
-        return ensure_topic(self.bootstrap_servers, self.topic, partitions)
-
-    def end_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        return end_offsets(self.bootstrap_servers, self.topic, timeout_s)
-
-    def beginning_offsets(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        return beginning_offsets(self.bootstrap_servers, self.topic, timeout_s)
-
-    def topic_id(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
-        return topic_id(self.bootstrap_servers, self.topic, timeout_s)
-
-    def read_range(self, partition: int, start: int, end: int, batch: int = 2000) -> Iterator[list[KafkaMessage]]:
-        return read_range(self.bootstrap_servers, self.topic, partition, start, end, batch)
-
-    def publisher(self, **options) -> Publisher:
-        return Publisher(self.bootstrap_servers, self.topic, **options)
-
-    def health(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[int, int]:
-        """Raises KafkaUnavailable/UnknownTopic unless the broker answers and the topic exists."""
-        return self.end_offsets(timeout_s)

@@ -7,6 +7,7 @@ Tables (in `schema`, `public` by default; all created by `ensure_schema()`):
   position (`kafka_topic`, `kafka_partition`, `kafka_offset`) and `ingested_at`.
   Bulk path: COPY into a session temp table, then `INSERT ... SELECT ... ON CONFLICT (payment_id) DO NOTHING`,
   one transaction per chunk (all or nothing), so a payment already there is never changed.
+  Indexes for reads: created_at, (originator_id, created_at), (beneficiary_id, created_at).
 - `payments_quarantine`: messages that could not be parsed or failed validation: `raw` bytea, `kafka_topic`,
   `kafka_partition`, `kafka_offset` (unique together: re-runs add nothing), `reason` (for a person), `field`,
   `payment_id` (when readable), `kafka_key`, `defect_label` (the producer's `defect` header, for scoring only),
@@ -26,7 +27,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import dagster as dg
 import psycopg2
 import psycopg2.extras
 from psycopg2 import sql
@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS {schema}.payments (
     ingested_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS payments_created_at_idx ON {schema}.payments (created_at);
+CREATE INDEX IF NOT EXISTS payments_originator_created_idx ON {schema}.payments (originator_id, created_at);
+CREATE INDEX IF NOT EXISTS payments_beneficiary_created_idx ON {schema}.payments (beneficiary_id, created_at);
 CREATE TABLE IF NOT EXISTS {schema}.payments_quarantine (
     id                bigserial PRIMARY KEY,
     kafka_topic       text,
@@ -324,6 +326,84 @@ class PostgresLedger:
             return [{**dict(zip(names, row)), "raw": bytes(row[3])} for row in cur.fetchall()]
         return self._run(work)
 
+    def quarantine_page(self, before_id: int | None, limit: int) -> list[dict]:
+        """Quarantined messages newest first, those with id < before_id (a cursor) when given."""
+        def work(cur):
+            cur.execute(sql.SQL("SELECT id, kafka_topic, kafka_partition, kafka_offset, raw, reason, field, payment_id, "
+                                "quarantined_at FROM {} WHERE %s::bigint IS NULL OR id < %s ORDER BY id DESC LIMIT %s")
+                        .format(self._t("payments_quarantine")), (before_id, before_id, limit))
+            names = [d.name for d in cur.description]
+            return [{**dict(zip(names, row)), "raw": bytes(row[4])} for row in cur.fetchall()]
+        return self._run(work)
+
+    # -- reads (the serving room's fallback when HBase does not answer, and its aggregates) ---------------
+    READ_COLUMNS = ("payment_id::text AS payment_id, payment_type, amount::text AS amount, currency, originator_id, "
+                    "originator_name, beneficiary_id, beneficiary_name, status, created_at, value_date::text AS "
+                    "value_date, hbase_row_key, document, kafka_topic, kafka_partition, kafka_offset, ingested_at")
+
+    def payments_page(self, *, party_role: str | None, party_id: str | None, created_from, created_to,
+                      after: str | None, limit: int, payment_type: str | None = None, currency: str | None = None,
+                      status: str | None = None, min_amount=None, max_amount=None,
+                      beneficiary_id: str | None = None) -> list[dict]:
+        """Payments newest first in HBase key order, so a page can continue one HBase started (and back):
+        by party (role "originator"/"beneficiary"): ordered by `{yyyyMMddHHmmss}_{paymentId}`, the party index key
+        without its party; across all parties: ordered by `hbase_row_key`. `after` is the last position of the
+        previous page (exclusive); created_from inclusive, created_to exclusive (either may be None)."""
+        if party_role is not None:
+            column = sql.Identifier({"originator": "originator_id", "beneficiary": "beneficiary_id"}[party_role])
+            position = sql.SQL("(to_char(created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS') || '_' || payment_id::text)")
+            clauses, params = [sql.SQL("{} = %s").format(column)], [party_id]
+        else:
+            position = sql.SQL("hbase_row_key")
+            clauses, params = [], []
+        for condition, value in (("created_at >= %s", created_from), ("created_at < %s", created_to),
+                                 ("payment_type = %s", payment_type), ("currency = %s", currency),
+                                 ("status = %s", status), ("amount >= %s", min_amount), ("amount <= %s", max_amount),
+                                 ("beneficiary_id = %s", beneficiary_id)):
+            if value is not None:
+                clauses.append(sql.SQL(condition))
+                params.append(value)
+        if after is not None:
+            clauses.append(sql.SQL('{} COLLATE "C" < %s').format(position))
+            params.append(after)
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+
+        def work(cur):
+            cur.execute(sql.SQL('SELECT {}, {} COLLATE "C" AS position FROM {}{} ORDER BY position DESC LIMIT %s').format(
+                sql.SQL(self.READ_COLUMNS), position, self._t("payments"), where), (*params, limit))
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+        return self._run(work)
+
+    def payment_row(self, payment_id: str) -> dict | None:
+        """One payment by id, in the columns `payments_page` returns; None if absent."""
+        def work(cur):
+            cur.execute(sql.SQL("SELECT {} FROM {} WHERE payment_id = %s::uuid").format(
+                sql.SQL(self.READ_COLUMNS), self._t("payments")), (payment_id,))
+            row = cur.fetchone()
+            return dict(zip([d.name for d in cur.description], row)) if row else None
+        return self._run(work)
+
+    def daily_totals(self, created_from, created_to, *, payment_type: str | None = None, currency: str | None = None,
+                     by_status: bool = False) -> list[tuple]:
+        """(day, payment_type, currency, status or None, count, sum as text) per UTC day, oldest day first."""
+        clauses, params = [], []
+        for condition, value in (("created_at >= %s", created_from), ("created_at < %s", created_to),
+                                 ("payment_type = %s", payment_type), ("currency = %s", currency)):
+            if value is not None:
+                clauses.append(sql.SQL(condition))
+                params.append(value)
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+        status = sql.SQL("status") if by_status else sql.SQL("NULL::text")
+
+        def work(cur):
+            cur.execute(sql.SQL("SELECT (created_at AT TIME ZONE 'UTC')::date::text AS day, payment_type, currency, "
+                                "{status} AS status, count(*), sum(amount)::text FROM {table}{where} "
+                                "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4").format(
+                status=status, table=self._t("payments"), where=where), params)
+            return cur.fetchall()
+        return self._run(work)
+
     # -- progress --------------------------------------------------------------------------------------
     def read_progress(self, topic: str) -> dict[int, int]:
         """partition -> next offset to ingest; a missing partition has nothing ingested yet."""
@@ -398,13 +478,3 @@ class PostgresLedger:
             names = [d.name for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
         return self._run(work)
-
-
-class PostgresResource(dg.ConfigurableResource):
-    """PostgreSQL holding the payments ledger, quarantine and ingestion progress (POSTGRES_DSN)."""
-
-    dsn: str
-    schema_name: str = "public"
-
-    def client(self) -> PostgresLedger:
-        return PostgresLedger(self.dsn, schema=self.schema_name)

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable
 
-import dagster as dg
 import redis
 
 DEFAULT_PREFIX = "pp"
@@ -188,13 +187,3 @@ class RedisState:
         out["avg_processing_ms"] = out["processing_ms_total"] / out["processed"] if out["processed"] else None
         out["rate_per_s_60s"] = self.rate(60)
         return out
-
-
-class RedisResource(dg.ConfigurableResource):
-    """Redis for idempotency and live metrics (REDIS_URL)."""
-
-    url: str
-    key_prefix: str = DEFAULT_PREFIX
-
-    def client(self) -> RedisState:
-        return RedisState(self.url, key_prefix=self.key_prefix)

@@ -202,7 +202,7 @@ def main() -> int:
             ingested = evaluate.IngestedRange(1, topic, 0, 0, size)
             _, raw_kafka_s = timed(lambda: sum(len(c) for c in kafka.read_range(e.kafka, topic, 0, 0, size)), repeat=3)
             outcome, range_s = timed(lambda: evaluate.range_report(ingested, hbase_reader, postgres_reader, backup,
-                                                                   e.kafka), repeat=3)
+                                                                   kafka.KafkaClient(e.kafka, topic)), repeat=3)
             assert outcome["expected"] == size and not outcome["lost"]["hbase"] and not outcome["lost"]["postgres"]
             range_figures[size] = (range_s, raw_kafka_s)
             print(f"RANGE CHECK: one ingested range of {size:,} payments ({outcome['report'].rows['hbase']:,} in "

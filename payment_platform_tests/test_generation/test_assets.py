@@ -9,9 +9,9 @@ import pytest
 from payment_platform.defs.asset_keys import GENERATED_BATCH, PAYMENTS_TOPIC
 from payment_platform.defs.generation.assets import PaymentBatchConfig, batch_settings, payment_batch, payments_topic
 from payment_platform.defs.generation.schedules import generate_payments_every_minute, tick_run_config
+from payment_platform.defs.resources import KafkaResource
 from payment_platform.generation.generator import generate
 from payment_platform.stores import kafka
-from payment_platform.stores.kafka import KafkaResource
 
 TICK = datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
 

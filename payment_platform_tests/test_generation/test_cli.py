@@ -31,13 +31,15 @@ def read_topic(bootstrap: str, topic: str) -> list:
 
 def test_generate_writes_json_lines_identical_across_processes_and_to_the_api(tmp_path):
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    cache = tmp_path / "cache"  # empty: the first process builds the party pool, the second loads it
     result = run(["generate", "--count", "3000", "--seed", "42", "--bad-fraction", "0.02", "--output", str(first)],
-                 env={**os.environ, "PYTHONHASHSEED": "1"})
+                 env={**os.environ, "PYTHONHASHSEED": "1", "PAYMENT_PLATFORM_CACHE_DIR": str(cache)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["generated"] == 3000
+    assert len(list(cache.glob("party-pool-*.pickle"))) == 1
     run(["generate", "--count", "3000", "--seed", "42", "--bad-fraction", "0.02", "--output", str(second)],
-        env={**os.environ, "PYTHONHASHSEED": "2"})
-    assert first.read_bytes() == second.read_bytes()  # byte-identical, whatever the hash seed
+        env={**os.environ, "PYTHONHASHSEED": "2", "PAYMENT_PLATFORM_CACHE_DIR": str(cache)})
+    assert first.read_bytes() == second.read_bytes()  # byte-identical, cold or warm, whatever the hash seed
     expected = b"".join(m.value + b"\n" for m in generate(3000, 42, GenerationSettings(bad_fraction=0.02)))
     assert first.read_bytes() == expected
 

@@ -22,16 +22,16 @@ from payment_platform.defs.asset_keys import (
 from payment_platform.defs.checks.checks import ALL_CHECKS, consistency_checks_job
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.replay.replay import backup_replay_sensor, replay_failed_payments_job
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
 from payment_platform.defs.summaries.settlement import daily_settlement_job, daily_settlement_summary
 from payment_platform.generation.generator import generate
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
 from payment_platform.stack import processes, services
 from payment_platform.stack.manager import free_ports
 from payment_platform.stores import kafka
-from payment_platform.stores.backup import BackupResource, FailedPaymentBackup
-from payment_platform.stores.hbase import HBaseResource, HBaseStore
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresLedger, PostgresResource
+from payment_platform.stores.backup import FailedPaymentBackup
+from payment_platform.stores.hbase import HBaseStore
+from payment_platform.stores.postgres import PostgresLedger
 from payment_platform.stores.redis_state import RedisState
 
 

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from payment_platform.defs.resources import KafkaResource
 from payment_platform.stores import kafka
 from payment_platform_tests.test_kafka.conftest import Outgoing
 
@@ -69,14 +70,18 @@ def test_read_range_past_the_end_raises_instead_of_returning_short(bootstrap, to
         list(kafka.read_range(bootstrap, topic, 0, 10, 5))
 
 
-def test_resource_wraps_the_same_calls(bootstrap, topic):
-    resource = kafka.KafkaResource(bootstrap_servers=bootstrap, topic=topic)
-    resource.ensure_topic(partitions=1)
-    with resource.publisher() as publisher:
-        publisher.send(Outgoing(b"x"))
-        assert publisher.flush().acknowledged == 1
-    assert resource.health() == {0: 1}
-    assert [m.value for c in resource.read_range(0, 0, 1) for m in c] == [b"x"]
+def test_the_resource_client_makes_the_same_calls_over_one_admin_connection(bootstrap, topic):
+    with KafkaResource(bootstrap_servers=bootstrap, topic=topic).client() as client:
+        client.ensure_topic(partitions=1)
+        admin = client._admin()
+        with client.publisher() as publisher:
+            publisher.send(Outgoing(b"x"))
+            assert publisher.flush().acknowledged == 1
+        assert client.end_offsets() == {0: 1}
+        assert client.beginning_offsets() == {0: 0} and client.topic_id() is not None
+        assert [m.value for c in client.read_range(0, 0, 1) for m in c] == [b"x"]
+        assert client._admin() is admin  # one admin connection for every call of this use
+    assert client._admin_client is None  # closed with the client
 
 
 @pytest.mark.parametrize("call", [

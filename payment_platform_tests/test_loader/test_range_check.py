@@ -3,6 +3,7 @@ import pytest
 
 from payment_platform.reconciliation.evaluate import IngestedRange, range_report
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
+from payment_platform.stores.kafka import KafkaClient
 
 from ..test_stores.payments import bad_messages, payment_doc, raw
 
@@ -29,7 +30,7 @@ def ingested(lane):
 
 def check(lane, hbase, ingested_range):
     return range_report(ingested_range, HBaseReader.from_store(hbase), PostgresReader.from_ledger(lane.postgres()),
-                        lane.backup(), lane.bootstrap, chunk_size=64)
+                        lane.backup(), KafkaClient(lane.bootstrap, ingested_range.topic), chunk_size=64)
 
 
 def test_a_settled_range_checks_clean(ingested):

@@ -6,11 +6,7 @@ import pytest
 
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, QUARANTINE
 from payment_platform.defs.monitoring.observe import PLATFORM_HEALTH, platform_monitoring_sensor
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
-from payment_platform.stores.redis_state import RedisResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 
 pytestmark = pytest.mark.stack
 

@@ -2,9 +2,7 @@
 import dagster as dg
 
 from payment_platform.defs.replay.replay import backup_replay_sensor, replay_failed_payments_job
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.postgres import PostgresResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, PostgresResource
 
 # Nothing listens on these: the sensor must decide before it probes anything.
 RESOURCES = {"hbase": HBaseResource(host="127.0.0.1", port=1), "postgres": PostgresResource(dsn="postgresql://x@127.0.0.1:1/x"),

@@ -108,9 +108,17 @@ def test_status_reports_a_child_that_died(data_dir):
         assert text.returncode == 1
         assert any(line.split()[0] == "redis" and "DOWN" in line for line in text.stdout.splitlines()[1:])
 
-        # A half-dead stack is not silently reused by `stack up`.
+        # `stack up` on the half-dead stack starts what is missing (and says so), leaving the rest alone.
         reuse = cli("stack", "up", "--data-dir", str(data_dir))
-        assert reuse.returncode == 2 and "partly running" in reuse.stderr
+        assert reuse.returncode == 0, reuse.stderr
+        assert reuse.stdout.startswith("stack brought back up")
+        assert "started (pid" in reuse.stdout and "on port" in reuse.stdout
+        after = service_pids(data_dir)
+        assert after["redis"] != pids["redis"] and psutil.pid_exists(after["redis"])
+        assert {name: pid for name, pid in after.items() if name != "redis"} == {
+            name: pid for name, pid in pids.items() if name != "redis"}
+        assert cli("stack", "status", "--data-dir", str(data_dir)).returncode == 0
+        pids = after
     finally:
         assert cli("stack", "down", "--data-dir", str(data_dir)).returncode == 0
     assert wait_until_gone(pids.values()) == []

@@ -26,12 +26,10 @@ from payment_platform.defs.asset_keys import (
     QUARANTINE,
 )
 from payment_platform.defs.checks.settings import ChecksSettingsResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
 from payment_platform.reconciliation import evaluate
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource, UnknownTopic
-from payment_platform.stores.postgres import PostgresResource
+from payment_platform.stores.kafka import UnknownTopic
 
 CROSS_STORE_CONSISTENCY = "cross_store_consistency"
 NO_DUPLICATE_PAYMENT_IDS = "no_duplicate_payment_ids"
@@ -195,8 +193,9 @@ def ingested_range_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseRe
         hbase_reader, postgres_reader = _readers(hbase, postgres)
         rows, which = ranges_for_run(context, postgres_reader, settings)
         ranges = [evaluate.IngestedRange(*row) for row in rows]
-        verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(),
-                                            kafka.bootstrap_servers)
+        with kafka.client() as kafka_client:
+            verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(),
+                                                kafka_client)
         postgres_reader.ensure_range_checks()
         postgres_reader.record_range_checks(verdicts.consistency.outcomes)
         _, unproven = postgres_reader.ranges_to_check(1)
@@ -256,32 +255,26 @@ def ingestion_not_stalled(kafka: KafkaResource, postgres: PostgresResource,
 def waiting_payments(kafka: KafkaResource, postgres: PostgresResource, timeout_s: float
                      ) -> dict[int, tuple[int, float | None]]:
     """Per partition: messages published and not ingested, and the age of the oldest (its Kafka timestamp)."""
-    from payment_platform.ingestion.flow_offsets import read_end_offsets, read_first_offsets, read_progress
-    from payment_platform.stores.kafka import read_range
-
-    try:
-        end_offsets = read_end_offsets(kafka.bootstrap_servers, kafka.topic, timeout_s)
-    except Exception as error:  # noqa: BLE001
-        if isinstance(error.__cause__, UnknownTopic):
+    with kafka.client(timeout_s) as client:
+        try:
+            end_offsets = client.end_offsets()
+        except UnknownTopic:
             return {}  # no payments published yet: nothing can be stalled
-        raise
-    ledger = postgres.client()
-    try:
-        progress = read_progress(ledger, kafka.topic, timeout_s)
-    finally:
-        ledger.close()
-    first = read_first_offsets(kafka.bootstrap_servers, kafka.topic, timeout_s) \
-        if any(p not in progress for p in end_offsets) else {}
-    waiting = {}
-    for partition, end in end_offsets.items():
-        start = max(progress.get(partition, first.get(partition, 0)), first.get(partition, 0))
-        if start >= end:
-            waiting[partition] = (0, None)
-            continue
-        oldest = next(iter(read_range(kafka.bootstrap_servers, kafka.topic, partition, start, start + 1, batch=1)),
-                      [])
-        age = time.time() - oldest[0].timestamp_ms / 1000 if oldest else None
-        waiting[partition] = (end - start, age)
+        ledger = postgres.client()
+        try:
+            progress = ledger.read_progress(kafka.topic)
+        finally:
+            ledger.close()
+        first = client.beginning_offsets() if any(p not in progress for p in end_offsets) else {}
+        waiting = {}
+        for partition, end in end_offsets.items():
+            start = max(progress.get(partition, first.get(partition, 0)), first.get(partition, 0))
+            if start >= end:
+                waiting[partition] = (0, None)
+                continue
+            oldest = next(iter(client.read_range(partition, start, start + 1, batch=1)), [])
+            age = time.time() - oldest[0].timestamp_ms / 1000 if oldest else None
+            waiting[partition] = (end - start, age)
     return waiting
 
 

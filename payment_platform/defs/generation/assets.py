@@ -9,10 +9,11 @@ import dagster as dg
 from pydantic import Field
 
 from payment_platform.defs.asset_keys import GENERATED_BATCH, PAYMENTS_TOPIC
+from payment_platform.defs.resources import KafkaResource
 from payment_platform.domain.schema import RAILS
 from payment_platform.generation.generator import GeneratedMessage, arrival_weight, generate
 from payment_platform.generation.settings import GenerationSettings
-from payment_platform.stores.kafka import KafkaResource, KafkaUnavailable, PublishError
+from payment_platform.stores.kafka import KafkaUnavailable, PublishError
 
 DEFAULT_BATCH_SIZE = 1000
 TICK_SECONDS = 60.0
@@ -93,8 +94,8 @@ def payment_batch(context: dg.AssetExecutionContext, config: PaymentBatchConfig,
     seed, settings = batch_settings(config, context.run.run_id, datetime.now(timezone.utc))
     tally = BatchTally()
     try:
-        with kafka.publisher() as publisher:
-            kafka.ensure_topic()
+        with kafka.client() as client, client.publisher() as publisher:
+            client.ensure_topic()
             result = publisher.publish(tally.watch(generate(config.count, seed, settings)))
     except (PublishError, KafkaUnavailable) as error:
         raise dg.Failure(description=f"publishing the batch failed: {error}",

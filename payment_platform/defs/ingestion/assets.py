@@ -21,20 +21,10 @@ from payment_platform.defs.ingestion.runs import (
     RUN_RETRIES,
 )
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
-from payment_platform.ingestion.flow_offsets import (
-    OffsetsUnavailable,
-    bounded,
-    read_end_offsets,
-    read_first_offsets,
-    read_lag,
-    read_progress,
-)
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.ingestion.loader import Ingestor, OffsetRange, RangeResult
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource, UnknownTopic
-from payment_platform.stores.postgres import PostgresResource
-from payment_platform.stores.redis_state import RedisResource
+from payment_platform.lib.bounded import bounded
+from payment_platform.stores.kafka import UnknownTopic
 
 INGESTED_ASSETS = (asset_keys.HBASE_PAYMENTS, asset_keys.POSTGRES_PAYMENTS,
                    asset_keys.FAILED_PAYMENT_BACKUP, asset_keys.QUARANTINE)
@@ -65,25 +55,33 @@ NO_PAYMENTS_YET = ("no payments published yet: materialize generation/payment_ba
                    "`payment-platform produce --tps 50`")
 
 
-def waiting_ranges(context, kafka: KafkaResource, ledger, settings: IngestionSettingsResource) -> list[OffsetRange]:
+def waiting_ranges(context, kafka: KafkaResource, postgres: PostgresResource,
+                   settings: IngestionSettingsResource) -> list[OffsetRange]:
     """What waits now: per partition, [recorded progress, end offset), at most max_batch_size messages, skipping
     partitions whose ingestion run is in flight (the sensor's range would overlap) and partitions the sensor
     has not started yet (where ingestion begins is recorded by the sensor)."""
     timeout_s = settings.io_timeout_seconds
-    try:
-        end_offsets = read_end_offsets(kafka.bootstrap_servers, kafka.topic, timeout_s)
-    except OffsetsUnavailable as error:
-        if isinstance(error.__cause__, UnknownTopic):
+    with kafka.client(timeout_s) as client:
+        try:
+            end_offsets = bounded(client.end_offsets, timeout_s + 1.0, "kafka end offsets")
+        except UnknownTopic:
             raise dg.Failure(f"nothing to ingest: {NO_PAYMENTS_YET}") from None
-        raise dg.Failure(f"cannot see what waits in Kafka: {error}") from None
-    progress = read_progress(ledger, kafka.topic, timeout_s)
+        except Exception as error:  # noqa: BLE001 - said plainly, the run fails and nothing moved
+            raise dg.Failure(f"cannot see what waits in Kafka at {kafka.bootstrap_servers}: "
+                             f"{type(error).__name__}: {error}") from None
+        ledger = postgres.client()
+        try:
+            bounded(ledger.ensure_schema, timeout_s * 2, "postgres ensure_schema")
+            progress = bounded(lambda: ledger.read_progress(kafka.topic), timeout_s, "postgres progress")
+        finally:
+            ledger.close()
+        first = bounded(client.beginning_offsets, timeout_s + 1.0, "kafka beginning offsets") \
+            if any(p not in progress for p in end_offsets) else {}
     busy = partitions_in_flight(context.instance, context.run.run_id)
     ranges = []
     for partition, end in sorted(end_offsets.items()):
-        start = progress.get(partition)
-        if start is None and end > 0:
-            start = 0 if read_first_offsets(kafka.bootstrap_servers, kafka.topic, timeout_s).get(partition) == 0 \
-                else None
+        # a partition never ingested starts at 0 only if Kafka still holds offset 0 (else the sensor records a reset)
+        start = progress.get(partition, 0 if first.get(partition) == 0 else None)
         if start is None or start >= end:
             continue
         if partition in busy:
@@ -97,15 +95,6 @@ def partitions_in_flight(instance: dg.DagsterInstance, this_run_id: str) -> set[
     records = instance.get_run_records(dg.RunsFilter(job_name=INGEST_JOB_NAME, statuses=IN_FLIGHT_STATUSES))
     return {int(r.dagster_run.tags[PARTITION_TAG]) for r in records
             if r.dagster_run.run_id != this_run_id and PARTITION_TAG in r.dagster_run.tags}
-
-
-def _range_metadata(result_metadata: dict, lag_before: dict | None, lag_after: dict | None) -> dict:
-    metadata = dict(result_metadata)
-    if lag_before is not None:
-        metadata["lag_before"] = lag_before["lag"]
-    if lag_after is not None:
-        metadata["lag_after"] = lag_after["lag"]
-    return metadata
 
 
 @dg.multi_asset(
@@ -145,42 +134,31 @@ def ingest_payments_range(
 ):
     """Ingest one offset range of the payments topic (or every payment waiting now) into every store, exactly
     once in effect."""
-    ledger = postgres.client()  # offsets/progress reads for the lag figures only
-    try:  # a first run on a fresh database: the progress table exists before the lag is measured
-        bounded(ledger.ensure_schema, ingestion_settings.io_timeout_seconds * 2, "postgres ensure_schema")
-    except Exception as error:  # noqa: BLE001 - the ingestor reports a real Postgres problem itself
-        context.log.warning(f"could not prepare the ledger's tables: {error}")
+    requested = config.offset_range()
+    ranges = [requested] if requested else waiting_ranges(context, kafka, postgres, ingestion_settings)
+    topic = requested.topic if requested else kafka.topic
+    results = []
+    ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis)
     try:
-        requested = config.offset_range()
-        ranges = [requested] if requested else waiting_ranges(context, kafka, ledger, ingestion_settings)
-        topic = requested.topic if requested else kafka.topic
-        lag_before = _lag_or_none(context, kafka.bootstrap_servers, topic, ledger,
-                                  ingestion_settings.io_timeout_seconds)
-        results = []
-        ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis)
-        try:
-            for offset_range in ranges:
-                started = time.monotonic()
-                results.append(ingestor.ingest(offset_range, chunk_size=ingestion_settings.chunk_size,
-                                               log=context.log))
-                context.log.info(f"ingested {offset_range} in {time.monotonic() - started:.2f}s: "
-                                 f"{results[-1].as_metadata()}")
-        finally:
-            ingestor.close()
-        lag_after = _lag_or_none(context, kafka.bootstrap_servers, topic, ledger,
-                                 ingestion_settings.io_timeout_seconds)
+        for offset_range in ranges:
+            started = time.monotonic()
+            results.append(ingestor.ingest(offset_range, chunk_size=ingestion_settings.chunk_size, log=context.log))
+            context.log.info(f"ingested {offset_range} in {time.monotonic() - started:.2f}s: "
+                             f"{results[-1].as_metadata()}")
     finally:
-        ledger.close()
-    shared = _range_metadata(_combined_metadata(results, topic), lag_before, lag_after)
+        ingestor.close()
+    # the topic's lag is observed by the sensor on the topic asset, not measured by each run
+    shared = _combined_metadata(results, topic)
     shared[INGESTED_RANGES_METADATA] = dg.MetadataValue.json(
         [[r.range.topic, r.range.partition, r.range.start, r.range.end] for r in results])
     if not results:
         shared["note"] = "nothing was waiting: every published payment was already ingested"
     for key in INGESTED_ASSETS:
-        yield dg.MaterializeResult(asset_key=key, metadata={**shared, **store_figures(context, key, kafka, hbase, postgres, backup)})
+        yield dg.MaterializeResult(asset_key=key,
+                                   metadata={**shared, **store_figures(context, key, hbase, postgres, backup)})
 
 
-def store_figures(context, key: dg.AssetKey, kafka: KafkaResource, hbase: HBaseResource, postgres: PostgresResource,
+def store_figures(context, key: dg.AssetKey, hbase: HBaseResource, postgres: PostgresResource,
                   backup: BackupResource) -> dict:
     """Where the asset lives and how many rows it holds (dagster/row_count; HBase has no cheap count, so its
     row count comes from the full reconciliation's observation instead)."""
@@ -226,15 +204,6 @@ def _combined_metadata(results: list, topic: str) -> dict:
     seconds = metadata.get("seconds", 0)
     metadata["rate_msgs_per_s"] = round(metadata.get("messages", 0) / seconds, 1) if seconds else 0.0
     return metadata
-
-
-def _lag_or_none(context, bootstrap: str, topic: str, ledger, timeout_s: float) -> dict | None:
-    """The topic's lag for the run's metadata; a failure to measure it never fails the ingestion."""
-    try:
-        return bounded(lambda: read_lag(bootstrap, topic, ledger, timeout_s), timeout_s * 2).as_metadata()
-    except Exception as error:  # noqa: BLE001 - informational only, logged
-        context.log.warning(f"could not measure the lag of {topic}: {error}")
-        return None
 
 
 ingest_range_job = dg.define_asset_job(

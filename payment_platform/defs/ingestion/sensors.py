@@ -8,6 +8,7 @@ the cursor does not move.
 """
 
 import time
+from typing import Callable, TypeVar
 
 import dagster as dg
 from dagster._core.storage.tags import WILL_RETRY_TAG
@@ -16,23 +17,47 @@ from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.assets import NO_PAYMENTS_YET
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, PARTITION_TAG, RANGE_TAG, range_run_config
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.resources import KafkaResource, PostgresResource
 from payment_platform.ingestion import planner
-from payment_platform.ingestion.flow_offsets import (
-    OffsetsUnavailable,
-    bounded,
-    read_end_offsets,
-    read_first_offsets,
-    read_progress,
-    read_topic_id,
-)
-from payment_platform.stores.kafka import KafkaResource, UnknownTopic
-from payment_platform.stores.postgres import PostgresResource
+from payment_platform.lib.bounded import bounded
+from payment_platform.stores.kafka import KafkaClient, UnknownTopic
 
 SENSOR_NAME = "payments_ingestion_sensor"
 SENSOR_INTERVAL_SECONDS = 3  # a tick costs milliseconds; it sits in every payment's latency
 
 _FINISHED_BAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 _FINISHED = _FINISHED_BAD | {dg.DagsterRunStatus.SUCCESS}
+
+T = TypeVar("T")
+
+
+class OffsetsUnavailable(RuntimeError):
+    """Offsets or progress could not be read in time; the message says which system and why."""
+
+
+def _read(system: str, what: str, call: Callable[[], T], timeout_s: float) -> T:
+    """One offsets-only read, bounded in time; any failure is "`system` unavailable", said plainly."""
+    try:
+        return bounded(call, timeout_s, f"{system} {what}")
+    except Exception as error:  # noqa: BLE001 - any client error pauses the tick with its reason
+        raise OffsetsUnavailable(f"{system}: cannot read {what}: {type(error).__name__}: {error}") from error
+
+
+def read_offsets(kafka: KafkaClient, ledger, cursor: planner.CursorState, timeout_s: float):
+    """End offsets, topic id, progress and (when a partition is new or went backwards) first offsets, each
+    read once, through the tick's one Kafka client (one admin connection)."""
+    topic, where = kafka.topic, f"Kafka at {kafka.bootstrap_servers}"
+    margin_s = timeout_s + 1.0  # the client's own timeout fires first; this only catches a hung socket
+    end_offsets = _read(where, f"end offsets of {topic!r}", kafka.end_offsets, margin_s)
+    topic_id = _read(where, f"the id of topic {topic!r}", kafka.topic_id, margin_s)
+    if cursor.topic is None:  # first tick (of a deployment or after a bad cursor): tables exist from now on
+        bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
+    progress = _read("Postgres", f"ingestion progress of {topic!r}", lambda: ledger.read_progress(topic), timeout_s)
+    first_offsets = {}
+    missing = [p for p in end_offsets if p not in progress]
+    if missing or planner.backwards_partitions(cursor, topic, end_offsets, progress, topic_id):
+        first_offsets = _read(where, f"beginning offsets of {topic!r}", kafka.beginning_offsets, margin_s)
+    return end_offsets, topic_id, progress, first_offsets
 
 
 def run_state_of(records: list[dg.RunRecord], retries_enabled: bool, now: float,
@@ -109,15 +134,8 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     # afterwards is never older than the run states (no range is planned twice from a stale read)
     states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds)
     try:
-        end_offsets = read_end_offsets(kafka.bootstrap_servers, topic, timeout_s)
-        topic_id = read_topic_id(kafka.bootstrap_servers, topic, timeout_s)
-        if cursor.topic is None:  # first tick (of a deployment or after a bad cursor): tables exist from now on
-            bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
-        progress = read_progress(ledger, topic, timeout_s)
-        first_offsets = {}
-        missing = [p for p in end_offsets if p not in progress]
-        if missing or planner.backwards_partitions(cursor, topic, end_offsets, progress, topic_id):
-            first_offsets = read_first_offsets(kafka.bootstrap_servers, topic, timeout_s)
+        with kafka.client(timeout_s) as client:
+            end_offsets, topic_id, progress, first_offsets = read_offsets(client, ledger, cursor, timeout_s)
     except OffsetsUnavailable as error:
         if isinstance(error.__cause__, UnknownTopic):  # waiting for the first payments is not a failure
             return dg.SkipReason(f"{NO_PAYMENTS_YET} (topic {topic!r} does not exist yet)")

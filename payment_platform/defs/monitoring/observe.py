@@ -4,12 +4,8 @@ Kafka lag, processing time per payment, rate, errors, backup size and age, quara
 import dagster as dg
 
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, QUARANTINE
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.monitoring.snapshot import Probes, collect
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.kafka import KafkaResource
-from payment_platform.stores.postgres import PostgresResource
-from payment_platform.stores.redis_state import RedisResource
 
 PLATFORM_HEALTH = dg.AssetKey(["monitoring", "platform_health"])
 PROBE_TIMEOUT_S = 3.0
@@ -42,8 +38,8 @@ def platform_monitoring_sensor(context: dg.SensorEvaluationContext, kafka: Kafka
     ms = int(PROBE_TIMEOUT_S * 1000)
     hbase_store = hbase.client()
     hbase_store.timeout_ms = hbase_store.health_timeout_ms = ms
-    probes = Probes(kafka.bootstrap_servers, kafka.topic, postgres.client(), hbase_store, backup.client(),
-                    redis.client(), timeout_s=PROBE_TIMEOUT_S)
+    probes = Probes(kafka.client(PROBE_TIMEOUT_S), postgres.client(), hbase_store, backup.client(), redis.client(),
+                    timeout_s=PROBE_TIMEOUT_S)
     try:
         snapshot = collect(probes)
     finally:

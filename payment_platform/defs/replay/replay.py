@@ -11,11 +11,10 @@ import time
 import dagster as dg
 
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS
+from payment_platform.defs.resources import BackupResource, HBaseResource, PostgresResource
+from payment_platform.lib.bounded import bounded
 from payment_platform.replay.replayer import ReplaySettings, replayer_for
 from payment_platform.replay.scheduling import ReplayPlan, plan_replay
-from payment_platform.stores.backup import BackupResource
-from payment_platform.stores.hbase import HBaseResource
-from payment_platform.stores.postgres import PostgresResource
 
 REPLAY_JOB = "replay_failed_payments_job"
 STORE_ASSETS = {"hbase": HBASE_PAYMENTS, "postgres": POSTGRES_PAYMENTS}
@@ -75,7 +74,6 @@ def replay_failed_payments_job():
 
 
 def _bounded(fn, timeout_s: float):
-    from payment_platform.ingestion.flow_offsets import bounded
     return bounded(fn, timeout_s, "replay sensor probe")
 
 

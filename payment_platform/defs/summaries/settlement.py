@@ -10,7 +10,7 @@ from psycopg2 import sql
 
 from payment_platform.defs.asset_keys import DAILY_SETTLEMENT_SUMMARY, HBASE_PAYMENTS, POSTGRES_PAYMENTS
 from payment_platform.defs.checks.checks import BLOCKING_CHECKS
-from payment_platform.stores.postgres import PostgresResource
+from payment_platform.defs.resources import PostgresResource
 
 SUMMARY_TABLE = "daily_settlement_summary"
 SETTLED_STATUSES = ("ACSC", "ACCC")  # ISO 20022: settlement completed

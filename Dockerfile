@@ -1,0 +1,39 @@
+# The code location's image: the package and its dependencies, served over gRPC by Dagster's code server.
+# Every deployment uses it: the code-location server, the webserver and daemon of infra/docker-compose.yml,
+# the user deployment and the run pods (K8sRunLauncher) of infra/helm/dagster-values.yaml, the REST API.
+#
+#   docker build -t payment-platform:0.1.0 .
+#   docker run --rm -p 4000:4000 --env-file infra/platform.env payment-platform:0.1.0
+#
+# The stores are external services, configured by the environment variables of payment_platform/config.py.
+# `pip install .` installs the base dependencies only: the embedded servers of the local stack are not needed
+# here (until the `local` extra lands, pyproject.toml still lists them as base dependencies, so they are
+# installed but never started: nothing in the image runs `payment-platform stack`).
+FROM python:3.11.13-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DAGSTER_HOME=/opt/dagster/dagster_home \
+    FAILED_PAYMENTS_DIR=/var/lib/payment_platform/failed_payments
+
+WORKDIR /opt/payment_platform
+
+# dependencies first (a layer that survives code changes), then the code
+COPY pyproject.toml README.md ./
+COPY payment_platform ./payment_platform
+# dagster-k8s: the K8sRunLauncher's run pods load the instance (and so its launcher class) from this image
+RUN pip install . dagster-k8s==0.29.27
+
+# a non-root user owns only what it writes: Dagster's home and the last-resort failed-payment folder
+RUN useradd --system --uid 10001 --home-dir /opt/dagster --shell /usr/sbin/nologin payments \
+    && mkdir -p "$DAGSTER_HOME" "$FAILED_PAYMENTS_DIR" \
+    && chown -R payments "$DAGSTER_HOME" "$FAILED_PAYMENTS_DIR"
+USER 10001
+VOLUME ["/var/lib/payment_platform/failed_payments"]
+
+# the code server's gRPC port; each deployment sets its own health probe (the same image also runs the
+# webserver, the daemon and the API there)
+EXPOSE 4000
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "payment_platform.definitions"]
