@@ -175,13 +175,13 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
 
 def idle_reason(plan: planner.Plan, topic: str, settings: IngestionSettingsResource) -> str:
     """Why no run was requested, in words a person reading the sensor's ticks understands."""
+    if plan.lag.lag == 0 and all(note.startswith("no new messages") for note in plan.notes):
+        if plan.lag.end_offset_sum == 0:
+            return f"no new messages: topic {topic!r} is empty; {NO_PAYMENTS_YET}"
+        return (f"no new messages: up to date, all {plan.lag.end_offset_sum} published payments are ingested; "
+                f"waiting for new ones on {topic!r}")
     if plan.notes:
         return plan.summary()
-    if plan.lag.lag == 0:
-        if plan.lag.end_offset_sum == 0:
-            return f"topic {topic!r} is empty: {NO_PAYMENTS_YET}"
-        return (f"up to date: all {plan.lag.end_offset_sum} published payments are ingested; waiting for new "
-                f"ones on {topic!r}")
     in_flight = plan.cursor.in_flight_ranges()
     if in_flight:
         return (f"{plan.lag.lag} payments not ingested yet; {len(in_flight)} range(s) in flight "
