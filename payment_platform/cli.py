@@ -11,7 +11,8 @@ from payment_platform.errors import UsageError
 
 # Each module defines register(subparsers); a subcommand sets `func(args) -> int` as its handler.
 COMMAND_MODULES = (
-    "payment_platform.stack.cli",  # stack up/down/status, up, demo
+    "payment_platform.stack.cli",  # stack up/down/status/env, up
+    "payment_platform.demo.cli",  # demo
     "payment_platform.hbase_gateway.cli",  # hbase-gateway
     "payment_platform.generation.cli",  # generate, produce
     "payment_platform.monitoring.cli",  # status

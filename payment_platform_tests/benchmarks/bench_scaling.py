@@ -56,7 +56,7 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 def measure(stack, work: Path, partitions: int, count: int, batch_size: int, timeout_s: float) -> dict:
     from payment_platform.generation.generator import generate
     from payment_platform.generation.settings import GenerationSettings
-    from payment_platform.ingestion.flow_daemon import DagsterDaemon, wait_for
+    from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
     from payment_platform.stores import kafka
     from payment_platform.stores.postgres import PostgresLedger
 

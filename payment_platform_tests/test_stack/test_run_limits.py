@@ -11,7 +11,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from payment_platform.config import ConfigError
 from payment_platform.defs.ingestion.sensors import run_request
-from payment_platform.ingestion.flow_daemon import PROJECT_ROOT, prepare_dagster_home
+from payment_platform.stack.dagster_process import PROJECT_ROOT, prepare_dagster_home
 from payment_platform.ingestion.planner import PlannedRange
 from payment_platform.stack.run_limits import PARTITION_TAG, apply_run_limits
 
