@@ -291,7 +291,7 @@ class Ingestor:
                 work.in_chunk_duplicates += 1
                 continue
             seen.add(payment.payment_id)
-            work.records.append(PaymentRecord(payment, message.value, position))
+            work.records.append(PaymentRecord(payment, message.value, position, self.hbase.salt_buckets))
         ids = [r.payment_id for r in work.records]
         work.landed = self._redis_call(state, result, log, self.redis.landed_ids, ids) or set()
         work.candidates = work.records  # the stores decide; Redis claims are cross-checked in _finish

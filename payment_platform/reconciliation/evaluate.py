@@ -154,7 +154,8 @@ class IngestedRange:
 
 
 def _row_key_hint(doc: dict) -> bytes | None:
-    """The HBase row key ingestion gives this message (rowkeys.row_key), or None when it cannot be derived."""
+    """The unsalted HBase row key ingestion gives this message (rowkeys.time_key; the reader adds the salt of its
+    layout), or None when it cannot be derived."""
     from payment_platform.domain.schema import parse_timestamp
 
     try:
