@@ -59,7 +59,7 @@ def heal_by_itself(platform, instance, expect_store: str, landed: int, **sensor_
 
 def assert_all_checks_pass(platform, instance):
     evaluations = platform.run_checks(instance)
-    assert len(evaluations) == 10
+    assert len(evaluations) == 15  # 6 full + 5 range + recent days, backup, quarantine, not stalled
     failed = {k: e.description for k, e in evaluations.items() if not e.passed}
     assert not failed, failed
 
