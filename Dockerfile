@@ -6,9 +6,8 @@
 #   docker run --rm -p 4000:4000 --env-file infra/platform.env payment-platform:0.1.0
 #
 # The stores are external services, configured by the environment variables of payment_platform/config.py.
-# `pip install .` installs the base dependencies only: the embedded servers of the local stack are not needed
-# here (until the `local` extra lands, pyproject.toml still lists them as base dependencies, so they are
-# installed but never started: nothing in the image runs `payment-platform stack`).
+# `pip install .` installs the base dependencies only: the embedded servers of the local stack (the `local`
+# extra) are not needed here, nothing in the image runs `payment-platform stack`.
 FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
