@@ -25,9 +25,10 @@ COPY payment_platform ./payment_platform
 # dagster-k8s: the K8sRunLauncher's run pods load the instance (and so its launcher class) from this image
 RUN pip install . dagster-k8s==0.29.27
 
-# a non-root user owns only what it writes: Dagster's home and the last-resort failed-payment folder
+# a non-root user owns only what it writes: Dagster's home (its storage/ holds the runs' compute logs) and
+# the last-resort failed-payment folder; a volume mounted there starts with this ownership
 RUN useradd --system --uid 10001 --home-dir /opt/dagster --shell /usr/sbin/nologin payments \
-    && mkdir -p "$DAGSTER_HOME" "$FAILED_PAYMENTS_DIR" \
+    && mkdir -p "$DAGSTER_HOME/storage" "$FAILED_PAYMENTS_DIR" \
     && chown -R payments "$DAGSTER_HOME" "$FAILED_PAYMENTS_DIR"
 USER 10001
 VOLUME ["/var/lib/payment_platform/failed_payments"]
