@@ -15,6 +15,7 @@ import threading
 import time
 
 from payment_platform.hbase_gateway import filters as hfilters
+from payment_platform.hbase_gateway.filter_language import parse_filter
 from payment_platform.hbase_gateway.storage import (
     FOREVER,
     LATEST_TIMESTAMP,
@@ -157,7 +158,7 @@ class Scanner:
         self.filter_error = None
         if filter_string:
             try:
-                self.filter = hfilters.parse_filter(filter_string, reverse=reverse)
+                self.filter = parse_filter(filter_string, reverse=reverse)
             except hfilters.FilterError as error:
                 # scannerOpenWithScan can only throw IOError; scannerGetList can throw IllegalArgument.
                 self.filter_error = str(error)

@@ -6,7 +6,7 @@ Primary home: MongoDB, database `payments`, collection `failed_payments`, one do
     message), error (the last error), attempts, first_attempt_at, last_attempt_at (UTC datetimes),
     kafka {topic, partition, offset} (or null).
 Last resort, when MongoDB fails too: one JSON file per (payment, store) in a local folder (`failed_payments/` by
-default), the seed's format (the complete payment data as JSON) plus the same fields, named
+default): the complete payment as JSON plus the same fields, named
 `{store}__{payment_id}.json`, written atomically (temp file, fsync, rename, fsync of the folder).
 If neither home can be written, `record_failures` raises BackupUnavailable: the caller must not record progress.
 
@@ -226,7 +226,7 @@ class FailedPaymentBackup:
         previous = self._read_file(path) if path.exists() else None
         body = {
             "payment_id": record.payment_id, "store": store,
-            "payment": record.payment.doc,  # the seed's format: the complete payment as JSON
+            "payment": record.payment.doc,  # the complete payment as JSON
             "raw": record.raw.decode("utf-8"),
             "error": error,
             "attempts": (previous.attempts if previous else 0) + 1,

@@ -1,4 +1,4 @@
-"""The platform heals itself (issue 6): a store down during ingestion fills the backup and the checks fail or
+"""The platform heals itself: a store down during ingestion fills the backup and the checks fail or
 warn; once the store is back the replay sensor starts a run by itself, after which every check passes and
 every generated payment is in both stores exactly once. Real servers throughout: a private HBase gateway and
 a private MongoDB that these tests kill, the session stack's Kafka, Postgres and Redis."""
