@@ -78,6 +78,7 @@ def waiting_ranges(context, kafka: KafkaResource, postgres: PostgresResource,
         first = bounded(client.beginning_offsets, timeout_s + 1.0, "kafka beginning offsets") \
             if any(p not in progress for p in end_offsets) else {}
     busy = partitions_in_flight(context.instance, context.run.run_id)
+    max_batch = settings.planner().max_batch_size
     ranges = []
     for partition, end in sorted(end_offsets.items()):
         # a partition never ingested starts at 0 only if Kafka still holds offset 0 (else the sensor records a reset)
@@ -87,7 +88,7 @@ def waiting_ranges(context, kafka: KafkaResource, postgres: PostgresResource,
         if partition in busy:
             context.log.info(f"{kafka.topic}[{partition}]: an ingestion run is in flight, the sensor takes it on")
             continue
-        ranges.append(OffsetRange(kafka.topic, partition, start, min(end, start + settings.max_batch_size)))
+        ranges.append(OffsetRange(kafka.topic, partition, start, min(end, start + max_batch)))
     return ranges
 
 

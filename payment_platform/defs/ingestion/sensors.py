@@ -187,8 +187,9 @@ def idle_reason(plan: planner.Plan, topic: str, settings: IngestionSettingsResou
         return (f"{plan.lag.lag} payments not ingested yet; {len(in_flight)} range(s) in flight "
                 f"({', '.join(r.run_key for r in in_flight[:3])}): the next range of a partition starts after its "
                 f"run")
-    return (f"{plan.lag.lag} payments waiting; a range starts once {settings.min_batch_size} wait in a partition "
-            f"or the oldest has waited {settings.max_wait_seconds:g} s")
+    rules = settings.planner()
+    return (f"{plan.lag.lag} payments waiting; a range starts once {rules.min_batch_size} wait in a partition "
+            f"or the oldest has waited {rules.max_wait_seconds:g} s")
 
 
 @dg.sensor(
