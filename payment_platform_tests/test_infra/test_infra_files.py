@@ -488,7 +488,7 @@ def test_every_process_of_a_deployment_uses_one_hbase_row_key_layout():
 def test_scaling_knobs_of_every_deployment_are_valid():
     from payment_platform.config import scaling_from_env
 
-    for where, env in _deployment_envs().items():
+    for env in _deployment_envs().values():
         scaling_from_env({k: str(v) for k, v in env.items()})  # raises ConfigError naming a bad knob
     for env in (_k8s_dagster_env(), compose()["services"]["dagster-code"]["environment"]):
         scaling = scaling_from_env({k: str(v) for k, v in env.items()})
