@@ -416,7 +416,7 @@ class Ingestor:
         store if it took them (only its row from this very message: same Kafka position), never backed up and
         never called landed. Each store is touched on its own writer thread (one connection, one thread)."""
         reasons: dict[str, list[str]] = {}
-        for store, outcome in outcomes.items():
+        for outcome in outcomes.values():
             for payment_id, why in outcome.rejected.items():
                 reasons.setdefault(payment_id, []).append(why)
         poison = [r for r in work.candidates if r.payment_id in reasons]
@@ -448,7 +448,7 @@ class Ingestor:
         store = self.hbase if name == STORE_HBASE else self.postgres
         try:
             return store.remove_payments(records)
-        except Exception:
+        except Exception:  # noqa: BLE001 - one retry, as for every write
             time.sleep(WRITE_RETRY_DELAY_S)
             try:
                 return store.remove_payments(records)
