@@ -141,6 +141,7 @@ def _complete(target: Path) -> bool:
 def cluster_folder(data_dir: Path, user: str) -> Path:
     """The folder Postgres keeps its cluster in for this data dir, reachable by `user`."""
     link = data_dir / "postgres"
+    data_dir.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         return link.resolve()
     if user_can_enter(data_dir, user):
