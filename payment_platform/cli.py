@@ -11,10 +11,12 @@ from payment_platform.errors import UsageError
 
 # Each module defines register(subparsers); a subcommand sets `func(args) -> int` as its handler.
 COMMAND_MODULES = (
-    "payment_platform.stack.cli",  # stack up/down/status, up, demo
+    "payment_platform.stack.cli",  # stack up/down/status/env, up
+    "payment_platform.demo.cli",  # demo
     "payment_platform.hbase_gateway.cli",  # hbase-gateway
     "payment_platform.generation.cli",  # generate, produce
     "payment_platform.monitoring.cli",  # status
+    "payment_platform.stack.scaling_cli",  # scaling
     "payment_platform.serving.cli",  # query, hbase, api
 )
 

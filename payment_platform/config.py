@@ -29,7 +29,34 @@ ENV_VARS = {
     "PAYMENT_PLATFORM_DATA_DIR": f"folder for the embedded stack's data (default {DEFAULT_DATA_DIR})",
     "FAILED_PAYMENTS_DIR": "last-resort folder of the failed-payment backup when MongoDB is unreachable "
                            "(default $PAYMENT_PLATFORM_DATA_DIR/failed_payments)",
+    # read by the REST API (payment_platform/serving): listed here so every setting has one table
+    "PAYMENT_API_TOKEN": "bearer token the REST API requires on every request (unset: no token required)",
+    "PAYMENT_API_CURSOR_KEY": "HMAC key of the API's page cursors; the same on every API replica "
+                              "(default: a fixed key)",
 }
+
+# Scaling knobs (README "Scaling"): all optional, each with the default the embedded stack uses.
+DEFAULT_TOPIC_PARTITIONS = 3
+DEFAULT_MAX_RANGES_IN_FLIGHT = 3
+DEFAULT_BATCH_SIZE = 20_000
+DEFAULT_MAX_CONCURRENT_RUNS = 4
+MAX_SALT_BUCKETS = 100  # the salt prefix is two digits
+SCALING_VARS = {
+    "PAYMENTS_TOPIC_PARTITIONS": f"partitions of the payments topic when the platform creates it (default "
+                                 f"{DEFAULT_TOPIC_PARTITIONS}; an existing topic keeps its own count)",
+    "INGESTION_MAX_RANGES_IN_FLIGHT": f"offset ranges being ingested at once across partitions, never more than one "
+                                      f"per partition (default {DEFAULT_MAX_RANGES_IN_FLIGHT})",
+    "INGESTION_BATCH_SIZE": f"micro-batch size: most messages in one range, i.e. one ingestion run "
+                            f"(default {DEFAULT_BATCH_SIZE})",
+    "DAGSTER_MAX_CONCURRENT_RUNS": f"runs the QueuedRunCoordinator launches at once, all jobs together (default "
+                                   f"{DEFAULT_MAX_CONCURRENT_RUNS}); written into DAGSTER_HOME's dagster.yaml by "
+                                   f"`payment-platform up` and the daemon harness",
+    "HBASE_SALT_BUCKETS": f"0 (default): row keys start with the time; N in 1-{MAX_SALT_BUCKETS - 1}: row keys start "
+                          f"with a salt bucket `NN_` (hash of the payment id mod N) so writes spread over N regions",
+}
+# Every variable the platform reads. The scaling knobs are kept apart from ENV_VARS (where the services are): a
+# test stack strips ENV_VARS from its environment, but a layout setting such as HBASE_SALT_BUCKETS must reach it.
+ALL_ENV_VARS = {**ENV_VARS, **SCALING_VARS}
 
 
 class ConfigError(ValueError):
@@ -87,7 +114,7 @@ def parse_url(setting: str, value: str, schemes: tuple[str, ...]) -> str:
     if parsed.scheme not in schemes:
         raise ConfigError(setting, f"expected a URL starting {' or '.join(s + '://' for s in schemes)}, got {value!r}")
     try:
-        parsed.port  # raises ValueError on a non-numeric port
+        _ = parsed.port  # raises ValueError on a non-numeric port
     except ValueError:
         raise ConfigError(setting, f"port is not a number in {value!r}") from None
     return value.strip()
@@ -174,3 +201,55 @@ def endpoints_from_env(env: Mapping[str, str] | None = None) -> Endpoints:
 def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     return Path(env.get("PAYMENT_PLATFORM_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How far ingestion spreads: topic partitions, ranges and runs in flight, micro-batch size, HBase salt."""
+
+    topic_partitions: int = DEFAULT_TOPIC_PARTITIONS
+    max_ranges_in_flight: int = DEFAULT_MAX_RANGES_IN_FLIGHT
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_concurrent_runs: int = DEFAULT_MAX_CONCURRENT_RUNS
+    hbase_salt_buckets: int = 0
+
+    def to_env(self) -> dict[str, str]:
+        return {"PAYMENTS_TOPIC_PARTITIONS": str(self.topic_partitions),
+                "INGESTION_MAX_RANGES_IN_FLIGHT": str(self.max_ranges_in_flight),
+                "INGESTION_BATCH_SIZE": str(self.batch_size),
+                "DAGSTER_MAX_CONCURRENT_RUNS": str(self.max_concurrent_runs),
+                "HBASE_SALT_BUCKETS": str(self.hbase_salt_buckets)}
+
+
+def _int_setting(name: str, value: str | None, default: int, low: int, high: int) -> int:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(name, f"not an integer: {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, got {number}")
+    return number
+
+
+def salt_buckets_from_env(env: Mapping[str, str] | None = None) -> int:
+    """HBASE_SALT_BUCKETS (0 = unsalted row keys, the default); raises ConfigError naming it when malformed."""
+    env = os.environ if env is None else env
+    return _int_setting("HBASE_SALT_BUCKETS", env.get("HBASE_SALT_BUCKETS"), 0, 0, MAX_SALT_BUCKETS - 1)
+
+
+def scaling_from_env(env: Mapping[str, str] | None = None) -> Scaling:
+    """Read and validate the scaling knobs; raises ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    return Scaling(
+        topic_partitions=_int_setting("PAYMENTS_TOPIC_PARTITIONS", env.get("PAYMENTS_TOPIC_PARTITIONS"),
+                                      DEFAULT_TOPIC_PARTITIONS, 1, 10_000),
+        max_ranges_in_flight=_int_setting("INGESTION_MAX_RANGES_IN_FLIGHT", env.get("INGESTION_MAX_RANGES_IN_FLIGHT"),
+                                          DEFAULT_MAX_RANGES_IN_FLIGHT, 1, 10_000),
+        batch_size=_int_setting("INGESTION_BATCH_SIZE", env.get("INGESTION_BATCH_SIZE"), DEFAULT_BATCH_SIZE,
+                                1, 1_000_000),
+        max_concurrent_runs=_int_setting("DAGSTER_MAX_CONCURRENT_RUNS", env.get("DAGSTER_MAX_CONCURRENT_RUNS"),
+                                         DEFAULT_MAX_CONCURRENT_RUNS, 1, 10_000),
+        hbase_salt_buckets=salt_buckets_from_env(env),
+    )

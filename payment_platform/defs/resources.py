@@ -32,9 +32,11 @@ class HBaseResource(dg.ConfigurableResource):
     transport: str = "buffered"
     protocol: str = "binary"
     timeout_ms: int = 10_000
+    salt_buckets: Optional[int] = None  # row-key layout; None: HBASE_SALT_BUCKETS from the run's environment
 
     def client(self) -> HBaseStore:
-        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms)
+        return HBaseStore(self.host, int(self.port), self.transport, self.protocol, timeout_ms=self.timeout_ms,
+                          salt_buckets=self.salt_buckets)
 
 
 class KafkaResource(dg.ConfigurableResource):

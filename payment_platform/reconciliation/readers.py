@@ -4,7 +4,8 @@ Both readers use the store classes' own connections (`HBaseStore.table`, `Postgr
 implement `compare.PaymentSource`:
 - HBase has no server-side computation over Thrift1, so `summarize` streams the `payments` table (three
   cells per row: paymentType, amountValue, amountCurrency; the payment id comes from the row key) and sums
-  digests client-side. A time window is a row-key range (keys start with yyyyMMddHHmmss). Segment records
+  digests client-side. A time window is a row-key range (keys start with yyyyMMddHHmmss; with salted keys, one
+  range per bucket, merged: `stores.hbase.scan_time_range`). Segment records
   are fetched through the `payments_by_id` index (a prefix scan of ids, then one multi-get), never a scan
   of the whole table again.
 - Postgres computes every segment digest in SQL (the same MD5 formula as `digest.record_hash`), so only
@@ -18,7 +19,14 @@ from typing import Callable, Collection, Iterable, Iterator, Sequence
 import psycopg2
 from psycopg2 import sql
 
-from payment_platform.domain.rowkeys import COLUMN_FAMILY, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, time_prefix
+from payment_platform.domain.rowkeys import (
+    COLUMN_FAMILY,
+    PAYMENTS_BY_ID_TABLE,
+    PAYMENTS_TABLE,
+    check_salt_buckets,
+    salted,
+    time_prefix,
+)
 from payment_platform.lib.read_ahead import in_batches, read_ahead
 from payment_platform.reconciliation.compare import AllPayments, PaymentIds, Scope, TimeWindow
 from payment_platform.reconciliation.digest import (
@@ -61,13 +69,14 @@ class HBaseReader:
 
     name = "hbase"
 
-    def __init__(self, table: Callable[[str], object], scan_batch: int = SCAN_BATCH):
+    def __init__(self, table: Callable[[str], object], scan_batch: int = SCAN_BATCH, salt_buckets: int = 0):
         self._table = table  # name -> happybase.Table, e.g. HBaseStore.table
         self.scan_batch = scan_batch
+        self.salt_buckets = check_salt_buckets(salt_buckets)  # the row-key layout (HBASE_SALT_BUCKETS)
 
     @classmethod
     def from_store(cls, store) -> "HBaseReader":
-        return cls(store.table)
+        return cls(store.table, salt_buckets=store.salt_buckets)
 
     @staticmethod
     def _record(key: bytes, cells: dict[bytes, bytes]) -> PaymentRecord:
@@ -75,11 +84,14 @@ class HBaseReader:
                            cells.get(Q_AMOUNT_VALUE))
 
     def _scan(self, scope: AllPayments | TimeWindow) -> Iterator[PaymentRecord]:
+        from payment_platform.stores.hbase import scan_time_range
+
         table = self._table(PAYMENTS_TABLE)
         if isinstance(scope, TimeWindow):
             start, stop = _window_bounds(scope)
-            rows = table.scan(row_start=start, row_stop=stop, columns=RECORD_COLUMNS, batch_size=self.scan_batch)
-        else:
+            rows = scan_time_range(table, start, stop, self.salt_buckets, columns=RECORD_COLUMNS,
+                                   batch_size=self.scan_batch)
+        else:  # the whole table, in any layout: one scan (digests do not depend on row order)
             rows = table.scan(columns=RECORD_COLUMNS, batch_size=self.scan_batch)
         for key, cells in prefetched(rows, self.scan_batch):
             yield self._record(key, cells)
@@ -101,10 +113,12 @@ class HBaseReader:
                     yield self._record(key, cells)
 
     def records_with_key_hints(self, hints: dict[str, bytes | None]) -> Iterator[PaymentRecord]:
-        """The rows of these payments: first by the row key each message gives (one multi-get), then through the
-        index for the ids whose row was not under that key (a duplicated id first landed under another key)."""
+        """The rows of these payments: first by the row key each message gives (unsalted, `rowkeys.time_key`; put
+        in this reader's layout here), one multi-get, then through the index for the ids whose row was not under
+        that key (a duplicated id first landed under another key)."""
         found: set[str] = set()
-        for record in self._fetch([key for key in hints.values() if key]):
+        keys = [salted(key, pid, self.salt_buckets) for pid, key in hints.items() if key]
+        for record in self._fetch(keys):
             if record.payment_id in hints:
                 found.add(record.payment_id)
                 yield record

@@ -15,7 +15,7 @@ Throughput is bounded by `max_rate_per_s` so a large backlog does not starve liv
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 from payment_platform.domain.schema import InvalidMessage
@@ -109,8 +109,9 @@ class Replayer:
     def __init__(self, backup, writers: dict[str, Writer], quarantine: QuarantineSink,
                  settings: ReplaySettings = ReplaySettings(), log=None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 prepare: dict[str, Callable[[], object]] | None = None):
+                 prepare: dict[str, Callable[[], object]] | None = None, salt_buckets: int = 0):
         self.backup = backup
+        self.salt_buckets = salt_buckets  # HBase row-key layout of the rebuilt records (Postgres keeps the key too)
         self.writers = writers
         self.prepare = prepare or {}  # store -> ensure_schema: a store back empty gets its tables first
         self.quarantine = quarantine
@@ -162,11 +163,15 @@ class Replayer:
         if wait > 0:
             self.sleep(wait)
 
+    def _keyed(self, record: PaymentRecord) -> PaymentRecord:
+        """The record in the HBase layout in use: its row key goes to HBase and to the Postgres ledger."""
+        return replace(record, salt_buckets=self.salt_buckets) if self.salt_buckets else record
+
     def _replay_batch(self, store: str, entries: list, outcome: StoreOutcome) -> int:
         records, unreadable = [], []
         for entry in entries:
             try:
-                records.append((entry, entry.record()))
+                records.append((entry, self._keyed(entry.record())))
             except Exception as error:  # noqa: BLE001 - a backup entry whose raw message no longer parses
                 unreadable.append((entry, f"replay to {store}: backed-up message unreadable: {error}"))
         if unreadable:
@@ -246,4 +251,5 @@ def replayer_for(backup, hbase, postgres, settings: ReplaySettings = ReplaySetti
     """A Replayer writing with the store classes' own idempotent writes."""
     return Replayer(backup, {"hbase": hbase.write_payments, "postgres": postgres.write_payments},
                     quarantine_into_ledger(postgres), settings, log=log,
-                    prepare={"hbase": hbase.ensure_schema, "postgres": postgres.ensure_schema})
+                    prepare={"hbase": hbase.ensure_schema, "postgres": postgres.ensure_schema},
+                    salt_buckets=hbase.salt_buckets)

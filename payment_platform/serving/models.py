@@ -16,6 +16,10 @@ class Party:
     country: str | None = None
     identifiers: dict[str, str] = field(default_factory=dict)  # iban/bic, account/routing number, card token/BIN/last4
 
+    def as_dict(self) -> dict:
+        return {"party_id": self.party_id, "name": self.name, "country": self.country,
+                "identifiers": dict(self.identifiers)}
+
 
 @dataclass(frozen=True)
 class PaymentView:
@@ -37,7 +41,14 @@ class PaymentView:
     degraded: str | None = None  # why the primary store did not answer (None: it did)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies recursively and cost more than the two HBase gets (0.6 ms a view)
+        return {"payment_id": self.payment_id, "payment_type": self.payment_type, "amount": self.amount,
+                "currency": self.currency, "status": self.status, "created_at": self.created_at,
+                "value_date": self.value_date, "originator": self.originator.as_dict(),
+                "beneficiary": self.beneficiary.as_dict(), "reference": self.reference,
+                "remittance_info": self.remittance_info, "kafka_position": self.kafka_position,
+                "hbase_row_key": self.hbase_row_key, "source": self.source,
+                "pending_in_backup": list(self.pending_in_backup), "degraded": self.degraded}
 
     def flat(self) -> dict:
         """One flat row (for tables, CSV and DataFrames)."""

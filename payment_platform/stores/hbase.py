@@ -5,7 +5,7 @@ Works unchanged against a real HBase Thrift server and against the project's emb
 Layout (design.md):
 - `payments`, family `cf`, row key `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`
   (`payment_platform.domain.rowkeys.row_key`), one version per cell. Qualifiers (UTF-8 values):
-  the seed's `paymentId`, `paymentType`, `amountValue` (decimal string, exact), `amountCurrency`, `originatorId`,
+  `paymentId`, `paymentType`, `amountValue` (decimal string, exact), `amountCurrency`, `originatorId`,
   `originatorName`, `beneficiaryId`, `beneficiaryName`, `createdAt` (ISO 8601 UTC, `...Z`), plus `status`,
   `valueDate` (only when the message has one), `raw` (the message bytes as received), `kafkaPosition`
   (`{topic}:{partition}:{offset}`, only when known; one cell, not three: the gateway's cost is per cell).
@@ -13,6 +13,11 @@ Layout (design.md):
   never a scan.
 - `payments_by_originator` / `payments_by_beneficiary`, family `cf`: row = `{partyId}_{yyyyMMddHHmmss}_{paymentId}`,
   `cf:rowKey` = the `payments` row key: one party's payments over a time window are one range scan.
+- Salted layout (HBASE_SALT_BUCKETS = N > 0, `domain.rowkeys`): `payments` keys start with `{bucket:02d}_`; every
+  index points at the salted key. Every reader of `payments` by time goes through `scan_time_range` (the store's
+  `scan_time_window`), which scans each bucket and merges the rows back into time order. Thrift1 cannot pre-split
+  a table at creation: `ensure_schema` creates it unsplit (fine for the embedded gateway, which has no regions);
+  on a real cluster create it first with `rowkeys.hbase_shell_create(N)` (`payment-platform scaling`).
 Write order per chunk: payment rows, then the party indexes, then `payments_by_id` last. `existing_ids` reads
 `payments_by_id`, so a payment counted as stored has its row and both party index rows; a chunk whose write fails
 part-way goes whole to the backup, and replay rewrites all four rows (the same keys and cells: idempotent).
@@ -22,8 +27,9 @@ skips nothing itself (the loader decides what is new); re-putting a row only rew
 """
 from __future__ import annotations
 
+import heapq
 from functools import partial
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import happybase
 from Hbase_thrift import BatchMutation, Mutation  # registered by `import happybase` (its Thrift IDL)
@@ -31,7 +37,8 @@ from thriftpy2.transport import TBufferedTransport
 
 from payment_platform.domain.rowkeys import (COLUMN_FAMILY, PARTY_INDEX_TABLES, PAYMENTS_BY_BENEFICIARY_TABLE,
                                              PAYMENTS_BY_ID_TABLE, PAYMENTS_BY_ORIGINATOR_TABLE, PAYMENTS_TABLE,
-                                             party_index_key, stamp_in_row_key)
+                                             check_salt_buckets, party_index_key, row_key, salt_prefixes,
+                                             stamp_in_row_key, unsalted)
 from payment_platform.stores.records import PaymentRecord
 
 FAMILY_SPEC = {COLUMN_FAMILY: dict(max_versions=1)}
@@ -90,11 +97,61 @@ def decode_row(cells: dict[bytes, bytes]) -> dict[str, str | bytes]:
     return out
 
 
+def _bucket_end(prefix: bytes) -> bytes | None:
+    """The first key past every key starting with `prefix` (None: no bound)."""
+    prefix = prefix.rstrip(b"\xff")
+    return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else None
+
+
+def scan_time_range(table, start: bytes | None, stop: bytes | None, salt_buckets: int, *,
+                    columns: Sequence[bytes] | None = None, filter: bytes | None = None,  # noqa: A002
+                    batch_size: int = 1000, limit: int | None = None,
+                    reverse: bool = False) -> Iterator[tuple[bytes, dict]]:
+    """The rows of `payments` whose unsalted key is in [start, stop) (None: unbounded), as (real row key, cells),
+    in unsalted-key order (newest first with `reverse`), whatever the layout.
+
+    `table` is a happybase Table; `start`/`stop` are unsalted key bounds such as `rowkeys.time_prefix(moment)`.
+    Unsalted, this is one scan. Salted, it is one scan per bucket, merged: at most `limit` rows are asked of
+    each bucket, and `limit` rows are returned in all.
+    """
+    scans = []
+    for prefix in salt_prefixes(check_salt_buckets(salt_buckets)):
+        low = prefix + start if start is not None else (prefix or None)
+        high = prefix + stop if stop is not None else _bucket_end(prefix)
+        # a reversed HBase scan starts at its (inclusive) high bound and stops before its low one
+        bounds = dict(row_start=high, row_stop=low) if reverse else dict(row_start=low, row_stop=high)
+        rows = table.scan(**bounds, columns=columns, filter=filter, batch_size=batch_size, limit=limit,
+                          reverse=reverse)
+        scans.append(_within(rows, prefix, start, stop, salt_buckets) if (reverse or prefix) else rows)
+    merged = scans[0] if len(scans) == 1 else heapq.merge(
+        *scans, key=lambda row: unsalted(row[0], salt_buckets), reverse=reverse)
+    for count, row in enumerate(merged):
+        if limit is not None and count >= limit:
+            return
+        yield row
+
+
+def _within(rows, prefix: bytes, start: bytes | None, stop: bytes | None, salt_buckets: int):
+    """Rows of one bucket with their unsalted key inside [start, stop) (an inclusive reversed start bound)."""
+    for key, cells in rows:
+        if not key.startswith(prefix):
+            continue
+        bare = unsalted(key, salt_buckets)
+        if (start is None or bare >= start) and (stop is None or bare < stop):
+            yield key, cells
+
+
 class HBaseStore:
     """The payments tables in HBase. One Thrift connection, opened lazily, reopened after an error."""
 
     def __init__(self, host: str, port: int = 9090, transport: str = "buffered", protocol: str = "binary",
-                 timeout_ms: int = 10_000, table_prefix: str | None = None, health_timeout_ms: int = 3_000):
+                 timeout_ms: int = 10_000, table_prefix: str | None = None, health_timeout_ms: int = 3_000,
+                 salt_buckets: int | None = None):
+        if salt_buckets is None:  # the row-key layout: HBASE_SALT_BUCKETS, 0 when unset
+            from payment_platform.config import salt_buckets_from_env
+
+            salt_buckets = salt_buckets_from_env()
+        self.salt_buckets = check_salt_buckets(salt_buckets)
         self.host, self.port = host, int(port)
         self.transport, self.protocol = transport, protocol
         self.timeout_ms, self.health_timeout_ms = timeout_ms, health_timeout_ms
@@ -102,7 +159,8 @@ class HBaseStore:
         self._connection: happybase.Connection | None = None
 
     def __repr__(self) -> str:
-        return f"HBaseStore({self.host}:{self.port}, {self.transport}/{self.protocol}, prefix={self.table_prefix!r})"
+        return (f"HBaseStore({self.host}:{self.port}, {self.transport}/{self.protocol}, prefix={self.table_prefix!r}, "
+                f"salt_buckets={self.salt_buckets})")
 
     @property
     def address(self) -> str:
@@ -135,7 +193,7 @@ class HBaseStore:
         if connection is not None:
             try:
                 connection.close()
-            except Exception:  # closing a broken socket: nothing left to do
+            except Exception:  # noqa: BLE001 - closing a broken socket: nothing left to do
                 pass
 
     close = reset
@@ -168,8 +226,13 @@ class HBaseStore:
         return {"address": self.address, "tables": tables}
 
     # -- writes ----------------------------------------------------------------------------------------
-    @staticmethod
-    def prepare(records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, ...]]:
+    def key_of(self, record: PaymentRecord) -> bytes:
+        """The record's `payments` row key in this store's layout."""
+        if record.salt_buckets == self.salt_buckets:
+            return record.row_key
+        return row_key(record.payment, self.salt_buckets)
+
+    def prepare(self, records: Sequence[PaymentRecord]) -> dict[str, tuple[BatchMutation, ...]]:
         """The Thrift mutations of each record's rows, by payment id, one per table of `TABLES` in that order.
 
         Pure CPU work, separate from sending, so a caller can build the next chunk's rows while the server
@@ -177,7 +240,7 @@ class HBaseStore:
         """
         prepared = {}
         for record in records:
-            key = record.row_key
+            key = self.key_of(record)
             p = record.payment
             stamp = stamp_in_row_key(key)
             pointer = [Mutation(False, INDEX_COLUMN, key, True)]
@@ -254,25 +317,22 @@ class HBaseStore:
 
     def scan_payments(self, row_prefix: bytes | None = None, columns: Sequence[bytes] | None = None,
                       batch_size: int = 1000):
-        """Stream (row_key, cells) of the payments table (time-ordered keys: a prefix is a time window)."""
-        return self.table(PAYMENTS_TABLE).scan(row_prefix=row_prefix, columns=columns, batch_size=batch_size)
+        """Stream (row_key, cells) of the payments table in time order; `row_prefix` is an unsalted key prefix
+        (e.g. `rowkeys.time_prefix(day, "%Y%m%d")`), in any layout."""
+        return self.scan_time_window(row_prefix or None, _bucket_end(row_prefix) if row_prefix else None,
+                                     columns=columns, batch_size=batch_size)
 
     def scan_time_window(self, start: bytes | None, stop: bytes | None, *, newest_first: bool = False,
                          columns: Sequence[bytes] | None = None, filter: bytes | None = None,  # noqa: A002
                          batch_size: int = 1000, limit: int | None = None):
-        """Stream (row_key, cells) of `payments` rows with start <= key < stop, oldest first or newest first.
+        """Stream (row_key, cells) of `payments` rows whose unsalted key k has start <= k < stop, oldest first or
+        newest first, in this store's layout (the real, possibly salted keys are returned).
 
-        The one place that range-scans the payments table by time (readers go through it), so a salted key
-        layout has one place to fan out over its buckets and merge them back into key order.
+        The one place that range-scans the payments table by time (readers go through it): a salted layout fans
+        out over its buckets and merges them back into time order (`scan_time_range`).
         """
-        table = self.table(PAYMENTS_TABLE)
-        if newest_first:  # HBase reverse scans run from the highest row (inclusive) down to stop (exclusive)
-            high = (stop or b"\xff" * 16)
-            return (item for item in table.scan(row_start=high, row_stop=start or None, columns=columns,
-                                                filter=filter, batch_size=batch_size, limit=limit, reverse=True)
-                    if item[0] < high)
-        return table.scan(row_start=start, row_stop=stop, columns=columns, filter=filter, batch_size=batch_size,
-                          limit=limit)
+        return scan_time_range(self.table(PAYMENTS_TABLE), start, stop, self.salt_buckets, columns=columns,
+                               filter=filter, batch_size=batch_size, limit=limit, reverse=newest_first)
 
     def scan_party_index(self, role: str, start: bytes, stop: bytes, *, newest_first: bool = True,
                          batch_size: int = 1000):

@@ -24,7 +24,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTITIONS = 3
+DEFAULT_PARTITIONS = 3  # the default of PAYMENTS_TOPIC_PARTITIONS (config.DEFAULT_TOPIC_PARTITIONS)
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -102,8 +102,13 @@ class KafkaClient:
                 raise KafkaUnavailable(f"Kafka at {self.bootstrap_servers} is unreachable: {error}") from None
         return self._admin_client
 
-    def ensure_topic(self, partitions: int = DEFAULT_PARTITIONS) -> bool:
-        """Creates the topic with `partitions` partitions if it does not exist; True if it was created."""
+    def ensure_topic(self, partitions: int | None = None) -> bool:
+        """Creates the topic with `partitions` partitions (None: PAYMENTS_TOPIC_PARTITIONS, default 3) if it
+        does not exist; True if it was created. An existing topic keeps its partition count."""
+        if partitions is None:
+            from payment_platform.config import scaling_from_env
+
+            partitions = scaling_from_env().topic_partitions
         try:
             self._admin().create_topics({self.topic: {"num_partitions": partitions, "replication_factor": 1}},
                                         timeout_ms=_ms(self.timeout_s))
@@ -170,7 +175,7 @@ class KafkaClient:
         return Publisher(self.bootstrap_servers, self.topic, **options)
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS,
+def ensure_topic(bootstrap: str, topic: str, partitions: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     """One-shot `KafkaClient.ensure_topic` (for the CLI and tests)."""
     with KafkaClient(bootstrap, topic, timeout_s) as client:

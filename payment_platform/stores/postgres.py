@@ -103,6 +103,31 @@ CREATE TABLE IF NOT EXISTS {schema}.ingested_ranges (
 );
 """
 
+SETTLEMENT_SUMMARY_TABLE = "daily_settlement_summary"
+
+_SETTLEMENT_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    settlement_date  date NOT NULL,
+    payment_type     text NOT NULL,
+    currency         char(3) NOT NULL,
+    payments         bigint NOT NULL,
+    total_amount     numeric NOT NULL,
+    settled          bigint NOT NULL,
+    settled_amount   numeric NOT NULL,
+    rejected         bigint NOT NULL,
+    built_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (settlement_date, payment_type, currency)
+)"""
+
+# settlement day: the value date when the payment has one, else its UTC creation day
+_SETTLEMENT_BUILD = """
+INSERT INTO {table} (settlement_date, payment_type, currency, payments, total_amount, settled, settled_amount, rejected)
+SELECT coalesce(value_date, (created_at AT TIME ZONE 'UTC')::date), payment_type, currency, count(*), sum(amount),
+       count(*) FILTER (WHERE status = ANY(%(settled)s)),
+       coalesce(sum(amount) FILTER (WHERE status = ANY(%(settled)s)), 0),
+       count(*) FILTER (WHERE status = ANY(%(rejected)s))
+FROM {payments} GROUP BY 1, 2, 3"""
+
 
 class PostgresUnavailable(ConnectionError):
     """PostgreSQL did not answer; the message says why."""
@@ -128,7 +153,7 @@ class QuarantineEntry:
 def _redact_dsn(dsn: str) -> str:
     try:
         params = psycopg2.extensions.parse_dsn(dsn)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a DSN libpq cannot parse is still redacted
         return "<unparsable DSN>"
     params.pop("password", None)
     return " ".join(f"{k}={v}" for k, v in params.items())
@@ -194,7 +219,7 @@ class PostgresLedger:
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # a broken connection: nothing left to close
+            except Exception:  # noqa: BLE001 - a broken connection: nothing left to close
                 pass
 
     close = reset
@@ -210,7 +235,7 @@ class PostgresLedger:
         except Exception:
             try:
                 conn.rollback()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the rollback of a broken connection
                 pass
             self.reset()
             raise
@@ -347,14 +372,15 @@ class PostgresLedger:
                       beneficiary_id: str | None = None) -> list[dict]:
         """Payments newest first in HBase key order, so a page can continue one HBase started (and back):
         by party (role "originator"/"beneficiary"): ordered by `{yyyyMMddHHmmss}_{paymentId}`, the party index key
-        without its party; across all parties: ordered by `hbase_row_key`. `after` is the last position of the
+        without its party; across all parties: ordered by `hbase_row_key` unsalted. `after` is the last position of the
         previous page (exclusive); created_from inclusive, created_to exclusive (either may be None)."""
         if party_role is not None:
             column = sql.Identifier({"originator": "originator_id", "beneficiary": "beneficiary_id"}[party_role])
             position = sql.SQL("(to_char(created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS') || '_' || payment_id::text)")
             clauses, params = [sql.SQL("{} = %s").format(column)], [party_id]
         else:
-            position = sql.SQL("hbase_row_key")
+            # the HBase key without its salt prefix (`NN_`, HBASE_SALT_BUCKETS > 0): time order in either layout
+            position = sql.SQL("regexp_replace(hbase_row_key, '^[0-9]{2}_', '')")
             clauses, params = [], []
         for condition, value in (("created_at >= %s", created_from), ("created_at < %s", created_to),
                                  ("payment_type = %s", payment_type), ("currency = %s", currency),
@@ -477,4 +503,23 @@ class PostgresLedger:
                         .format(self._t("ingestion_resets")), (topic, topic, limit))
             names = [d.name for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
+        return self._run(work)
+
+    # -- daily settlement summary ----------------------------------------------------------------------
+    def rebuild_settlement_summary(self, settled_statuses: Sequence[str], rejected_statuses: Sequence[str]) -> dict:
+        """Replace `daily_settlement_summary` (per settlement day, rail and currency: payments, total and settled
+        amounts, rejections) from `payments` in one transaction, so readers see the old or the new table;
+        returns its figures."""
+        table = self._t(SETTLEMENT_SUMMARY_TABLE)
+
+        def work(cur):
+            cur.execute(sql.SQL(_SETTLEMENT_DDL).format(table=table))
+            cur.execute(sql.SQL("DELETE FROM {}").format(table))
+            cur.execute(sql.SQL(_SETTLEMENT_BUILD).format(table=table, payments=self._t("payments")),
+                        {"settled": list(settled_statuses), "rejected": list(rejected_statuses)})
+            cur.execute(sql.SQL("SELECT count(*), coalesce(sum(payments), 0), count(DISTINCT settlement_date), "
+                                "min(settlement_date), max(settlement_date) FROM {}").format(table))
+            rows, payments_count, days, first, last = cur.fetchone()
+            return {"rows": int(rows), "payments": int(payments_count), "days": int(days),
+                    "first_day": str(first) if first else "", "last_day": str(last) if last else ""}
         return self._run(work)

@@ -33,6 +33,7 @@ class PaymentRecord:
     payment: Payment
     raw: bytes
     position: KafkaPosition | None = None
+    salt_buckets: int = 0  # the HBase row-key layout (HBASE_SALT_BUCKETS) its `row_key` is for
 
     @property
     def payment_id(self) -> str:
@@ -41,8 +42,8 @@ class PaymentRecord:
     # Derived once per record and shared by the HBase and Postgres writes.
     @cached_property
     def row_key(self) -> bytes:
-        """The HBase row key of the payment (domain.rowkeys.row_key)."""
-        return row_key(self.payment)
+        """The HBase row key of the payment (domain.rowkeys.row_key) in the record's layout."""
+        return row_key(self.payment, self.salt_buckets)
 
     @cached_property
     def created_at_text(self) -> str:

@@ -1,6 +1,6 @@
 """Latency of sensor-driven ingestion under the real dagster-daemon with default settings.
 
-Target (issue 5): 95% of payments queryable in BOTH HBase and Postgres within 30 s of being published.
+Target: 95% of payments queryable in BOTH HBase and Postgres within 30 s of being published.
 
 What it does: starts its own embedded stack and `dagster-daemon` (project workspace, default ingestion
 settings), waits until a warm-up batch has landed (daemon and code server loaded), then publishes payments
@@ -111,7 +111,7 @@ def main() -> int:
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bench-xdg-"))
     from payment_platform.generation.generator import generate
-    from payment_platform.ingestion.flow_daemon import DagsterDaemon, wait_for
+    from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
     from payment_platform.stack.manager import start_stack
     from payment_platform.stores import kafka
     from payment_platform.stores.hbase import HBaseStore

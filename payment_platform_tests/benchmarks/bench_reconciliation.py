@@ -41,7 +41,8 @@ def synthetic(n: int, seed: int = 7):
         yield pid, rail, currency, amount, stamp
 
 
-def hbase_cells(pid, rail, currency, amount, stamp, full: bool) -> dict[bytes, bytes]:
+def hbase_cells(pid, rail, currency, amount, stamp, full: bool, originator: str = "PTY-000042",
+                beneficiary: str = "PTY-001377") -> dict[bytes, bytes]:
     """The cells of one payment row: `full` = every qualifier the platform writes (stores/hbase.py), the raw
     message included, as ingestion leaves them; otherwise only the three reconciliation reads (+ paymentId)."""
     cells = {b"cf:paymentId": pid.encode(), b"cf:paymentType": rail.encode(), b"cf:amountValue": amount.encode(),
@@ -50,43 +51,65 @@ def hbase_cells(pid, rail, currency, amount, stamp, full: bool) -> dict[bytes, b
         created = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:12]}:{stamp[12:14]}.000000Z"
         raw = json.dumps({"schema_version": 1, "payment_id": pid, "payment_type": rail,
                           "amount": {"value": amount, "currency": currency},
-                          "originator": {"party_id": "PTY-000042", "name": "Acme Holdings LLC", "country": "US",
+                          "originator": {"party_id": originator, "name": "Acme Holdings LLC", "country": "US",
                                          "account_number": "000123456789", "routing_number": "021000021"},
-                          "beneficiary": {"party_id": "PTY-001377", "name": "Globex GmbH", "country": "DE",
+                          "beneficiary": {"party_id": beneficiary, "name": "Globex GmbH", "country": "DE",
                                           "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"},
                           "created_at": created, "value_date": created[:10], "status": "ACSC",
                           "reference": f"E2E-{pid[:12]}", "remittance_info": "Invoice INV-2026-00042"})
-        cells.update({b"cf:originatorId": b"PTY-000042", b"cf:originatorName": b"Acme Holdings LLC",
-                      b"cf:beneficiaryId": b"PTY-001377", b"cf:beneficiaryName": b"Globex GmbH",
+        cells.update({b"cf:originatorId": originator.encode(), b"cf:originatorName": b"Acme Holdings LLC",
+                      b"cf:beneficiaryId": beneficiary.encode(), b"cf:beneficiaryName": b"Globex GmbH",
                       b"cf:createdAt": created.encode(), b"cf:status": b"ACSC", b"cf:valueDate": created[:10].encode(),
                       b"cf:raw": raw.encode(), b"cf:kafkaTopic": b"payment-transactions",
                       b"cf:kafkaPartition": b"0", b"cf:kafkaOffset": str(abs(hash(pid)) % 10**7).encode()})
     return cells
 
 
-def load_hbase(store, rows, full: bool, batch=2000) -> float:
-    from payment_platform.domain.rowkeys import PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE
+def default_parties(i: int) -> tuple[str, str]:
+    return "PTY-000042", "PTY-001377"
+
+
+def load_hbase(store, rows, full: bool, batch=2000, parties=default_parties, party_index: bool = False) -> float:
+    """Put the rows (and their `payments_by_id` entries; with `party_index`, their party index entries too, as
+    ingestion writes them), one Thrift mutateRows per table and batch. `parties(i)` gives row i's (originator id,
+    beneficiary id)."""
+    from Hbase_thrift import BatchMutation, Mutation
+
+    from payment_platform.domain.rowkeys import (PARTY_INDEX_TABLES, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE,
+                                                 party_index_key)
     started = time.perf_counter()
-    payments, index = store.table(PAYMENTS_TABLE), store.table(PAYMENTS_BY_ID_TABLE)
+    client = store.connection().client
+    names = {table: store.table(table).name for table in (PAYMENTS_TABLE, PAYMENTS_BY_ID_TABLE,
+                                                          *PARTY_INDEX_TABLES.values())}
     for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
-        with payments.batch() as b:
-            for pid, rail, currency, amount, stamp in chunk:
-                b.put(f"{stamp}_{rail}_PTY-000042_{pid}".encode(), hbase_cells(pid, rail, currency, amount, stamp, full))
-        with index.batch() as b:
-            for pid, rail, currency, amount, stamp in chunk:
-                b.put(pid.encode(), {b"cf:rowKey": f"{stamp}_{rail}_PTY-000042_{pid}".encode()})
+        payments, by_id, by_party = [], [], {role: [] for role in PARTY_INDEX_TABLES}
+        for n, (pid, rail, currency, amount, stamp) in enumerate(rows[start:start + batch]):
+            originator, beneficiary = parties(start + n)
+            key = f"{stamp}_{rail}_{originator}_{pid}".encode()
+            cells = hbase_cells(pid, rail, currency, amount, stamp, full, originator, beneficiary)
+            payments.append(BatchMutation(key, [Mutation(False, c, v, True) for c, v in cells.items()]))
+            pointer = [Mutation(False, b"cf:rowKey", key, True)]
+            by_id.append(BatchMutation(pid.encode(), pointer))
+            if party_index:
+                by_party["originator"].append(BatchMutation(party_index_key(originator, stamp, pid), pointer))
+                by_party["beneficiary"].append(BatchMutation(party_index_key(beneficiary, stamp, pid), pointer))
+        client.mutateRows(names[PAYMENTS_TABLE], payments, {})
+        for role, mutations in by_party.items():
+            if mutations:
+                client.mutateRows(names[PARTY_INDEX_TABLES[role]], mutations, {})
+        client.mutateRows(names[PAYMENTS_BY_ID_TABLE], by_id, {})
     return time.perf_counter() - started
 
 
-def load_postgres(ledger, rows) -> float:
+def load_postgres(ledger, rows, parties=default_parties) -> float:
     import psycopg2
     started = time.perf_counter()
     buffer = io.StringIO()
-    for pid, rail, currency, amount, stamp in rows:
+    for i, (pid, rail, currency, amount, stamp) in enumerate(rows):
         created = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:12]}:{stamp[12:14]}Z"
-        buffer.write(f"{pid}\t{rail}\t{amount}\t{currency}\tPTY-1\tA\tPTY-2\tB\tACSC\t{created}\t"
-                     f"{stamp}_{rail}_PTY-1_{pid}\t{{}}\n")
+        originator, beneficiary = parties(i) if parties is not default_parties else ("PTY-1", "PTY-2")
+        buffer.write(f"{pid}\t{rail}\t{amount}\t{currency}\t{originator}\tA\t{beneficiary}\tB\tACSC\t{created}\t"
+                     f"{stamp}_{rail}_{originator}_{pid}\t{{}}\n")
     buffer.seek(0)
     connection = psycopg2.connect(ledger.dsn)
     with connection, connection.cursor() as cur:
@@ -200,9 +223,17 @@ def main() -> int:
             producer.flush()
             producer.close()
             ingested = evaluate.IngestedRange(1, topic, 0, 0, size)
-            _, raw_kafka_s = timed(lambda: sum(len(c) for c in kafka.read_range(e.kafka, topic, 0, 0, size)), repeat=3)
-            outcome, range_s = timed(lambda: evaluate.range_report(ingested, hbase_reader, postgres_reader, backup,
-                                                                   kafka.KafkaClient(e.kafka, topic)), repeat=3)
+
+            def read_raw(topic=topic, size=size):
+                return sum(len(chunk) for chunk in kafka.read_range(e.kafka, topic, 0, 0, size))
+
+            client = kafka.KafkaClient(e.kafka, topic)
+
+            def check_range(ingested=ingested, client=client):
+                return evaluate.range_report(ingested, hbase_reader, postgres_reader, backup, client)
+
+            _, raw_kafka_s = timed(read_raw, repeat=3)
+            outcome, range_s = timed(check_range, repeat=3)
             assert outcome["expected"] == size and not outcome["lost"]["hbase"] and not outcome["lost"]["postgres"]
             range_figures[size] = (range_s, raw_kafka_s)
             print(f"RANGE CHECK: one ingested range of {size:,} payments ({outcome['report'].rows['hbase']:,} in "

@@ -85,12 +85,14 @@ def helm_values_validator():
 # --- the settings the code reads ---------------------------------------------------------------------------
 
 def config_env_vars() -> set[str]:
-    """Every environment variable payment_platform/config.py reads: its ENV_VARS table and every name it
-    looks up with get(...)/getenv(...)/environ[...]."""
+    """Every environment variable payment_platform/config.py reads: the keys of its tables of variables
+    (ENV_VARS and every other dict literal named *_VARS) and every name it looks up with
+    get(...)/getenv(...)/environ[...]."""
     tree = ast.parse((REPO / "payment_platform" / "config.py").read_text())
     names: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ENV_VARS" for t in node.targets):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
+                isinstance(t, ast.Name) and t.id.endswith("_VARS") for t in node.targets):
             names |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
         if isinstance(node, ast.Call):
             func = node.func

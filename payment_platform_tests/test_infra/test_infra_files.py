@@ -21,6 +21,8 @@ from kubernetes_validate import utils as k8s_validate
 from payment_platform.config import ConfigError, endpoints_from_env
 from payment_platform.defs.ingestion.sensors import run_request
 from payment_platform.ingestion.planner import PlannedRange
+from payment_platform.serving.api import TOKEN_SETTING
+from payment_platform.serving.cursor import CURSOR_KEY_SETTING
 from payment_platform_tests.test_infra import infra_files as infra
 
 PLATFORM_IMAGE = "payment-platform"
@@ -109,15 +111,27 @@ def test_compose_dependencies_name_services_that_report_health():
         assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
-def test_compose_bind_mounts_name_files_that_exist():
+def test_compose_mounts_files_that_exist_and_volumes_that_are_declared():
+    spec = compose()
     mounted = []
-    for name, service in compose()["services"].items():
+    for name, service in spec["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith("."):
                 mounted.append(source)
                 assert (infra.INFRA / source).exists(), f"{name} mounts {source}, which does not exist"
+            else:
+                assert source in spec["volumes"], f"{name} mounts volume {source}, not declared under volumes:"
     assert "./dagster.yaml" in mounted and "./workspace.grpc.yaml" in mounted
+
+
+def test_compose_runs_and_webserver_share_the_compute_log_storage():
+    """Runs execute in the code server; the UI shows their logs only if both see the same base_dir."""
+    base_dir = infra.load_yaml(infra.DEPLOY_DAGSTER_YAML)["compute_logs"]["config"]["base_dir"]
+    services = compose()["services"]
+    volumes = {name: {v.split(":")[0] for v in services[name]["volumes"] if v.split(":")[1] == base_dir}
+               for name in ("dagster-code", "dagster-webserver")}
+    assert volumes["dagster-code"] and volumes["dagster-code"] == volumes["dagster-webserver"]
 
 
 def test_grpc_workspace_points_at_the_compose_code_server():
@@ -300,7 +314,7 @@ def test_dockerfile_pins_its_base_runs_non_root_and_serves_the_code_location_ove
     assert command[command.index("-m") + 1] == code_location_module()
     assert compose()["services"]["dagster-code"]["command"] == command
     installs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
-    assert "pip install ." in installs and "[local]" not in installs, "the image needs no embedded servers"
+    assert "pip install ." in installs
 
 
 # --- environment variables ----------------------------------------------------------------------------------
@@ -360,16 +374,20 @@ def test_each_deployment_sets_every_required_setting():
     storage = infra.dagster_yaml_env_vars(infra.DEPLOY_DAGSTER_YAML)
     services = platform_services(compose())
     required = {"dagster-code": resources | storage, "dagster-webserver": storage, "dagster-daemon": storage,
-                "api": resources}
+                "api": resources | {TOKEN_SETTING}}
     for name, needed in required.items():
         missing = needed - set(services[name].get("environment", {}))
         assert not missing, f"compose {name} does not set {sorted(missing)}"
 
     objects = _k8s_env_objects()
+    api = next(doc for _, doc in MANIFESTS if doc["kind"] == "Deployment")
+    # replicas answer each other's page cursors only with one shared cursor key
+    api_needs = resources | {TOKEN_SETTING} | ({CURSOR_KEY_SETTING} if api["spec"]["replicas"] > 1 else set())
+    needs = {process: resources for process in _helm_env_sources(helm_values())} | {"api": api_needs}
     for process, names in {**_helm_env_sources(helm_values()), "api": _api_env_sources()}.items():
         assert all(n in objects for n in names), f"{process} refers to a ConfigMap/Secret not in infra/k8s"
         provided = set().union(*(objects[n] for n in names))
-        missing = resources - provided
+        missing = needs[process] - provided
         assert not missing, f"k8s {process} does not get {sorted(missing)}"
 
     missing = (resources | storage) - set(infra.env_file_vars(infra.PLATFORM_ENV_FILE))
@@ -396,3 +414,82 @@ def test_config_env_var_scan_finds_what_config_reads():
     names = infra.config_env_vars()
     assert set(config.ENV_VARS) <= names
     assert "HBASE_PORT" in names and "PAYMENT_PLATFORM_DATA_DIR" in names
+    assert {TOKEN_SETTING, CURSOR_KEY_SETTING} <= names  # the API's settings are in the one table too
+
+
+def _platform_commands() -> dict[str, list[str]]:
+    """Every `payment-platform ...` command line a deployment runs."""
+    commands = {f"compose {name}": s["command"] for name, s in platform_services(compose()).items()
+                if s["command"][0] == "payment-platform"}
+    for path, doc in MANIFESTS:
+        if doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                commands[f"{path.name} {container['name']}"] = container["command"]
+    return commands
+
+
+def test_deployed_platform_commands_parse_with_the_real_cli():
+    from payment_platform.cli import build_parser
+
+    commands = _platform_commands()
+    assert commands, "the API is deployed by compose and Kubernetes"
+    for where, command in commands.items():
+        assert command[0] == "payment-platform"
+        try:
+            args = build_parser().parse_args(command[1:])
+        except SystemExit:
+            pytest.fail(f"{where}: `{' '.join(command)}` is not a valid payment-platform command line")
+        assert callable(args.func), where
+        assert (args.host, int(args.port)) == ("0.0.0.0", 8000), f"{where} must listen beyond the container"
+
+
+# --- scaling knobs ------------------------------------------------------------------------------------------
+
+def _k8s_dagster_env() -> dict[str, str]:
+    """What the code location and its run pods get from the ConfigMaps/Secrets the Helm values name."""
+    objects = _k8s_env_objects()
+    (names, *_) = _helm_env_sources(helm_values()).values()
+    return {key: value for name in names for key, value in objects[name].items()}
+
+
+def test_run_queue_limits_follow_the_scaling_knobs():
+    """Dagster reads the run queue's limits from dagster.yaml / the Helm values only; they must be what the
+    knobs the code location sees ask for (the same block `payment-platform scaling` prints)."""
+    from payment_platform.config import scaling_from_env
+    from payment_platform.stack.run_limits import run_coordinator_limits
+
+    compose_env = {k: str(v) for k, v in compose()["services"]["dagster-code"]["environment"].items()}
+    expected = run_coordinator_limits(scaling_from_env(compose_env))
+    config = infra.load_yaml(infra.DEPLOY_DAGSTER_YAML)["run_coordinator"]["config"]
+    assert {key: config[key] for key in expected} == expected
+
+    expected = run_coordinator_limits(scaling_from_env(_k8s_dagster_env()))
+    queued = helm_values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert {"max_concurrent_runs": queued["maxConcurrentRuns"],
+            "tag_concurrency_limits": queued["tagConcurrencyLimits"]} == expected
+
+
+def test_every_process_of_a_deployment_uses_one_hbase_row_key_layout():
+    """HBASE_SALT_BUCKETS is a property of the stored data: it is set explicitly, and to the same value, for
+    every process that reads or writes HBase in a deployment (code location, run workers, API)."""
+    setting = "HBASE_SALT_BUCKETS"
+    services = platform_services(compose())
+    layouts = {name: services[name]["environment"].get(setting) for name in ("dagster-code", "api")}
+    layouts["infra/platform.env"] = infra.env_file_vars(infra.PLATFORM_ENV_FILE).get(setting)
+    assert None not in layouts.values() and len(set(map(str, layouts.values()))) == 1, layouts
+
+    objects = _k8s_env_objects()
+    sources = {**_helm_env_sources(helm_values()), "api": _api_env_sources()}
+    layouts = {process: {objects[n][setting] for n in names if setting in objects[n]}
+               for process, names in sources.items()}
+    assert all(len(v) == 1 for v in layouts.values()) and len(set().union(*layouts.values())) == 1, layouts
+
+
+def test_scaling_knobs_of_every_deployment_are_valid():
+    from payment_platform.config import scaling_from_env
+
+    for env in _deployment_envs().values():
+        scaling_from_env({k: str(v) for k, v in env.items()})  # raises ConfigError naming a bad knob
+    for env in (_k8s_dagster_env(), compose()["services"]["dagster-code"]["environment"]):
+        scaling = scaling_from_env({k: str(v) for k, v in env.items()})
+        assert scaling.topic_partitions >= scaling.max_ranges_in_flight, "runs in flight beyond the partitions idle"

@@ -45,11 +45,11 @@ def wait_for_location(port: int, parent: subprocess.Popen, timeout: float = 180.
 
 
 def test_up_serves_dagster_and_ctrl_c_leaves_nothing(data_dir):
-    *service_ports, ui_port = free_ports(len(SERVICES) + 1)
+    *service_ports, ui_port, api_port = free_ports(len(SERVICES) + 2)
     ports = [arg for name, port in zip(SERVICES, service_ports) for arg in ("--port", f"{name}={port}")]
     parent = subprocess.Popen(
         [sys.executable, "-m", "payment_platform.cli", "up", "--data-dir", str(data_dir),
-         "--dagster-port", str(ui_port), *ports],
+         "--dagster-port", str(ui_port), "--api-port", str(api_port), *ports],
         env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         locations = wait_for_location(ui_port, parent)
@@ -57,6 +57,16 @@ def test_up_serves_dagster_and_ctrl_c_leaves_nothing(data_dir):
         # Dagster's instance is the stack's Postgres (dagster.yaml + DAGSTER_POSTGRES_URL)
         instance = graphql(ui_port, "{ instance { info } }")["data"]["instance"]["info"]
         assert "PostgresRunStorage" in instance
+        # the REST API runs beside Dagster, over the same stack
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=30) as response:
+                    assert json.loads(response.read())["services"]["hbase"]["up"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the REST API did not answer"
+                time.sleep(0.5)
         everything = [p.pid for p in psutil.Process(parent.pid).children(recursive=True)]
         assert len(everything) > len(SERVICES)  # the services, dagster dev, its webserver, daemon, code server
     finally:
@@ -64,5 +74,6 @@ def test_up_serves_dagster_and_ctrl_c_leaves_nothing(data_dir):
         output = parent.communicate(timeout=90)[0]
     assert parent.returncode == 0, output
     assert "stopped" in output.splitlines()[-1]
+    assert f"REST API: http://127.0.0.1:{api_port}" in output
     assert wait_until_gone(everything) == []
     assert processes_under(data_dir) == []

@@ -12,8 +12,8 @@ PROBE_TIMEOUT_S = 3.0
 
 platform_health = dg.AssetSpec(
     PLATFORM_HEALTH, group_name="monitoring",
-    description="Live figures of the pipeline and the health of every service, observed every 30 s "
-                "(the seed's dashboard). Plot kafka_lag, avg_processing_ms, rate_per_s, errors, backup_size, "
+    description="Live figures of the pipeline and the health of every service, observed every 30 s. "
+                "Plot kafka_lag, avg_processing_ms, rate_per_s, errors, backup_size, "
                 "backup_oldest_age_s, quarantine_count, health_* in the asset's Plots tab.")
 
 

@@ -1,6 +1,8 @@
-"""Run the real `dagster-daemon` (sensors, schedules, run queue, run retries) against a stack.
+"""Dagster's processes against a stack, in one place: the DAGSTER_HOME (the project's dagster.yaml, the one
+source of Dagster's instance settings), the instance storage created before any Dagster process starts, and
+the real `dagster-daemon` (sensors, schedules, run queue, run retries).
 
-Used by the demo, the end-to-end test and the latency benchmark: a DAGSTER_HOME folder holding the
+The daemon is used by the demo, the end-to-end tests and the latency benchmark: a DAGSTER_HOME holding the
 project's dagster.yaml (storage in the stack's Postgres through DAGSTER_POSTGRES_URL), the project's
 workspace.yaml, and the stack's environment. Stopping it stops the whole process tree (code server and
 run workers included).
@@ -16,45 +18,47 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from payment_platform.errors import UsageError
+from payment_platform.stack.run_limits import apply_run_limits
 
-# Used only when the project's dagster.yaml is not next to the package (e.g. an installed wheel).
-FALLBACK_DAGSTER_YAML = """\
-storage:
-  postgres:
-    postgres_url:
-      env: DAGSTER_POSTGRES_URL
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
-run_retries:
-  enabled: true
-  max_retries: 0
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 120
-  poll_interval_seconds: 15
-telemetry:
-  enabled: false
-"""
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DaemonError(RuntimeError):
     """dagster-daemon could not be started or died; the message carries the end of its log."""
 
 
-def prepare_dagster_home(home: Path, dagster_yaml: Path | None = None) -> Path:
-    """A DAGSTER_HOME with the project's dagster.yaml (storage configured from DAGSTER_POSTGRES_URL), or
-    with `dagster_yaml` when given (to compare instance settings)."""
+def prepare_dagster_home(home: Path, env: Mapping[str, str] | None = None, *, dagster_yaml: Path | None = None,
+                         project_dir: Path = PROJECT_ROOT) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml (copied fresh each time, so edits take effect) with the
+    run coordinator's limits from the scaling knobs in `env` (default os.environ), or `dagster_yaml` as it is
+    when given (to compare instance settings)."""
+    source = Path(dagster_yaml) if dagster_yaml else project_dir / "dagster.yaml"
+    if not source.is_file():
+        raise UsageError(f"dagster.yaml: not found at {source} (run this from the project folder)")
     home.mkdir(parents=True, exist_ok=True)
-    source = Path(dagster_yaml) if dagster_yaml else PROJECT_ROOT / "dagster.yaml"
-    if source.is_file():
-        shutil.copyfile(source, home / "dagster.yaml")
-    else:
-        (home / "dagster.yaml").write_text(FALLBACK_DAGSTER_YAML)
+    shutil.copyfile(source, home / "dagster.yaml")
+    if dagster_yaml is None:
+        apply_run_limits(home / "dagster.yaml", env)
     return home
+
+
+def dagster_tool(name: str) -> str:
+    """The Dagster command `name` installed beside this Python (the virtualenv's), else the one on PATH."""
+    binary = Path(sys.executable).with_name(name)
+    return str(binary) if binary.exists() else name
+
+
+def initialise_instance_storage(home: Path, env: Mapping[str, str], timeout_s: float = 120.0) -> None:
+    """Creates (or migrates) Dagster's tables before any Dagster process starts. On an empty database the
+    webserver, the daemon and `dagster schedule start` would otherwise race to create the same tables and
+    one of them dies with "already exists"."""
+    done = subprocess.run([dagster_tool("dagster"), "instance", "migrate"], cwd=home,
+                          env={**env, "DAGSTER_HOME": str(home)}, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+        raise RuntimeError(f"could not create Dagster's storage (dagster instance migrate): {tail}")
 
 
 def _code_location_args() -> list[str]:
@@ -62,13 +66,8 @@ def _code_location_args() -> list[str]:
     return ["-w", str(workspace)] if workspace.is_file() else ["-m", "payment_platform.definitions"]
 
 
-def _tool(name: str) -> str:
-    binary = Path(sys.executable).with_name(name)
-    return str(binary) if binary.exists() else name
-
-
 def _daemon_command() -> list[str]:
-    return [_tool("dagster-daemon"), "run", *_code_location_args()]
+    return [dagster_tool("dagster-daemon"), "run", *_code_location_args()]
 
 
 class DagsterDaemon:
@@ -79,14 +78,13 @@ class DagsterDaemon:
             from payment_platform.config import ConfigError
 
             raise ConfigError("DAGSTER_POSTGRES_URL", "must be set for dagster-daemon (postgresql+psycopg2://...)")
-        self.home = prepare_dagster_home(Path(home), dagster_yaml)
-        self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
+        self.env = {**os.environ, **env}
+        self.home = prepare_dagster_home(Path(home), self.env, dagster_yaml=dagster_yaml)
+        self.env["DAGSTER_HOME"] = str(self.home)
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "DagsterDaemon":
-        from payment_platform.stack.dagster_dev import initialise_instance_storage
-
         try:
             initialise_instance_storage(self.home, self.env)
         except RuntimeError as error:
@@ -107,7 +105,7 @@ class DagsterDaemon:
         self._schedule_command("stop", name, timeout_s)
 
     def _schedule_command(self, verb: str, name: str, timeout_s: float) -> None:
-        done = subprocess.run([_tool("dagster"), "schedule", verb, name, *_code_location_args()], cwd=PROJECT_ROOT,
+        done = subprocess.run([dagster_tool("dagster"), "schedule", verb, name, *_code_location_args()], cwd=PROJECT_ROOT,
                               env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout_s)
         if done.returncode != 0:

@@ -1,9 +1,9 @@
 """`payment-platform demo`: the main flow, headless, as a sequence of named steps over one summary dict.
 
 Each step reads what it needs from the `DemoRun` and records what it did in `run.summary`; the summary
-is printed at the end (as text, or as JSON with --json). Later issues insert their steps into `STEPS`
-(generate and publish payments, ingest under the Dagster daemon, report what landed where) between
-"check health" and the teardown, without touching the others.
+is printed at the end (as text, or as JSON with --json). The steps after "check health" (start the Dagster
+daemon, generate and publish, wait for ingestion, stop the daemon) live in `payment_platform.demo.flow`;
+a step added to `STEPS` runs without touching the others.
 """
 from __future__ import annotations
 
@@ -12,39 +12,15 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from payment_platform.config import ConfigError
-from payment_platform.config import parse_number
+from payment_platform.demo import flow as demo_flow
+from payment_platform.demo.accounting import SUMMARY_KEYS
+from payment_platform.demo.state import DemoOptions, DemoRun, DemoStepFailed
 from payment_platform.errors import UsageError
-from payment_platform.ingestion import demo_flow
-
-
-@dataclass
-class DemoOptions:
-    count: int
-    seed: int
-    data_dir: Path | None  # None: a temporary folder, removed afterwards
-    keep_stack: bool = False
-
-    @classmethod
-    def from_args(cls, args) -> "DemoOptions":
-        return cls(count=parse_number("--count", args.count, 1, kind=int),
-                   seed=parse_number("--seed", args.seed, kind=int),
-                   data_dir=Path(args.data_dir).expanduser().absolute() if args.data_dir else None,
-                   keep_stack=bool(args.keep_stack))
-
-
-@dataclass
-class DemoRun:
-    options: DemoOptions
-    summary: dict = field(default_factory=dict)
-    stack: object | None = None  # payment_platform.stack.manager.Stack once started
-    temporary_dir: Path | None = None
-    log: Callable[[str], None] = print
-
+from payment_platform.lib.stop_signals import StopSignals
 
 # ---------------------------------------------------------------- steps
 def start_stack(run: DemoRun) -> None:
@@ -103,10 +79,6 @@ def _remove_temporary(run: DemoRun) -> None:
         run.summary["data_dir_removed"] = True
 
 
-class DemoStepFailed(RuntimeError):
-    pass
-
-
 def endpoint_summary(endpoints) -> dict:
     """Kafka and HBase as host:port, Postgres as a libpq URL, Mongo and Redis as URLs."""
     return {"kafka": endpoints.kafka, "hbase": endpoints.hbase, "postgres": endpoints.postgres,
@@ -127,7 +99,7 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRu
                 step(run)
             except (ConfigError, UsageError):
                 raise
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any failure of a step is recorded as that step's error
                 message = " ".join(str(error).split()) or type(error).__name__
                 run.summary["steps"].append({"name": name, "seconds": round(time.monotonic() - began, 3),
                                              "ok": False, "error": message})
@@ -150,7 +122,7 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         health = summary.get("health", {}).get(name, "")
         print(f"  {name:<9} {endpoint or '-':<50} {health}", file=out)
     if "generated" in summary:
-        print("  " + "  ".join(f"{key}={summary.get(key)}" for key in demo_flow.SUMMARY_KEYS), file=out)
+        print("  " + "  ".join(f"{key}={summary.get(key)}" for key in SUMMARY_KEYS), file=out)
     for step in summary["steps"]:
         mark = "ok" if step["ok"] else f"FAILED: {step.get('error')}"
         print(f"  step {step['name']:<24} {step['seconds']:>7.2f} s  {mark}", file=out)
@@ -160,8 +132,6 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
 
 def main(args) -> int:
     """Handler of `payment-platform demo`; exit 0 when every step succeeded."""
-    from payment_platform.stack.cli import StopSignals
-
     options = DemoOptions.from_args(args)
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
