@@ -110,7 +110,7 @@ def shared_install(wheel_bin: Path) -> Path:
         for part in _INSTALL_PARTS:
             if (site / part).exists():
                 shutil.copytree(site / part, staging / part, symlinks=True)
-        for root, dirs, files in os.walk(staging):
+        for root, _dirs, files in os.walk(staging):
             os.chmod(root, 0o755)
             for name in files:
                 path = Path(root, name)
