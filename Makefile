@@ -45,6 +45,10 @@ test: $(STAMP) runtime-dir
 test-salted: $(STAMP) runtime-dir
 	HBASE_SALT_BUCKETS=8 $(BIN)/python -m pytest $(SALTED_TESTS)
 
+## Ruff over the package and its tests (rules in pyproject.toml [tool.ruff]); .ci/run runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 ## The embedded services alone, detached (stop with `make down`); `make status` shows their health.
 stack: $(STAMP) runtime-dir
 	$(BIN)/payment-platform stack up --data-dir $(DATA_DIR)

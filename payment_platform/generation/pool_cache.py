@@ -98,7 +98,7 @@ def read_entry(path: Path) -> object | None:
         return None
     try:
         return pickle.loads(payload)
-    except Exception:  # a corrupt entry with a matching digest is unlikely; still only a miss
+    except Exception:  # noqa: BLE001 - a corrupt entry with a matching digest is unlikely; still only a miss
         return None
 
 
@@ -123,7 +123,7 @@ def load_or_build(pool_seed: int, size: int, build: Callable[[int, int], T], exp
     """The pool from the first trusted cache folder holding a valid entry, else built (and cached if possible)."""
     try:
         version = code_version()
-    except Exception:  # e.g. a zipped install without readable sources: no cache, same pool
+    except Exception:  # noqa: BLE001 - e.g. a zipped install without readable sources: no cache, same pool
         return build(pool_seed, size)
     folders = [folder for folder in map(_usable_dir, candidate_dirs()) if folder is not None]
     for folder in folders:

@@ -151,7 +151,7 @@ def _payment_id_hint(raw: bytes) -> str | None:
         doc = json.loads(raw)
         value = doc.get("payment_id") if isinstance(doc, dict) else None
         return value[:64] if isinstance(value, str) else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - an undecodable key or value has no payment id
         return None
 
 
@@ -202,7 +202,7 @@ class Ingestor:
         for store in (self.hbase, self.postgres, self.backup, self.redis):
             try:
                 store.close()
-            except Exception:  # closing is best effort
+            except Exception:  # noqa: BLE001 - closing is best effort
                 pass
 
     def ensure_schemas(self, log=None) -> None:
@@ -213,7 +213,7 @@ class Ingestor:
                             ("redis", self.redis)):
             try:
                 store.ensure_schema()
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - reported; a store down now fails its writes later
                 log.warning(f"ensure_schema({name}) failed, carrying on: {error!r}")
         self._schemas_ready = True
 
@@ -294,7 +294,7 @@ class Ingestor:
             except InvalidMessage as error:
                 work.invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
                 continue
-            except Exception as error:  # a validator bug must not block the partition: keep it, with why
+            except Exception as error:  # noqa: BLE001 - a validator bug must not block the partition: keep it, with why
                 work.invalid.append(self._quarantine_entry(
                     message, position, f"could not be validated ({type(error).__name__}: {error})", None))
                 continue
@@ -371,7 +371,7 @@ class Ingestor:
         """Quarantine lives in Postgres; if it cannot be written the messages are not settled."""
         try:
             return self.postgres.quarantine(entries)
-        except Exception:
+        except Exception:  # noqa: BLE001 - retried once, then raised
             time.sleep(WRITE_RETRY_DELAY_S)
             try:
                 return self.postgres.quarantine(entries)
@@ -396,7 +396,7 @@ class Ingestor:
             try:
                 outcome.already = store.existing_ids(ids)
                 break
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - retried, then the payments go to the backup
                 if attempt < attempts:
                     time.sleep(WRITE_RETRY_DELAY_S)
                     continue
@@ -406,7 +406,7 @@ class Ingestor:
                 return outcome
         try:
             outcome.already |= in_backup.result()
-        except Exception as error:  # the store itself is the truth; the backup check only saves a rewrite
+        except Exception as error:  # noqa: BLE001 - the store is the truth; this only saves a rewrite
             log.warning(f"backup lookup for {name} failed, carrying on: {error!r}")
         todo = [r for r in candidates if r.payment_id not in outcome.already]
         if not todo:
@@ -416,7 +416,7 @@ class Ingestor:
                 outcome.written = (store.write_payments(todo, prepared=prepared) if prepared is not None
                                    else store.write_payments(todo))
                 return outcome
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - retried, then the payments go to the backup
                 outcome.error = f"{name} write failed: {type(error).__name__}: {error}"
                 if attempt < attempts:
                     time.sleep(WRITE_RETRY_DELAY_S)
@@ -436,7 +436,7 @@ class Ingestor:
             return None
         try:
             return method(*args)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - Redis is best effort: counted and left alone
             result.redis_errors += 1
             state.redis_ok = False
             log.warning(f"Redis unavailable, ingestion carries on without it for this range: {error!r}")

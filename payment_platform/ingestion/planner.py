@@ -382,7 +382,7 @@ def _new_ranges(tick: _Tick, cursor: CursorState, next_cursor: CursorState,
     requests: list[PlannedRange] = []
     slots = settings.max_concurrent_ranges - len(next_cursor.in_flight)
     candidates.sort()
-    for since, _, partition, start, end in candidates:
+    for _since, _, partition, start, end in candidates:
         if slots <= 0:
             tick.notes.append(f"partition {partition} waits: {settings.max_concurrent_ranges} ranges already in flight")
             continue

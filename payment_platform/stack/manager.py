@@ -242,7 +242,7 @@ def probe_once(name: str, endpoints: Endpoints) -> str | None:
     try:
         _probe(name, endpoints)
         return None
-    except Exception as error:  # any failure of a probe means "not healthy", with its reason
+    except Exception as error:  # noqa: BLE001 - any failure of a probe means "not healthy", with its reason
         return _one_line(error)
 
 
@@ -296,7 +296,7 @@ def _wait_ready(name: str, endpoints: Endpoints, record: ServiceRecord, popen: s
     if failure is None and name == "postgres":
         try:
             services.postgres_create_databases(services.postgres_url(record.port, "postgres"))
-        except Exception as error:  # reported as this service's start failure
+        except Exception as error:  # noqa: BLE001 - reported as this service's start failure
             return f"creating its databases failed: {_one_line(error)}"
     return failure
 

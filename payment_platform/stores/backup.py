@@ -167,7 +167,7 @@ class FailedPaymentBackup:
             finally:
                 client.close()
             report["mongo"] = "ok"
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - reported in the health report
             report["mongo"] = f"error: {type(error).__name__}: {error}"
         report["fallback_writable"] = self._folder_writable()
         if report["mongo"] != "ok" and not report["fallback_writable"]:
@@ -206,7 +206,7 @@ class FailedPaymentBackup:
                         "$inc": {"attempts": 1},
                     }, upsert=True) for r in records], ordered=False)
                 return {"mongo": len(records), "files": 0}
-            except Exception as err:  # any Mongo failure: fall back to the folder
+            except Exception as err:  # noqa: BLE001 - any Mongo failure: fall back to the folder
                 self._mongo_failed(err)
                 mongo_error = self.last_mongo_error or repr(err)
         try:
@@ -292,7 +292,7 @@ class FailedPaymentBackup:
                 else:
                     found |= {d["payment_id"] for d in collection.find(
                         {"store": store, "payment_id": {"$in": ids}}, projection={"payment_id": 1, "_id": 0})}
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
                 self._mongo_failed(error)
         files = self._files(store)
         if files:
@@ -307,7 +307,7 @@ class FailedPaymentBackup:
         if self._mongo_usable():
             try:
                 docs = list(self._collection().find(query).sort("first_attempt_at", 1).limit(limit))
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
                 self._mongo_failed(error)
                 docs = []
             entries += [self._from_mongo(d) for d in docs]
@@ -325,7 +325,7 @@ class FailedPaymentBackup:
         if self._mongo_usable():
             try:
                 count += self._collection().count_documents({"store": store} if store else {})
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
                 self._mongo_failed(error)
         return count
 

@@ -193,7 +193,7 @@ class HBaseStore:
         if connection is not None:
             try:
                 connection.close()
-            except Exception:  # closing a broken socket: nothing left to do
+            except Exception:  # noqa: BLE001 - closing a broken socket: nothing left to do
                 pass
 
     close = reset

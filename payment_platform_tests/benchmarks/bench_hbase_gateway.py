@@ -51,7 +51,7 @@ def start_gateway(data_dir: str) -> tuple[subprocess.Popen, int, float]:
             return proc, port, time.perf_counter() - started
         except OSError:
             if proc.poll() is not None or time.perf_counter() - started > 20:
-                raise SystemExit("the gateway did not start")
+                raise SystemExit("the gateway did not start") from None
             time.sleep(0.005)
 
 

@@ -245,7 +245,8 @@ class PrivateBroker:
                 return self.bootstrap
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"private Tansu did not start: {(self.folder / 'tansu.log').read_text()[-500:]}")
+                    log = (self.folder / "tansu.log").read_text()[-500:]
+                    raise RuntimeError(f"private Tansu did not start: {log}") from None
                 time.sleep(0.1)
 
     def stop(self) -> None:
