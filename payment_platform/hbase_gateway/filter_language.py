@@ -121,18 +121,18 @@ class _Parser:
         return kind == "word" and value.upper() == word
 
     def or_expr(self) -> Filter:
-        parts = [self.and_expr()]
-        while self._is_word(b"OR"):
-            self.take()
-            parts.append(self.and_expr())
-        return parts[0] if len(parts) == 1 else OrFilter(parts)
+        return self._joined(b"OR", self.and_expr, OrFilter)
 
     def and_expr(self) -> Filter:
-        parts = [self.unary()]
-        while self._is_word(b"AND"):
+        return self._joined(b"AND", self.unary, AndFilter)
+
+    def _joined(self, word: bytes, operand, combine) -> Filter:
+        """operand (word operand)*: one operand as it is, several combined."""
+        parts = [operand()]
+        while self._is_word(word):
             self.take()
-            parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else AndFilter(parts)
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else combine(parts)
 
     def unary(self) -> Filter:
         if self._is_word(b"SKIP"):
