@@ -51,8 +51,9 @@ def run_range(topic: str, start: int | None, end: int | None, resource_defs: dic
     definitions = dg.Definitions(assets=[ingest_payments_range], asset_checks=[ingested_range_checks],
                                  jobs=[ingest_range_job], resources=resource_defs)
     run_config = range_run_config(topic, 0, start, end) if start is not None else {}
+    instance = kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral()
     return definitions.resolve_job_def(ingest_range_job.name).execute_in_process(
-        run_config=run_config, instance=dg.DagsterInstance.ephemeral(), **kwargs)
+        run_config=run_config, instance=instance, **kwargs)
 
 
 @pytest.fixture
@@ -79,6 +80,41 @@ def test_a_range_run_materialises_the_store_assets_with_its_figures(stack, tmp_p
     assert figures["start_offset"].value == 0 and figures["end_offset"].value == 20
     assert PostgresLedger(stack.endpoints.postgres).read_progress(topic) == {0: 20}
     assert materialized[asset_keys.HBASE_PAYMENTS]["ingested_ranges"].value == [[topic, 0, 0, 20]]
+
+
+def test_a_range_run_commits_its_offsets_to_the_ingestion_consumer_group(stack, tmp_path, published):
+    from payment_platform.defs.ingestion.assets import CONSUMER_GROUP
+
+    topic, _ = published
+    assert run_range(topic, 0, 12, resources(stack, topic, tmp_path)).success
+    with kafka.KafkaClient(stack.endpoints.kafka, topic) as client:
+        assert client.group_offsets(CONSUMER_GROUP) == {0: 12}  # OffsetFetch, as kafka-consumer-groups.sh asks
+        result = run_range(topic, 12, 20, resources(stack, topic, tmp_path))
+        assert result.success
+        [event] = [e for e in result.get_asset_materialization_events()
+                   if e.asset_key == asset_keys.POSTGRES_PAYMENTS]
+        assert event.materialization.metadata["consumer_group_committed"].value is True
+        assert client.group_offsets(CONSUMER_GROUP) == {0: 20}
+        assert client.commit_group_offsets(CONSUMER_GROUP, {0: 12}) == {}  # an older range never moves it back
+        assert client.group_offsets(CONSUMER_GROUP) == {0: 20}
+        end = client.end_offsets()[0]
+    assert end - 20 == 0  # the group's lag: Kafka's tools see ingestion caught up
+
+
+def test_a_consumer_group_commit_that_fails_is_logged_not_fatal(stack, tmp_path, published, monkeypatch):
+    def refuse(self, group, offsets):
+        raise kafka.KafkaUnavailable("the group coordinator is unreachable")
+
+    monkeypatch.setattr(kafka.KafkaClient, "commit_group_offsets", refuse)
+    topic, _ = published
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_range(topic, 0, 20, resources(stack, topic, tmp_path), instance=instance)
+    assert result.success
+    assert PostgresLedger(stack.endpoints.postgres).read_progress(topic) == {0: 20}
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_keys.POSTGRES_PAYMENTS]
+    assert event.materialization.metadata["consumer_group_committed"].value is False
+    assert any("could not commit the ingested offsets" in (e.user_message or "")
+               for e in instance.all_logs(result.run_id))
 
 
 def test_the_range_checks_evaluate_in_the_ingestion_run_on_that_range(stack, tmp_path, published):

@@ -25,7 +25,7 @@ from payment_platform.defs.resources import BackupResource, HBaseResource, Kafka
 from payment_platform.defs.run_workers import record_worker
 from payment_platform.ingestion.loader import Ingestor, OffsetRange, RangeResult
 from payment_platform.lib.bounded import bounded
-from payment_platform.stores.kafka import UnknownTopic
+from payment_platform.stores.kafka import KafkaClient, UnknownTopic
 
 INGESTED_ASSETS = (asset_keys.HBASE_PAYMENTS, asset_keys.POSTGRES_PAYMENTS,
                    asset_keys.FAILED_PAYMENT_BACKUP, asset_keys.QUARANTINE)
@@ -50,6 +50,7 @@ class IngestRangeConfig(dg.Config):
         return OffsetRange(self.topic, self.partition, self.start, self.end)
 
 
+CONSUMER_GROUP = "payment-platform-ingestion"  # Kafka's view of ingestion (offsets committed after each run)
 MATERIALIZE_MEANS = ("Materialize (or Materialize all) ingests every payment waiting in Kafka now, as the "
                      "sensor does by itself every few seconds; the range's checks run in the same run.")
 NO_PAYMENTS_YET = ("no payments published yet: materialize generation/payment_batch or run "
@@ -151,8 +152,10 @@ def ingest_payments_range(
                              f"{results[-1].as_metadata()}")
     finally:
         ingestor.close()
+    committed = commit_consumer_group(context, kafka, results, ingestion_settings.io_timeout_seconds)
     # the topic's lag is observed by the sensor on the topic asset, not measured by each run
     shared = _combined_metadata(results, topic)
+    shared["consumer_group_committed"] = committed
     shared[INGESTED_RANGES_METADATA] = dg.MetadataValue.json(
         [[r.range.topic, r.range.partition, r.range.start, r.range.end] for r in results])
     if not results:
@@ -160,6 +163,29 @@ def ingest_payments_range(
     for key in INGESTED_ASSETS:
         yield dg.MaterializeResult(asset_key=key,
                                    metadata={**shared, **store_figures(context, key, hbase, postgres, backup)})
+
+
+def commit_consumer_group(context, kafka: KafkaResource, results: list, timeout_s: float) -> bool:
+    """After progress is recorded, the ingested offsets go to Kafka consumer group `payment-platform-ingestion`
+    so Kafka's own tools (kafka-consumer-groups.sh, Kafka UI) show the lag. Postgres stays the source of truth:
+    a failure here is logged, never fatal."""
+    ends: dict[tuple[str, int], int] = {}
+    for result in results:
+        key = (result.range.topic, result.range.partition)
+        ends[key] = max(ends.get(key, 0), result.range.end)
+    if not ends:
+        return False
+    try:
+        for topic in {t for t, _ in ends}:
+            with KafkaClient(kafka.bootstrap_servers, topic, timeout_s) as client:
+                offsets = {p: end for (t, p), end in ends.items() if t == topic}
+                bounded(lambda c=client, o=offsets: c.commit_group_offsets(CONSUMER_GROUP, o), timeout_s * 2,
+                        "kafka consumer group commit")
+        return True
+    except Exception as error:  # noqa: BLE001 - informational for Kafka's tools; the ledger already holds progress
+        context.log.warning(f"could not commit the ingested offsets to consumer group {CONSUMER_GROUP!r} "
+                            f"(progress is recorded in Postgres; only Kafka's view of the lag is stale): {error}")
+        return False
 
 
 def store_figures(context, key: dg.AssetKey, hbase: HBaseResource, postgres: PostgresResource,
