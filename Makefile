@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed; run: make PYTHON=python3.11 ...") if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[local,test]'
 	touch $(STAMP)
 
 runtime-dir:
@@ -44,6 +44,10 @@ test: $(STAMP) runtime-dir
 ## The salted pass alone.
 test-salted: $(STAMP) runtime-dir
 	HBASE_SALT_BUCKETS=8 $(BIN)/python -m pytest $(SALTED_TESTS)
+
+## Ruff over the package and its tests (rules in pyproject.toml [tool.ruff]); .ci/run runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 ## The embedded services alone, detached (stop with `make down`); `make status` shows their health.
 stack: $(STAMP) runtime-dir

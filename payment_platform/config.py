@@ -114,7 +114,7 @@ def parse_url(setting: str, value: str, schemes: tuple[str, ...]) -> str:
     if parsed.scheme not in schemes:
         raise ConfigError(setting, f"expected a URL starting {' or '.join(s + '://' for s in schemes)}, got {value!r}")
     try:
-        parsed.port  # raises ValueError on a non-numeric port
+        _ = parsed.port  # raises ValueError on a non-numeric port
     except ValueError:
         raise ConfigError(setting, f"port is not a number in {value!r}") from None
     return value.strip()

@@ -151,7 +151,7 @@ def _payment_id_hint(raw: bytes) -> str | None:
         doc = json.loads(raw)
         value = doc.get("payment_id") if isinstance(doc, dict) else None
         return value[:64] if isinstance(value, str) else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - an undecodable key or value has no payment id
         return None
 
 
@@ -174,6 +174,16 @@ def _small_first(chunks: Iterable[list], first: int) -> Iterator[list]:
             close()
 
 
+@dataclass
+class _RangeState:
+    """What the steps of one range share: the pool looking payments up in the backup, the stores that failed
+    in this range (one write attempt per chunk from then on) and whether Redis still answers."""
+
+    backup_lookups: ThreadPoolExecutor
+    failed_stores: set[str] = field(default_factory=set)
+    redis_ok: bool = True
+
+
 class Ingestor:
     """Lands Kafka offset ranges in the stores. Not thread-safe: one Ingestor per run (or per thread)."""
 
@@ -192,7 +202,7 @@ class Ingestor:
         for store in (self.hbase, self.postgres, self.backup, self.redis):
             try:
                 store.close()
-            except Exception:  # closing is best effort
+            except Exception:  # noqa: BLE001 - closing is best effort
                 pass
 
     def ensure_schemas(self, log=None) -> None:
@@ -203,65 +213,66 @@ class Ingestor:
                             ("redis", self.redis)):
             try:
                 store.ensure_schema()
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - reported; a store down now fails its writes later
                 log.warning(f"ensure_schema({name}) failed, carrying on: {error!r}")
         self._schemas_ready = True
 
     # -- the range -------------------------------------------------------------------------------------
-    def ingest(self, range: OffsetRange, chunk_size: int = 2000, log=None) -> RangeResult:  # noqa: A002
-        """Land every message of `range`, then record progress. Raises IngestionError if it cannot settle."""
+    def ingest(self, offset_range: OffsetRange, chunk_size: int = 2000, log=None) -> RangeResult:
+        """Land every message of `offset_range`, then record progress. Raises IngestionError if it cannot settle."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         log = log or logger
         started = time.monotonic()
         if not self._schemas_ready:
             self.ensure_schemas(log)
-        result = RangeResult(range=range)
-        self._refuse_gap(range)
-        state = {"redis_ok": True, "failed_stores": set()}
-        chunks = kafka_store.read_range(self.kafka_bootstrap, range.topic, range.partition, range.start,
-                                        range.end, batch=chunk_size)
+        result = RangeResult(range=offset_range)
+        self._refuse_gap(offset_range)
+        chunks = kafka_store.read_range(self.kafka_bootstrap, offset_range.topic, offset_range.partition,
+                                        offset_range.start, offset_range.end, batch=chunk_size)
         try:
             with fewer_collections(), \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-writer") as postgres_writer, \
                     ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup-lookup") as backup_lookups:
-                state["backup_lookups"] = backup_lookups
+                state = _RangeState(backup_lookups)
                 in_flight: _Chunk | None = None
                 for chunk in read_ahead(_small_first(chunks, FIRST_CHUNK), depth=1, name="kafka-range-reader"):
-                    work = self._prepare(range, chunk, result, state, log)
-                    self._submit(range, work, hbase_writer, postgres_writer, state, log)
+                    work = self._prepare(offset_range, chunk, result, state, log)
+                    self._submit(offset_range, work, hbase_writer, postgres_writer, state, log)
                     if in_flight is not None:
-                        self._finish(range, in_flight, result, state, log)
+                        self._finish(offset_range, in_flight, result, state, log)
                     in_flight = work
                 if in_flight is not None:
-                    self._finish(range, in_flight, result, state, log)
+                    self._finish(offset_range, in_flight, result, state, log)
         except (kafka_store.KafkaUnavailable, kafka_store.RangeUnavailable) as error:
-            raise IngestionError(f"{range}: cannot read the range from Kafka: {error}") from error
+            raise IngestionError(f"{offset_range}: cannot read the range from Kafka: {error}") from error
         except BackupUnavailable as error:
-            raise IngestionError(f"{range}: a store write failed and the backup is unreachable too, "
+            raise IngestionError(f"{offset_range}: a store write failed and the backup is unreachable too, "
                                  f"progress not recorded: {error}") from error
         result.seconds = time.monotonic() - started
         try:
             result.progress_recorded = self.postgres.record_progress(
-                range.topic, range.partition, range.start, range.end, summary=result.as_metadata())
+                offset_range.topic, offset_range.partition, offset_range.start, offset_range.end,
+                summary=result.as_metadata())
         except ProgressConflict as error:
-            raise IngestionError(f"{range}: every message is settled but progress cannot move: {error}") from error
+            raise IngestionError(f"{offset_range}: every message is settled but progress cannot move: "
+                                 f"{error}") from error
         except Exception as error:
-            raise IngestionError(f"{range}: every message is settled but progress could not be recorded "
+            raise IngestionError(f"{offset_range}: every message is settled but progress could not be recorded "
                                  f"in Postgres: {error!r}") from error
         result.seconds = time.monotonic() - started
-        log.info(f"ingested {range}: {result.as_metadata()}")
+        log.info(f"ingested {offset_range}: {result.as_metadata()}")
         return result
 
-    def _refuse_gap(self, range: OffsetRange) -> None:  # noqa: A002
+    def _refuse_gap(self, offset_range: OffsetRange) -> None:
         """Fail before reading anything when the range starts past the recorded progress (a gap)."""
         try:
-            recorded = self.postgres.read_progress(range.topic).get(range.partition)
+            recorded = self.postgres.read_progress(offset_range.topic).get(offset_range.partition)
         except Exception as error:
-            raise IngestionError(f"{range}: cannot read progress from Postgres: {error!r}") from error
-        if (recorded if recorded is not None else 0) < range.start:
-            raise IngestionError(f"{range}: starts past the recorded progress "
+            raise IngestionError(f"{offset_range}: cannot read progress from Postgres: {error!r}") from error
+        if (recorded if recorded is not None else 0) < offset_range.start:
+            raise IngestionError(f"{offset_range}: starts past the recorded progress "
                                  f"({recorded if recorded is not None else 'none: 0'}); ingesting it would leave "
                                  f"a gap (reset_progress puts a deliberate jump on record)")
 
@@ -269,13 +280,13 @@ class Ingestor:
     # Chunks flow through a short pipeline: while the store threads write chunk n (HBase and Postgres each on
     # its own thread, in chunk order, so chunk n+1's "already there?" check always sees chunk n's writes), the
     # main thread parses chunk n+1 and the reader thread fetches chunk n+2. At most three chunks are in memory.
-    def _prepare(self, range: OffsetRange, chunk: Sequence[kafka_store.KafkaMessage], result: RangeResult,  # noqa: A002
-                 state: dict, log) -> _Chunk:
+    def _prepare(self, offset_range: OffsetRange, chunk: Sequence[kafka_store.KafkaMessage], result: RangeResult,
+                 state: _RangeState, log) -> _Chunk:
         work = _Chunk(started=time.monotonic())
         result.messages += len(chunk)
         seen: set[str] = set()
         for message in chunk:
-            position = KafkaPosition(range.topic, message.partition, message.offset)
+            position = KafkaPosition(offset_range.topic, message.partition, message.offset)
             try:
                 payment = parse_and_validate(message.value)
                 if b"\\u0000" in message.value and _holds_nul(payment.doc):
@@ -283,7 +294,7 @@ class Ingestor:
             except InvalidMessage as error:
                 work.invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
                 continue
-            except Exception as error:  # a validator bug must not block the partition: keep it, with why
+            except Exception as error:  # noqa: BLE001 - a validator bug must not block the partition: keep it, with why
                 work.invalid.append(self._quarantine_entry(
                     message, position, f"could not be validated ({type(error).__name__}: {error})", None))
                 continue
@@ -300,18 +311,18 @@ class Ingestor:
         work.hbase_rows = self.hbase.prepare(work.candidates)
         return work
 
-    def _submit(self, range: OffsetRange, work: _Chunk, hbase_writer: ThreadPoolExecutor,  # noqa: A002
-                postgres_writer: ThreadPoolExecutor, state: dict, log) -> None:
+    def _submit(self, offset_range: OffsetRange, work: _Chunk, hbase_writer: ThreadPoolExecutor,
+                postgres_writer: ThreadPoolExecutor, state: _RangeState, log) -> None:
         work.hbase = hbase_writer.submit(self._land, STORE_HBASE, self.hbase, work.candidates, state, log,
                                          work.hbase_rows)
-        work.postgres = postgres_writer.submit(self._quarantine_and_land, range, work, state, log)
+        work.postgres = postgres_writer.submit(self._quarantine_and_land, offset_range, work, state, log)
 
-    def _quarantine_and_land(self, range: OffsetRange, work: _Chunk, state: dict, log) -> _StoreOutcome:  # noqa: A002
+    def _quarantine_and_land(self, offset_range: OffsetRange, work: _Chunk, state: _RangeState, log) -> _StoreOutcome:
         if work.invalid:  # stored now, or already there from an earlier run of this range
-            self._quarantine(work.invalid, range)
+            self._quarantine(work.invalid, offset_range)
         return self._land(STORE_POSTGRES, self.postgres, work.candidates, state, log)
 
-    def _finish(self, range: OffsetRange, work: _Chunk, result: RangeResult, state: dict, log) -> None:  # noqa: A002
+    def _finish(self, offset_range: OffsetRange, work: _Chunk, result: RangeResult, state: _RangeState, log) -> None:
         outcomes = {STORE_HBASE: work.hbase.result(), STORE_POSTGRES: work.postgres.result()}
         result.quarantined += len(work.invalid)
         metrics = ChunkMetrics(quarantined=len(work.invalid))
@@ -323,7 +334,7 @@ class Ingestor:
                 result.backed_up_to_files += receipt.get("files", 0)
                 metrics.backed_up[store] += len(outcome.failed)
                 metrics.errors += 1
-                log.warning(f"{range}: {len(outcome.failed)} payments backed up for {store} "
+                log.warning(f"{offset_range}: {len(outcome.failed)} payments backed up for {store} "
                             f"({receipt}): {outcome.error}")
 
         already_everywhere = {r.payment_id for r in work.candidates
@@ -332,7 +343,7 @@ class Ingestor:
         stale = [i for i in work.landed if i not in already_everywhere]
         if stale:
             result.redis_stale += len(stale)
-            log.warning(f"{range}: Redis marked {len(stale)} payments landed that the stores did not hold "
+            log.warning(f"{offset_range}: Redis marked {len(stale)} payments landed that the stores did not hold "
                         f"(stale idempotency keys); they were landed now")
         result.duplicates_skipped += metrics.duplicates
         for record in work.candidates:
@@ -356,19 +367,19 @@ class Ingestor:
                                payment_id=_payment_id_hint(message.value or b""), key=message.key,
                                defect_label=defect.decode("utf-8", "replace") if defect else None)
 
-    def _quarantine(self, entries: list[QuarantineEntry], range: OffsetRange) -> int:  # noqa: A002
+    def _quarantine(self, entries: list[QuarantineEntry], offset_range: OffsetRange) -> int:
         """Quarantine lives in Postgres; if it cannot be written the messages are not settled."""
         try:
             return self.postgres.quarantine(entries)
-        except Exception:
+        except Exception:  # noqa: BLE001 - retried once, then raised
             time.sleep(WRITE_RETRY_DELAY_S)
             try:
                 return self.postgres.quarantine(entries)
             except Exception as error:
-                raise IngestionError(f"{range}: {len(entries)} invalid messages could not be quarantined "
+                raise IngestionError(f"{offset_range}: {len(entries)} invalid messages could not be quarantined "
                                      f"(Postgres): {error!r}") from error
 
-    def _land(self, name: str, store, candidates: list[PaymentRecord], state: dict, log,
+    def _land(self, name: str, store, candidates: list[PaymentRecord], state: _RangeState, log,
               prepared=None) -> _StoreOutcome:
         """Write to one store the candidates it does not hold yet (nor holds in its backup)."""
         outcome = _StoreOutcome()
@@ -377,15 +388,15 @@ class Ingestor:
         ids = [r.payment_id for r in candidates]
         # The backup is asked at the same time as the store (both are round trips; the store's is on the critical
         # path of the range).
-        in_backup = state["backup_lookups"].submit(self.backup.stored_ids, name, ids)
+        in_backup = state.backup_lookups.submit(self.backup.stored_ids, name, ids)
         # A store that already failed in this range gets one attempt per chunk, not two: a hung server then
         # costs one timeout per chunk.
-        attempts = 1 if name in state["failed_stores"] else 2
+        attempts = 1 if name in state.failed_stores else 2
         for attempt in range(1, attempts + 1):
             try:
                 outcome.already = store.existing_ids(ids)
                 break
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - retried, then the payments go to the backup
                 if attempt < attempts:
                     time.sleep(WRITE_RETRY_DELAY_S)
                     continue
@@ -395,7 +406,7 @@ class Ingestor:
                 return outcome
         try:
             outcome.already |= in_backup.result()
-        except Exception as error:  # the store itself is the truth; the backup check only saves a rewrite
+        except Exception as error:  # noqa: BLE001 - the store is the truth; this only saves a rewrite
             log.warning(f"backup lookup for {name} failed, carrying on: {error!r}")
         todo = [r for r in candidates if r.payment_id not in outcome.already]
         if not todo:
@@ -405,7 +416,7 @@ class Ingestor:
                 outcome.written = (store.write_payments(todo, prepared=prepared) if prepared is not None
                                    else store.write_payments(todo))
                 return outcome
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - retried, then the payments go to the backup
                 outcome.error = f"{name} write failed: {type(error).__name__}: {error}"
                 if attempt < attempts:
                     time.sleep(WRITE_RETRY_DELAY_S)
@@ -414,19 +425,19 @@ class Ingestor:
         return outcome
 
     @staticmethod
-    def _note_failure(name: str, state: dict, error: str, log) -> None:
-        if name not in state["failed_stores"]:
+    def _note_failure(name: str, state: _RangeState, error: str, log) -> None:
+        if name not in state.failed_stores:
             log.warning(f"{name} failing: {error}")
-        state["failed_stores"].add(name)
+        state.failed_stores.add(name)
 
-    def _redis_call(self, state: dict, result: RangeResult, log, method, *args):
+    def _redis_call(self, state: _RangeState, result: RangeResult, log, method, *args):
         """Redis is best effort: an error is counted and Redis is left alone for the rest of the range."""
-        if not state["redis_ok"]:
+        if not state.redis_ok:
             return None
         try:
             return method(*args)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - Redis is best effort: counted and left alone
             result.redis_errors += 1
-            state["redis_ok"] = False
+            state.redis_ok = False
             log.warning(f"Redis unavailable, ingestion carries on without it for this range: {error!r}")
             return None

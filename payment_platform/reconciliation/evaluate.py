@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from payment_platform.lib.collections_pause import fewer_collections
@@ -264,6 +265,51 @@ def ranges_consistency(ranges: list[IngestedRange], hbase_reader, postgres_reade
     if not ranges:
         return Verdict.ok("no ingested range recorded yet", ranges=0, mismatch_count=0)
     results = [range_report(r, hbase_reader, postgres_reader, backup, kafka) for r in ranges]
+    return _ranges_verdict(results)
+
+
+@dataclass
+class RangeVerdicts:
+    """The cheap checks of some ingested ranges, from one read of each range: consistency, and per store
+    duplicate ids and amounts valid for their rail (over the range's payments only)."""
+
+    consistency: Verdict
+    duplicates: dict[str, Verdict]  # store -> verdict
+    rails: dict[str, Verdict]
+
+
+def ranges_verdicts(ranges: list[IngestedRange], hbase_reader, postgres_reader, backup,
+                    kafka: KafkaClient) -> RangeVerdicts:
+    stores = ("hbase", "postgres")
+    if not ranges:
+        empty = "no ingested range recorded yet"
+        return RangeVerdicts(Verdict.ok(empty, ranges=0, mismatch_count=0),
+                             {s: Verdict.ok(empty, duplicate_count=0, rows=0) for s in stores},
+                             {s: Verdict.ok(empty, invalid_count=0, rows=0) for s in stores})
+    results = [range_report(r, hbase_reader, postgres_reader, backup, kafka) for r in ranges]
+    scope = ", ".join(r["range"].describe() for r in results[:3]) + (" ..." if len(results) > 3 else "")
+    duplicates, rails = {}, {}
+    for store in stores:
+        duplicates[store] = duplicates_verdict(_merged(results, store), store)
+        rails[store] = rail_verdict(_merged(results, store), store)
+        for verdict in (duplicates[store], rails[store]):
+            verdict.description += f" (ranges {scope})"
+            verdict.metadata["ranges"] = len(results)
+    return RangeVerdicts(_ranges_verdict(results), duplicates, rails)
+
+
+def _merged(results: list[dict], store: str) -> SimpleNamespace:
+    """The parts of several ranges' reports that duplicates_verdict and rail_verdict read, for one store."""
+    duplicates = sorted({i for r in results for i in r["report"].duplicates.get(store, [])})
+    invalid = {}
+    for r in results:
+        invalid.update(getattr(r["report"].summaries.get(store), "invalid", None) or {})
+    rows = sum(r["report"].rows.get(store, 0) for r in results)
+    return SimpleNamespace(duplicates={store: duplicates}, rows={store: rows},
+                           summaries={store: SimpleNamespace(invalid=invalid)})
+
+
+def _ranges_verdict(results: list[dict]) -> Verdict:
     outcomes = []
     for r in results:
         lost = sum(len(ids) for ids in r["lost"].values())
@@ -337,3 +383,22 @@ def quarantine_verdict(quarantined: int, messages: int, max_rate: float, window_
                              f"messages in the last {window_s / 3600:g} h)", metadata)
     return Verdict(False, f"quarantine rate {rate:.2%} over {max_rate:.2%} ({quarantined} of {messages} messages "
                           f"in the last {window_s / 3600:g} h)", metadata)
+
+
+def stall_verdict(waiting: dict[int, tuple[int, float | None]], max_age_s: float) -> Verdict:
+    """Ingestion is stalled when payments wait and the oldest of them is older than max_age_s; an idle topic
+    (nothing waiting) passes however long ago its last payment came. `waiting`: partition -> (messages waiting,
+    age in seconds of the oldest waiting message, None when unknown)."""
+    lag = sum(n for n, _ in waiting.values())
+    ages = [age for n, age in waiting.values() if n and age is not None]
+    oldest = max(ages, default=0.0)
+    metadata = {"lag": lag, "oldest_waiting_age_s": round(oldest, 1), "max_age_s": max_age_s,
+                "partitions_waiting": sum(1 for n, _ in waiting.values() if n)}
+    if not lag:
+        return Verdict(True, "nothing waits: every published payment is ingested (an idle topic is fine)", metadata)
+    stalled = sorted(p for p, (n, age) in waiting.items() if n and age is not None and age > max_age_s)
+    if stalled:
+        return Verdict(False, f"ingestion stalled: {lag} payments wait, the oldest for {oldest:.0f} s (limit "
+                              f"{max_age_s:g} s) in partition(s) {stalled}; look at the ingestion sensor's ticks "
+                              f"and the failed runs of ingest_payments_range_job", metadata)
+    return Verdict(True, f"{lag} payments wait, the oldest for {oldest:.0f} s: within {max_age_s:g} s", metadata)

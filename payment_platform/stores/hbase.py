@@ -5,7 +5,7 @@ Works unchanged against a real HBase Thrift server and against the project's emb
 Layout (design.md):
 - `payments`, family `cf`, row key `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`
   (`payment_platform.domain.rowkeys.row_key`), one version per cell. Qualifiers (UTF-8 values):
-  the seed's `paymentId`, `paymentType`, `amountValue` (decimal string, exact), `amountCurrency`, `originatorId`,
+  `paymentId`, `paymentType`, `amountValue` (decimal string, exact), `amountCurrency`, `originatorId`,
   `originatorName`, `beneficiaryId`, `beneficiaryName`, `createdAt` (ISO 8601 UTC, `...Z`), plus `status`,
   `valueDate` (only when the message has one), `raw` (the message bytes as received), `kafkaPosition`
   (`{topic}:{partition}:{offset}`, only when known; one cell, not three: the gateway's cost is per cell).
@@ -196,7 +196,7 @@ class HBaseStore:
         if connection is not None:
             try:
                 connection.close()
-            except Exception:  # closing a broken socket: nothing left to do
+            except Exception:  # noqa: BLE001 - closing a broken socket: nothing left to do
                 pass
 
     close = reset

@@ -153,7 +153,7 @@ class QuarantineEntry:
 def _redact_dsn(dsn: str) -> str:
     try:
         params = psycopg2.extensions.parse_dsn(dsn)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a DSN libpq cannot parse is still redacted
         return "<unparsable DSN>"
     params.pop("password", None)
     return " ".join(f"{k}={v}" for k, v in params.items())
@@ -219,7 +219,7 @@ class PostgresLedger:
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # a broken connection: nothing left to close
+            except Exception:  # noqa: BLE001 - a broken connection: nothing left to close
                 pass
 
     close = reset
@@ -235,7 +235,7 @@ class PostgresLedger:
         except Exception:
             try:
                 conn.rollback()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the rollback of a broken connection
                 pass
             self.reset()
             raise

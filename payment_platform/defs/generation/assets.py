@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from payment_platform.defs.asset_keys import GENERATED_BATCH, PAYMENTS_TOPIC
+from payment_platform.defs.catalog import OWNERS
 from payment_platform.defs.resources import KafkaResource
 from payment_platform.domain.schema import RAILS
 from payment_platform.generation.generator import arrival_weight, generate
@@ -53,7 +54,7 @@ def tally_metadata(tally: BatchTally) -> dict:
             for key, value in tally.figures().items()}
 
 
-@dg.asset(key=GENERATED_BATCH, group_name="generation", kinds={"python", "kafka"},
+@dg.asset(key=GENERATED_BATCH, group_name="generation", kinds={"python", "kafka"}, owners=OWNERS,
           description="A batch of realistic B2B payments, generated and published to the payments topic.")
 def payment_batch(context: dg.AssetExecutionContext, config: PaymentBatchConfig,
                   kafka: KafkaResource) -> dg.MaterializeResult:
@@ -81,7 +82,7 @@ def payment_batch(context: dg.AssetExecutionContext, config: PaymentBatchConfig,
 
 
 payments_topic = dg.AssetSpec(
-    PAYMENTS_TOPIC, deps=[GENERATED_BATCH], group_name="kafka", kinds={"kafka"},
+    PAYMENTS_TOPIC, deps=[GENERATED_BATCH], group_name="kafka", kinds={"kafka"}, owners=OWNERS,
     description="The Kafka topic of payment messages (schema v1, JSON). Fed by the scheduled batches and by "
                 "`payment-platform produce`; read by the ingestion sensor.")
 

@@ -6,6 +6,7 @@ never sums inconsistent data. Re-runs are safe: the table is replaced in one tra
 """
 import dagster as dg
 
+from payment_platform.defs import catalog
 from payment_platform.defs.asset_keys import DAILY_SETTLEMENT_SUMMARY, HBASE_PAYMENTS, POSTGRES_PAYMENTS
 from payment_platform.defs.checks.checks import BLOCKING_CHECKS
 from payment_platform.defs.resources import PostgresResource
@@ -16,6 +17,8 @@ REJECTED_STATUSES = ("RJCT", "CANC", "BLCK")
 
 
 @dg.asset(key=DAILY_SETTLEMENT_SUMMARY, deps=[HBASE_PAYMENTS, POSTGRES_PAYMENTS], group_name="summaries",
+          kinds={"postgres"}, owners=catalog.OWNERS,
+          metadata=catalog.table_metadata("daily_settlement_summary", catalog.SUMMARY_SCHEMA),
           description="Per settlement day, rail and currency: payments, total and settled amounts, rejections "
                       "(Postgres table daily_settlement_summary). Guarded by the blocking store checks.")
 def daily_settlement_summary(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
@@ -26,7 +29,8 @@ def daily_settlement_summary(context: dg.AssetExecutionContext, postgres: Postgr
     finally:
         ledger.close()
     context.log.info(f"daily settlement summary: {figures}")
-    return dg.MaterializeResult(metadata={**figures, "table": SETTLEMENT_SUMMARY_TABLE})
+    return dg.MaterializeResult(metadata={**figures, "table": SETTLEMENT_SUMMARY_TABLE,
+                                          "dagster/row_count": figures["rows"]})
 
 
 SUMMARY_JOB = "daily_settlement_job"
