@@ -28,8 +28,9 @@ from pathlib import Path
 WARMUP = 60
 
 
-def runs_of(stack, home: Path, topic: str) -> list[tuple[float, float]]:
-    """(start, end) of every ingestion run of `topic` (Dagster's run storage)."""
+def runs_of(stack, home: Path, topic: str) -> tuple[list[tuple[float, float]], int]:
+    """(start, end) of every ingestion run of `topic` that started (Dagster's run storage), and how many of its
+    runs have not finished yet."""
     import dagster as dg
 
     from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
@@ -37,9 +38,10 @@ def runs_of(stack, home: Path, topic: str) -> list[tuple[float, float]]:
     os.environ["DAGSTER_POSTGRES_URL"] = stack.dagster_postgres_url
     instance = dg.DagsterInstance.from_config(str(home))
     try:
-        records = instance.get_run_records(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
-        return [(r.start_time, r.end_time or time.time()) for r in records
-                if r.dagster_run.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:") and r.start_time]
+        records = [r for r in instance.get_run_records(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
+                   if r.dagster_run.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
+        unfinished = sum(1 for r in records if not r.dagster_run.is_finished)
+        return [(r.start_time, r.end_time or time.time()) for r in records if r.start_time], unfinished
     finally:
         instance.dispose()
 
@@ -81,7 +83,7 @@ def measure(stack, work: Path, partitions: int, count: int, batch_size: int, tim
             publisher.publish(messages[:WARMUP])
         if not wait_for(caught_up, 240, interval_s=1.0, daemon=daemon):
             raise SystemExit(f"P={partitions}: the warm-up batch never landed; daemon log: {daemon.log_tail()}")
-        warm_runs = len(runs_of(stack, home, topic))
+        warm_runs = len(runs_of(stack, home, topic)[0])
         started = time.monotonic()
         with kafka.Publisher(ep.kafka, topic) as publisher:
             published = publisher.publish(messages[WARMUP:]).acknowledged
@@ -89,7 +91,10 @@ def measure(stack, work: Path, partitions: int, count: int, batch_size: int, tim
         if not wait_for(caught_up, timeout_s, interval_s=0.5, daemon=daemon):
             raise SystemExit(f"P={partitions}: not ingested within {timeout_s:.0f}s; daemon log: {daemon.log_tail()}")
         seconds = time.monotonic() - started
-        spans = runs_of(stack, home, topic)
+        # a run records its progress before its last events: let every run end before the daemon stops, or it is
+        # killed, fails, and Dagster's run retry ingests its range again under the next configuration
+        wait_for(lambda: runs_of(stack, home, topic)[1] == 0, 120, interval_s=1.0, daemon=daemon)
+        spans = runs_of(stack, home, topic)[0]
     ledger.close()
     measured = sorted(spans)[warm_runs:]
     return {"partitions": partitions, "payments": published, "seconds": seconds, "rate": published / seconds,
