@@ -81,15 +81,15 @@ def measure(stack, work: Path, partitions: int, count: int, batch_size: int, tim
     with DagsterDaemon(home, env, work / f"daemon_p{partitions}.log") as daemon:
         with kafka.Publisher(ep.kafka, topic) as publisher:
             publisher.publish(messages[:WARMUP])
-        if not wait_for(caught_up, 240, interval_s=1.0, daemon=daemon):
-            raise SystemExit(f"P={partitions}: the warm-up batch never landed; daemon log: {daemon.log_tail()}")
+        if not wait_for(caught_up, timeout_s, interval_s=1.0, daemon=daemon):
+            raise TimeoutError(f"P={partitions}: the warm-up batch never landed; daemon log: {daemon.log_tail()}")
         warm_runs = len(runs_of(stack, home, topic)[0])
         started = time.monotonic()
         with kafka.Publisher(ep.kafka, topic) as publisher:
             published = publisher.publish(messages[WARMUP:]).acknowledged
         publish_s = time.monotonic() - started
         if not wait_for(caught_up, timeout_s, interval_s=0.5, daemon=daemon):
-            raise SystemExit(f"P={partitions}: not ingested within {timeout_s:.0f}s; daemon log: {daemon.log_tail()}")
+            raise TimeoutError(f"P={partitions}: not ingested within {timeout_s:.0f}s; daemon log: {daemon.log_tail()}")
         seconds = time.monotonic() - started
         # a run records its progress before its last events: let every run end before the daemon stops, or it is
         # killed, fails, and Dagster's run retry ingests its range again under the next configuration
@@ -128,7 +128,11 @@ def main() -> int:
     results = []
     try:
         for partitions in counts:
-            result = measure(stack, work, partitions, args.count, batch_size, args.timeout)
+            try:
+                result = measure(stack, work, partitions, args.count, batch_size, args.timeout)
+            except TimeoutError as error:  # said, and the other configurations still measured
+                print(f"  P={partitions}: FAILED: {error}", flush=True)
+                continue
             results.append(result)
             print(f"  P={partitions}: {result['payments']} payments in {result['seconds']:.1f}s = {result['rate']:,.0f}/s; "
                   f"{result['runs']} ingestion runs, at most {result['at_once']} at once "
@@ -136,6 +140,9 @@ def main() -> int:
     finally:
         stack.stop()
 
+    if not results:
+        print("no configuration was measured", file=sys.stderr)
+        return 1
     base = next((r for r in results if r["partitions"] == 1), results[0])
     print(f"\n{args.count} payments per configuration, micro-batch (INGESTION_BATCH_SIZE) {batch_size}, "
           f"limits per configuration: INGESTION_MAX_RANGES_IN_FLIGHT = P, DAGSTER_MAX_CONCURRENT_RUNS = P + 1")
@@ -143,7 +150,7 @@ def main() -> int:
     for r in results:
         print(f"{r['partitions']:>10} {r['rate']:>11,.0f} {r['runs']:>5} {r['at_once']:>8} {r['rate'] / base['rate']:>14.2f}")
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    return 0
+    return 0 if len(results) == len(counts) else 1
 
 
 if __name__ == "__main__":
