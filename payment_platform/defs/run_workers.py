@@ -20,6 +20,9 @@ from dagster._core.events import JobFailureData, RunFailureReason
 WORKER_PID_TAG = "payment_platform/worker_pid"
 WORKER_HOST_TAG = "payment_platform/worker_host"
 WORKER_STARTED_TAG = "payment_platform/worker_started"  # the process's start time (epoch s): pids are reused
+# The run that recorded them: Dagster's run retries copy the parent's tags, and a retry that has not recorded its
+# own worker yet must not be judged by its dead parent's pid.
+WORKER_RUN_TAG = "payment_platform/worker_run"
 # Failures that say nothing about the work itself: the run never started or its process vanished.
 WORKER_LOST_REASONS = {RunFailureReason.START_TIMEOUT.value, RunFailureReason.UNEXPECTED_TERMINATION.value,
                        RunFailureReason.RUN_WORKER_RESTART.value}
@@ -31,7 +34,7 @@ def record_worker(context) -> None:
         me = psutil.Process(os.getpid())
         context.instance.add_run_tags(context.run_id, {
             WORKER_PID_TAG: str(me.pid), WORKER_HOST_TAG: socket.gethostname(),
-            WORKER_STARTED_TAG: f"{me.create_time():.3f}"})
+            WORKER_STARTED_TAG: f"{me.create_time():.3f}", WORKER_RUN_TAG: context.run_id})
     except Exception as error:  # noqa: BLE001 - never fail the work for its bookkeeping
         context.log.warning(f"could not record the run worker's pid in the run's tags: {error!r}")
 
@@ -39,7 +42,7 @@ def record_worker(context) -> None:
 def dead_worker(run: dg.DagsterRun, host: str | None = None) -> str | None:
     """Why this STARTED run's worker is known to be dead, or None (alive, or not knowable from here)."""
     tags = run.tags
-    if run.status != dg.DagsterRunStatus.STARTED or WORKER_PID_TAG not in tags:
+    if run.status != dg.DagsterRunStatus.STARTED or WORKER_PID_TAG not in tags or tags.get(WORKER_RUN_TAG) != run.run_id:
         return None
     here = host or socket.gethostname()
     if tags.get(WORKER_HOST_TAG) != here:

@@ -7,13 +7,20 @@ import socket
 import subprocess
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 import psutil
 import pytest
 
 from payment_platform.defs.ingestion.runs import RANGE_TAG
 from payment_platform.defs.ingestion.sensors import run_states
 from payment_platform.defs.replay.replay import _after_lost_run, backup_replay_sensor, replay_failed_payments_job
-from payment_platform.defs.run_workers import WORKER_HOST_TAG, WORKER_PID_TAG, WORKER_STARTED_TAG, dead_worker
+from payment_platform.defs.run_workers import (
+    WORKER_HOST_TAG,
+    WORKER_PID_TAG,
+    WORKER_RUN_TAG,
+    WORKER_STARTED_TAG,
+    dead_worker,
+)
 from payment_platform.ingestion import planner
 
 from ..test_replay.test_replay_sensor import RESOURCES
@@ -40,8 +47,13 @@ def instance():
         yield test_instance
 
 
-def started_run(instance, tags: dict, job=replay_failed_payments_job) -> dg.DagsterRun:
-    return instance.create_run_for_job(job, run_config={}, status=dg.DagsterRunStatus.STARTED, tags=tags)
+def started_run(instance, tags: dict, job=replay_failed_payments_job, recorded_by: str | None = None) -> dg.DagsterRun:
+    """A STARTED run whose worker tags were recorded by itself (or, `recorded_by`, copied from another run)."""
+    run_id = make_new_run_id()
+    if WORKER_PID_TAG in tags:
+        tags = {**tags, WORKER_RUN_TAG: recorded_by or run_id}
+    return instance.create_run_for_job(job, run_config={}, status=dg.DagsterRunStatus.STARTED, tags=tags,
+                                       run_id=run_id)
 
 
 def test_which_workers_count_as_dead(instance):
@@ -51,6 +63,8 @@ def test_which_workers_count_as_dead(instance):
     assert dead_worker(started_run(instance, me())) is None
     assert dead_worker(started_run(instance, worker_tags(gone_pid(), host="another-host"))) is None  # not ours to judge
     assert dead_worker(started_run(instance, {})) is None  # no pid recorded (yet): run monitoring's timeouts apply
+    # a Dagster run retry copies its parent's tags: until it records its own worker, the parent's pid is not its
+    assert dead_worker(started_run(instance, worker_tags(gone_pid()), recorded_by=make_new_run_id())) is None
 
 
 def test_the_ingestion_sensor_fails_a_range_run_whose_worker_died(instance):
