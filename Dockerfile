@@ -6,9 +6,8 @@
 #   docker run --rm -p 4000:4000 --env-file infra/platform.env payment-platform:0.1.0
 #
 # The stores are external services, configured by the environment variables of payment_platform/config.py.
-# `pip install .` installs the base dependencies only: the embedded servers of the local stack are not needed
-# here (until the `local` extra lands, pyproject.toml still lists them as base dependencies, so they are
-# installed but never started: nothing in the image runs `payment-platform stack`).
+# `pip install .` installs the base dependencies only: the embedded servers of the local stack (the `local`
+# extra) are not needed here, nothing in the image runs `payment-platform stack`.
 FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,9 +25,10 @@ COPY payment_platform ./payment_platform
 # dagster-k8s: the K8sRunLauncher's run pods load the instance (and so its launcher class) from this image
 RUN pip install . dagster-k8s==0.29.27
 
-# a non-root user owns only what it writes: Dagster's home and the last-resort failed-payment folder
+# a non-root user owns only what it writes: Dagster's home (its storage/ holds the runs' compute logs) and
+# the last-resort failed-payment folder; a volume mounted there starts with this ownership
 RUN useradd --system --uid 10001 --home-dir /opt/dagster --shell /usr/sbin/nologin payments \
-    && mkdir -p "$DAGSTER_HOME" "$FAILED_PAYMENTS_DIR" \
+    && mkdir -p "$DAGSTER_HOME/storage" "$FAILED_PAYMENTS_DIR" \
     && chown -R payments "$DAGSTER_HOME" "$FAILED_PAYMENTS_DIR"
 USER 10001
 VOLUME ["/var/lib/payment_platform/failed_payments"]

@@ -114,7 +114,7 @@ def parse_url(setting: str, value: str, schemes: tuple[str, ...]) -> str:
     if parsed.scheme not in schemes:
         raise ConfigError(setting, f"expected a URL starting {' or '.join(s + '://' for s in schemes)}, got {value!r}")
     try:
-        parsed.port  # raises ValueError on a non-numeric port
+        _ = parsed.port  # raises ValueError on a non-numeric port
     except ValueError:
         raise ConfigError(setting, f"port is not a number in {value!r}") from None
     return value.strip()
@@ -221,8 +221,7 @@ class Scaling:
                 "HBASE_SALT_BUCKETS": str(self.hbase_salt_buckets)}
 
 
-def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    value = env.get(name)
+def _int_setting(name: str, value: str | None, default: int, low: int, high: int) -> int:
     if value is None or value.strip() == "":
         return default
     try:
@@ -237,16 +236,20 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high
 def salt_buckets_from_env(env: Mapping[str, str] | None = None) -> int:
     """HBASE_SALT_BUCKETS (0 = unsalted row keys, the default); raises ConfigError naming it when malformed."""
     env = os.environ if env is None else env
-    return _int_setting(env, "HBASE_SALT_BUCKETS", 0, 0, MAX_SALT_BUCKETS - 1)
+    return _int_setting("HBASE_SALT_BUCKETS", env.get("HBASE_SALT_BUCKETS"), 0, 0, MAX_SALT_BUCKETS - 1)
 
 
 def scaling_from_env(env: Mapping[str, str] | None = None) -> Scaling:
     """Read and validate the scaling knobs; raises ConfigError naming the first bad one."""
     env = os.environ if env is None else env
     return Scaling(
-        topic_partitions=_int_setting(env, "PAYMENTS_TOPIC_PARTITIONS", DEFAULT_TOPIC_PARTITIONS, 1, 10_000),
-        max_ranges_in_flight=_int_setting(env, "INGESTION_MAX_RANGES_IN_FLIGHT", DEFAULT_MAX_RANGES_IN_FLIGHT, 1, 10_000),
-        batch_size=_int_setting(env, "INGESTION_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, 1_000_000),
-        max_concurrent_runs=_int_setting(env, "DAGSTER_MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT_RUNS, 1, 10_000),
+        topic_partitions=_int_setting("PAYMENTS_TOPIC_PARTITIONS", env.get("PAYMENTS_TOPIC_PARTITIONS"),
+                                      DEFAULT_TOPIC_PARTITIONS, 1, 10_000),
+        max_ranges_in_flight=_int_setting("INGESTION_MAX_RANGES_IN_FLIGHT", env.get("INGESTION_MAX_RANGES_IN_FLIGHT"),
+                                          DEFAULT_MAX_RANGES_IN_FLIGHT, 1, 10_000),
+        batch_size=_int_setting("INGESTION_BATCH_SIZE", env.get("INGESTION_BATCH_SIZE"), DEFAULT_BATCH_SIZE,
+                                1, 1_000_000),
+        max_concurrent_runs=_int_setting("DAGSTER_MAX_CONCURRENT_RUNS", env.get("DAGSTER_MAX_CONCURRENT_RUNS"),
+                                         DEFAULT_MAX_CONCURRENT_RUNS, 1, 10_000),
         hbase_salt_buckets=salt_buckets_from_env(env),
     )

@@ -99,7 +99,7 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRu
                 step(run)
             except (ConfigError, UsageError):
                 raise
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any failure of a step is recorded as that step's error
                 message = " ".join(str(error).split()) or type(error).__name__
                 run.summary["steps"].append({"name": name, "seconds": round(time.monotonic() - began, 3),
                                              "ok": False, "error": message})

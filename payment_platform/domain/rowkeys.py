@@ -1,8 +1,9 @@
 """HBase row keys (design.md): every key the platform builds lives here, so a change of layout (a salt prefix,
 say) is made in one place.
 
-- `payments`: `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`, the seed's key plus the payment id, so
-  two payments in the same second never overwrite each other. Time first: a time window is a row-key range.
+- `payments`: `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`: second, rail and originator plus the
+  payment id, so two payments in the same second never overwrite each other. Time first: a time window is a
+  row-key range.
 - `payments_by_id`: row = payment id, one cell pointing at the `payments` key, so a lookup by id needs no scan.
 - `payments_by_originator` / `payments_by_beneficiary`: `{partyId}_{yyyyMMddHHmmss}_{paymentId}`, one cell
   pointing at the `payments` key (the real, salted one). Party first: one party's payments over a time window are

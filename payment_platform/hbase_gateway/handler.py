@@ -15,6 +15,7 @@ import threading
 import time
 
 from payment_platform.hbase_gateway import filters as hfilters
+from payment_platform.hbase_gateway.filter_language import parse_filter
 from payment_platform.hbase_gateway.storage import (
     FOREVER,
     LATEST_TIMESTAMP,
@@ -157,7 +158,7 @@ class Scanner:
         self.filter_error = None
         if filter_string:
             try:
-                self.filter = hfilters.parse_filter(filter_string, reverse=reverse)
+                self.filter = parse_filter(filter_string, reverse=reverse)
             except hfilters.FilterError as error:
                 # scannerOpenWithScan can only throw IOError; scannerGetList can throw IllegalArgument.
                 self.filter_error = str(error)
@@ -601,21 +602,21 @@ class HbaseHandler:
             raise BadArgument("scanner ID is invalid")
         return scanner
 
-    def scanner_rows(self, id, nbRows) -> tuple:
+    def scanner_rows(self, id, nbRows) -> tuple:  # noqa: A002 - the Thrift IDL's argument name
         """(sort_columns, [(row, cells)]) of the next results: the server encodes them straight to bytes."""
         nb_rows = _need_int(nbRows, "nbRows")
         scanner = self._scanner(id)
         return scanner.sort_columns, (scanner.next(nb_rows) if nb_rows > 0 else [])
 
-    def scannerGetList(self, id, nbRows):
+    def scannerGetList(self, id, nbRows):  # noqa: A002 - the Thrift IDL's argument name
         sort_columns, rows = self.scanner_rows(id, nbRows)
         names = _ColumnNames()
         return [_row_result(row, cells, sort_columns, names) for row, cells in rows]
 
-    def scannerGet(self, id):
+    def scannerGet(self, id):  # noqa: A002 - the Thrift IDL's argument name
         return self.scannerGetList(id, 1)
 
-    def scannerClose(self, id):
+    def scannerClose(self, id):  # noqa: A002 - the Thrift IDL's argument name
         with self._scanners_lock:
             if self._scanners.pop(id, None) is None:
                 raise BadArgument("scanner ID is invalid")

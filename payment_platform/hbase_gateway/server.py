@@ -112,7 +112,7 @@ class Gateway:
         self._lock_data_dir()
         try:
             self.store = Store(self.data_dir)
-        except Exception as error:  # sqlite3.DatabaseError and friends: the folder holds something else
+        except Exception as error:  # noqa: BLE001 - sqlite3.DatabaseError and friends: the folder holds something else
             raise UsageError(f"--data-dir: cannot open the store in {self.data_dir!r}: {error}") from None
         listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -235,6 +235,23 @@ def backwards_partitions(cursor: CursorState, topic: str, end_offsets: Mapping[i
     return found
 
 
+@dataclass
+class _Tick:
+    """What one planning tick reads (offsets of one topic, the clock, the settings) and the notes it writes."""
+
+    topic: str
+    end_offsets: Mapping[int, int]
+    progress: dict[int, int]
+    first_offsets: dict[int, int]
+    now: float
+    settings: PlannerSettings
+    notes: list[str] = field(default_factory=list)
+
+    def next_offset(self, partition: int) -> int:
+        """Where the partition's next range starts: recorded progress, else its first available offset."""
+        return self.progress.get(partition, self.first_offsets.get(partition, 0))
+
+
 def plan(
     *,
     topic: str,
@@ -254,85 +271,105 @@ def plan(
     means the topic was recreated: every partition starts again). `run_states` maps the run key of each in-flight range (as
     listed by `cursor.in_flight_ranges()`) to what Dagster says about it; a key that is absent is MISSING.
     """
-    first_offsets = dict(first_offsets or {})
-    notes: list[str] = []
+    tick = _Tick(topic, end_offsets, dict(progress), dict(first_offsets or {}), now, settings)
     if cursor.topic is not None and cursor.topic != topic:
-        notes.append(f"topic changed from {cursor.topic!r} to {topic!r}: starting a fresh cursor")
+        tick.notes.append(f"topic changed from {cursor.topic!r} to {topic!r}: starting a fresh cursor")
         cursor = CursorState()
-    resets_so_far = cursor.resets
     next_cursor = CursorState(topic=topic, topic_id=topic_id or cursor.topic_id, end_offsets=dict(end_offsets),
-                              resets=resets_so_far, lag_observed=dict(cursor.lag_observed))
-    progress = dict(progress)
+                              resets=cursor.resets, lag_observed=dict(cursor.lag_observed))
 
-    # 1. Offsets that went backwards: report, go back to the first offset, plan nothing there this tick
-    # (the reset must be recorded before a range can start from the new progress).
+    resets, backwards = _progress_resets(tick, cursor, topic_id)
+    next_cursor.resets += backwards  # an epoch per backwards move: later run keys never repeat old ones
+    reset_partitions = {r.partition for r in resets}
+    requests = _in_flight_requests(tick, cursor, next_cursor, run_states, reset_partitions)
+    requests += _new_ranges(tick, cursor, next_cursor, reset_partitions)
+
+    lag = lag_of(end_offsets, tick.progress, tick.first_offsets)
+    if not requests and not resets:
+        tick.notes.append(_idle_note(tick, next_cursor, lag))
+    return Plan(ranges=requests, resets=resets, cursor=next_cursor, lag=lag, notes=tick.notes)
+
+
+def _progress_resets(tick: _Tick, cursor: CursorState, topic_id: str | None) -> tuple[list[ProgressReset], int]:
+    """Phase 1: offsets that went backwards are reported and progress goes back to the first offset, with
+    nothing planned there this tick (the reset must be recorded before a range can start from the new
+    progress). Returns the resets and how many of them are backwards moves."""
+    topic, end_offsets, progress = tick.topic, tick.end_offsets, tick.progress
     resets: list[ProgressReset] = []
     recreated = topic_recreated(cursor, topic, topic_id)
     for partition in backwards_partitions(cursor, topic, end_offsets, progress, topic_id):
         end = end_offsets[partition]
         recorded = progress.get(partition, 0)
         seen = cursor.end_offsets.get(partition, 0)
-        to_offset = min(first_offsets.get(partition, 0), end)
+        to_offset = min(tick.first_offsets.get(partition, 0), end)
         why = (f"topic id changed from {cursor.topic_id} to {topic_id}: topic recreated or broker restarted"
                if recreated else "broker restarted or topic recreated")
         reason = (f"offsets of {topic}[{partition}] went backwards: end offset {end}, recorded progress {recorded}, "
                   f"last end offset seen {seen} ({why}); ingesting again from offset {to_offset}")
         resets.append(ProgressReset(topic, partition, recorded, to_offset, end, reason))
-        notes.append(reason)
-    next_cursor.resets += len(resets)  # an epoch per backwards move: later run keys never repeat old ones
+        tick.notes.append(reason)
+    backwards = len(resets)
     # A partition with no progress whose first available offset is past 0 (retention dropped the start):
     # where ingestion begins is put on record before the first range.
     for partition, end in sorted(end_offsets.items()):
-        first = min(first_offsets.get(partition, 0), end)
+        first = min(tick.first_offsets.get(partition, 0), end)
         if partition not in progress and first > 0 and partition not in {r.partition for r in resets}:
             reason = (f"no progress recorded for {topic}[{partition}] and its first available offset is {first}: "
                       f"ingestion starts there")
             resets.append(ProgressReset(topic, partition, 0, first, end, reason))
-            notes.append(reason)
-    reset_partitions = {r.partition for r in resets}
+            tick.notes.append(reason)
+    return resets, backwards
 
-    # 2. In-flight ranges: done, still running, or failed for good (requested again, never skipped).
+
+def _in_flight_requests(tick: _Tick, cursor: CursorState, next_cursor: CursorState,
+                        run_states: Mapping[str, RunState], reset_partitions: set[int]) -> list[PlannedRange]:
+    """Phase 2: each in-flight range is done, still running, or failed for good (then requested again, never
+    skipped); the ones still in flight are carried into `next_cursor`."""
+    topic, settings, now = tick.topic, tick.settings, tick.now
     requests: list[PlannedRange] = []
     for partition, flight in sorted(cursor.in_flight.items()):
-        if partition in reset_partitions or partition not in end_offsets:
-            notes.append(f"dropped in-flight range "
-                         f"{range_run_key(topic, partition, flight.start, flight.end, flight.attempt, flight.epoch)}"
-                         f" (partition reset or gone)")
-            continue
         key = range_run_key(topic, partition, flight.start, flight.end, flight.attempt, flight.epoch)
+        if partition in reset_partitions or partition not in tick.end_offsets:
+            tick.notes.append(f"dropped in-flight range {key} (partition reset or gone)")
+            continue
         state = run_states.get(key, RunState.MISSING)
-        recorded = progress.get(partition, first_offsets.get(partition, 0))
+        recorded = tick.next_offset(partition)
         if recorded >= flight.end:
             continue  # done (the sensor reads run states before progress, so progress is never older)
         if state == RunState.SUCCEEDED:
             # A run succeeded yet progress is short of its end: progress was reset under it. Plan afresh.
-            notes.append(f"{key} succeeded but progress is {recorded} < {flight.end}: replanning")
+            tick.notes.append(f"{key} succeeded but progress is {recorded} < {flight.end}: replanning")
             continue
         if state == RunState.FAILED and recorded != flight.start:
             # Another range moved progress into this one (e.g. runs left from a lost cursor): retrying it would
             # overlap recorded progress and fail forever. Plan afresh from the recorded progress instead.
-            notes.append(f"{key} failed and progress is now {recorded}, not its start {flight.start}: "
-                         f"replanning from {recorded}")
+            tick.notes.append(f"{key} failed and progress is now {recorded}, not its start {flight.start}: "
+                              f"replanning from {recorded}")
             continue
         retry = state == RunState.FAILED or (
             state == RunState.MISSING and now - flight.requested_at >= settings.missing_run_seconds)
         if retry:
             again = PlannedRange(topic, partition, flight.start, flight.end, flight.attempt + 1, flight.epoch)
             why = "failed for good" if state == RunState.FAILED else "never started"
-            notes.append(f"{key} {why}: requesting the same range again as {again.run_key}")
+            tick.notes.append(f"{key} {why}: requesting the same range again as {again.run_key}")
             requests.append(again)
             next_cursor.in_flight[partition] = InFlight(again.start, again.end, again.attempt, now, again.epoch)
         else:
             next_cursor.in_flight[partition] = flight
-    # waiting clocks carry over for partitions still waiting
-    waiting = {p: t for p, t in cursor.waiting_since.items() if p in end_offsets and p not in reset_partitions}
+    return requests
 
-    # 3. New ranges, oldest wait first, up to the concurrency limit.
+
+def _new_ranges(tick: _Tick, cursor: CursorState, next_cursor: CursorState,
+                reset_partitions: set[int]) -> list[PlannedRange]:
+    """Phase 3: new ranges, oldest wait first, up to the concurrency limit; the waiting clocks of partitions
+    still waiting carry over into `next_cursor`."""
+    settings, now = tick.settings, tick.now
+    waiting = {p: t for p, t in cursor.waiting_since.items() if p in tick.end_offsets and p not in reset_partitions}
     candidates = []
-    for partition, end in sorted(end_offsets.items()):
+    for partition, end in sorted(tick.end_offsets.items()):
         if partition in reset_partitions:
             continue
-        start = progress.get(partition, first_offsets.get(partition, 0))
+        start = tick.next_offset(partition)
         available = end - start
         if available <= 0:
             waiting.pop(partition, None)
@@ -342,29 +379,31 @@ def plan(
             continue
         if available >= settings.min_batch_size or now - since >= settings.max_wait_seconds:
             candidates.append((since, -available, partition, start, end))
+    requests: list[PlannedRange] = []
     slots = settings.max_concurrent_ranges - len(next_cursor.in_flight)
     candidates.sort()
-    for since, _, partition, start, end in candidates:
+    for _since, _, partition, start, end in candidates:
         if slots <= 0:
-            notes.append(f"partition {partition} waits: {settings.max_concurrent_ranges} ranges already in flight")
+            tick.notes.append(f"partition {partition} waits: {settings.max_concurrent_ranges} ranges already in flight")
             continue
         stop = min(end, start + settings.max_batch_size)
-        planned = PlannedRange(topic, partition, start, stop, epoch=next_cursor.resets)
+        planned = PlannedRange(tick.topic, partition, start, stop, epoch=next_cursor.resets)
         requests.append(planned)
         next_cursor.in_flight[partition] = InFlight(start, stop, 0, now, planned.epoch)
         if stop >= end:
             waiting.pop(partition, None)  # everything seen so far is planned
         slots -= 1
     next_cursor.waiting_since = waiting
+    return requests
 
-    lag = lag_of(end_offsets, progress, first_offsets)
-    if not requests and not resets:
-        if lag.lag == 0:
-            notes.append(f"no new messages in {topic} (end offsets sum {lag.end_offset_sum})")
-        elif next_cursor.in_flight and len(next_cursor.in_flight) >= sum(1 for p in end_offsets
-                                                                          if end_offsets[p] > progress.get(p, 0)):
-            notes.append(f"{len(next_cursor.in_flight)} range(s) in flight, lag {lag.lag}")
-        else:
-            notes.append(f"{lag.lag} message(s) waiting to fill a batch "
-                         f"(min {settings.min_batch_size} or {settings.max_wait_seconds:g}s)")
-    return Plan(ranges=requests, resets=resets, cursor=next_cursor, lag=lag, notes=notes)
+
+def _idle_note(tick: _Tick, next_cursor: CursorState, lag: Lag) -> str:
+    """Why a tick that requests nothing and resets nothing did so."""
+    end_offsets, progress = tick.end_offsets, tick.progress
+    if lag.lag == 0:
+        return f"no new messages in {tick.topic} (end offsets sum {lag.end_offset_sum})"
+    if next_cursor.in_flight and len(next_cursor.in_flight) >= sum(1 for p in end_offsets
+                                                                   if end_offsets[p] > progress.get(p, 0)):
+        return f"{len(next_cursor.in_flight)} range(s) in flight, lag {lag.lag}"
+    return (f"{lag.lag} message(s) waiting to fill a batch "
+            f"(min {tick.settings.min_batch_size} or {tick.settings.max_wait_seconds:g}s)")

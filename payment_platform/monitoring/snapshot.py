@@ -1,5 +1,5 @@
 """One snapshot of the platform's health and live figures, for `payment-platform status` and the Dagster
-monitoring sensor (the seed's dashboard: lag, processing time, rate, errors, backup, quarantine, services).
+monitoring sensor (lag, processing time, rate, errors, backup, quarantine, services).
 
 Every probe runs in its own thread with a bounded timeout, so a dead service costs at most `timeout_s` and
 shows up as that service's error; the figures that need it are None. Numeric keys are stable (the UI plots them).

@@ -342,7 +342,9 @@ def hbase_scan(args) -> int:
 
     limit = int(parse_number("--limit", args.limit, 1, 1_000_000, kind=int, unit="rows"))
     columns = _columns(args.columns)
-    enc = (lambda v: v.encode() if v is not None else None)
+
+    def enc(value):
+        return value.encode() if value is not None else None
 
     def work(h):
         rows = 0

@@ -347,10 +347,10 @@ class PaymentQueries:
                     break
             if not group:
                 return
-            rows = hbase.payment_rows([row_key for _, row_key in group])
-            for index_key, row_key in group:
-                cells = rows.get(row_key)
-                yield index_key, view_from_hbase(cells, row_key) if cells else None
+            rows = hbase.payment_rows([payment_key for _, payment_key in group])
+            for index_key, payment_key in group:
+                cells = rows.get(payment_key)
+                yield index_key, view_from_hbase(cells, payment_key) if cells else None
             if len(group) <= batch:
                 return
 

@@ -242,7 +242,7 @@ def probe_once(name: str, endpoints: Endpoints) -> str | None:
     try:
         _probe(name, endpoints)
         return None
-    except Exception as error:  # any failure of a probe means "not healthy", with its reason
+    except Exception as error:  # noqa: BLE001 - any failure of a probe means "not healthy", with its reason
         return _one_line(error)
 
 
@@ -296,7 +296,7 @@ def _wait_ready(name: str, endpoints: Endpoints, record: ServiceRecord, popen: s
     if failure is None and name == "postgres":
         try:
             services.postgres_create_databases(services.postgres_url(record.port, "postgres"))
-        except Exception as error:  # reported as this service's start failure
+        except Exception as error:  # noqa: BLE001 - reported as this service's start failure
             return f"creating its databases failed: {_one_line(error)}"
     return failure
 
@@ -404,8 +404,8 @@ def _launch(name: str, data_dir: Path, port: int, child_env: dict[str, str],
     """Launches one embedded service on `port` with its data under data_dir; returns it and its record."""
     log = data_dir / LOG_DIR / f"{name}.log"
     try:
-        postgres_user = services.postgres_prepare(data_dir) if name == "postgres" else None
-        launch = (services.postgres_launch(data_dir, port, postgres_user) if name == "postgres"
+        postgres_runtime = services.postgres_prepare(data_dir) if name == "postgres" else None
+        launch = (services.postgres_launch(data_dir, port, postgres_runtime) if name == "postgres"
                   else SERVICES[name].launch(data_dir, port))
         popen = processes.spawn(launch.command, log, env=child_env, cwd=data_dir, user=launch.user,
                                 die_with_parent=owned, death_signal=launch.stop_signal)

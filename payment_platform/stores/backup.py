@@ -6,7 +6,7 @@ Primary home: MongoDB, database `payments`, collection `failed_payments`, one do
     message), error (the last error), attempts, first_attempt_at, last_attempt_at (UTC datetimes),
     kafka {topic, partition, offset} (or null).
 Last resort, when MongoDB fails too: one JSON file per (payment, store) in a local folder (`failed_payments/` by
-default), the seed's format (the complete payment data as JSON) plus the same fields, named
+default): the complete payment as JSON plus the same fields, named
 `{store}__{payment_id}.json`, written atomically (temp file, fsync, rename, fsync of the folder).
 If neither home can be written, `record_failures` raises BackupUnavailable: the caller must not record progress.
 
@@ -167,7 +167,7 @@ class FailedPaymentBackup:
             finally:
                 client.close()
             report["mongo"] = "ok"
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - reported in the health report
             report["mongo"] = f"error: {type(error).__name__}: {error}"
         report["fallback_writable"] = self._folder_writable()
         if report["mongo"] != "ok" and not report["fallback_writable"]:
@@ -206,7 +206,7 @@ class FailedPaymentBackup:
                         "$inc": {"attempts": 1},
                     }, upsert=True) for r in records], ordered=False)
                 return {"mongo": len(records), "files": 0}
-            except Exception as err:  # any Mongo failure: fall back to the folder
+            except Exception as err:  # noqa: BLE001 - any Mongo failure: fall back to the folder
                 self._mongo_failed(err)
                 mongo_error = self.last_mongo_error or repr(err)
         try:
@@ -226,7 +226,7 @@ class FailedPaymentBackup:
         previous = self._read_file(path) if path.exists() else None
         body = {
             "payment_id": record.payment_id, "store": store,
-            "payment": record.payment.doc,  # the seed's format: the complete payment as JSON
+            "payment": record.payment.doc,  # the complete payment as JSON
             "raw": record.raw.decode("utf-8"),
             "error": error,
             "attempts": (previous.attempts if previous else 0) + 1,
@@ -292,7 +292,7 @@ class FailedPaymentBackup:
                 else:
                     found |= {d["payment_id"] for d in collection.find(
                         {"store": store, "payment_id": {"$in": ids}}, projection={"payment_id": 1, "_id": 0})}
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
                 self._mongo_failed(error)
         files = self._files(store)
         if files:
@@ -322,7 +322,7 @@ class FailedPaymentBackup:
         if self._mongo_usable():
             try:
                 docs = list(self._collection().find(query).sort("first_attempt_at", 1).limit(limit))
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
                 self._mongo_failed(error)
                 docs = []
             entries += [self._from_mongo(d) for d in docs]
@@ -340,7 +340,7 @@ class FailedPaymentBackup:
         if self._mongo_usable():
             try:
                 count += self._collection().count_documents({"store": store} if store else {})
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
                 self._mongo_failed(error)
         return count
 

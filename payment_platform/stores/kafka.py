@@ -174,6 +174,33 @@ class KafkaClient:
     def publisher(self, **options) -> "Publisher":
         return Publisher(self.bootstrap_servers, self.topic, **options)
 
+    def commit_group_offsets(self, group: str, next_offsets: dict[int, int]) -> dict[int, int]:
+        """Commit, for consumer group `group`, each partition's next offset to consume, never moving a committed
+        offset backwards (a retried older range commits nothing). No group membership is needed (a "simple
+        consumer" commit); returns what was committed. For Kafka's own tools (lag per group): the ledger in
+        Postgres stays the source of truth of ingestion progress."""
+        from kafka.structs import OffsetAndMetadata
+
+        consumer = _consumer(self.bootstrap_servers, self.timeout_s, "payment-platform-offsets", group_id=group)
+        try:
+            committed = self.group_offsets(group)
+            ahead = {p: o for p, o in next_offsets.items() if o > committed.get(p, -1)}
+            if ahead:
+                consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
+                                 for p, o in ahead.items()})
+            return ahead
+        finally:
+            consumer.close()
+
+    def group_offsets(self, group: str) -> dict[int, int]:
+        """partition -> committed offset of consumer group `group` on this topic (OffsetFetch)."""
+        try:
+            answer = self._admin().list_group_offsets(group)
+        except KafkaError as error:
+            raise KafkaUnavailable(f"could not read the offsets of group {group!r} on {self.bootstrap_servers}: "
+                                   f"{error}") from None
+        return {tp.partition: meta.offset for tp, meta in answer.get(group, {}).items() if tp.topic == self.topic}
+
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
@@ -205,9 +232,10 @@ def beginning_offsets(bootstrap: str, topic: str, timeout_s: float = DEFAULT_TIM
         return client.beginning_offsets()
 
 
-def _consumer(bootstrap: str, timeout_s: float, client_id: str, **options) -> KafkaConsumer:
+def _consumer(bootstrap: str, timeout_s: float, client_id: str, group_id: str | None = None,
+              **options) -> KafkaConsumer:
     try:
-        return KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
+        return KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=group_id,
                              enable_auto_commit=False, request_timeout_ms=_ms(max(timeout_s, 1.0)),
                              bootstrap_timeout_ms=_ms(timeout_s), reconnect_backoff_max_ms=1000,
                              fetch_max_wait_ms=100, **options)

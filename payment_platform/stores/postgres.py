@@ -103,6 +103,31 @@ CREATE TABLE IF NOT EXISTS {schema}.ingested_ranges (
 );
 """
 
+SETTLEMENT_SUMMARY_TABLE = "daily_settlement_summary"
+
+_SETTLEMENT_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    settlement_date  date NOT NULL,
+    payment_type     text NOT NULL,
+    currency         char(3) NOT NULL,
+    payments         bigint NOT NULL,
+    total_amount     numeric NOT NULL,
+    settled          bigint NOT NULL,
+    settled_amount   numeric NOT NULL,
+    rejected         bigint NOT NULL,
+    built_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (settlement_date, payment_type, currency)
+)"""
+
+# settlement day: the value date when the payment has one, else its UTC creation day
+_SETTLEMENT_BUILD = """
+INSERT INTO {table} (settlement_date, payment_type, currency, payments, total_amount, settled, settled_amount, rejected)
+SELECT coalesce(value_date, (created_at AT TIME ZONE 'UTC')::date), payment_type, currency, count(*), sum(amount),
+       count(*) FILTER (WHERE status = ANY(%(settled)s)),
+       coalesce(sum(amount) FILTER (WHERE status = ANY(%(settled)s)), 0),
+       count(*) FILTER (WHERE status = ANY(%(rejected)s))
+FROM {payments} GROUP BY 1, 2, 3"""
+
 
 class PostgresUnavailable(ConnectionError):
     """PostgreSQL did not answer; the message says why."""
@@ -128,7 +153,7 @@ class QuarantineEntry:
 def _redact_dsn(dsn: str) -> str:
     try:
         params = psycopg2.extensions.parse_dsn(dsn)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a DSN libpq cannot parse is still redacted
         return "<unparsable DSN>"
     params.pop("password", None)
     return " ".join(f"{k}={v}" for k, v in params.items())
@@ -194,7 +219,7 @@ class PostgresLedger:
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # a broken connection: nothing left to close
+            except Exception:  # noqa: BLE001 - a broken connection: nothing left to close
                 pass
 
     close = reset
@@ -210,7 +235,7 @@ class PostgresLedger:
         except Exception:
             try:
                 conn.rollback()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the rollback of a broken connection
                 pass
             self.reset()
             raise
@@ -261,6 +286,23 @@ class PostgresLedger:
             cur.execute(sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM payments_staging "
                                 "ON CONFLICT (payment_id) DO NOTHING").format(self._t("payments"), cols=columns))
             return cur.rowcount
+        return self._run(work)
+
+    def remove_payments(self, records: Sequence[PaymentRecord]) -> int:
+        """Delete the rows these very messages wrote (same payment id AND Kafka position): a poison payment
+        another store refused must land nowhere. Returns how many rows were deleted."""
+        rows = [(r.payment_id, r.position.topic, r.position.partition, r.position.offset)
+                for r in records if r.position is not None and _is_uuid(r.payment_id)]
+        if not rows:
+            return 0
+
+        def work(cur):
+            deleted = psycopg2.extras.execute_values(cur, sql.SQL(
+                "DELETE FROM {} p USING (VALUES %s) AS v(payment_id, topic, part, off) "
+                "WHERE p.payment_id = v.payment_id::uuid AND p.kafka_topic = v.topic "
+                "AND p.kafka_partition = v.part AND p.kafka_offset = v.off RETURNING 1").format(
+                    self._t("payments")).as_string(cur), rows, fetch=True)
+            return len(deleted)
         return self._run(work)
 
     def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
@@ -478,4 +520,23 @@ class PostgresLedger:
                         .format(self._t("ingestion_resets")), (topic, topic, limit))
             names = [d.name for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
+        return self._run(work)
+
+    # -- daily settlement summary ----------------------------------------------------------------------
+    def rebuild_settlement_summary(self, settled_statuses: Sequence[str], rejected_statuses: Sequence[str]) -> dict:
+        """Replace `daily_settlement_summary` (per settlement day, rail and currency: payments, total and settled
+        amounts, rejections) from `payments` in one transaction, so readers see the old or the new table;
+        returns its figures."""
+        table = self._t(SETTLEMENT_SUMMARY_TABLE)
+
+        def work(cur):
+            cur.execute(sql.SQL(_SETTLEMENT_DDL).format(table=table))
+            cur.execute(sql.SQL("DELETE FROM {}").format(table))
+            cur.execute(sql.SQL(_SETTLEMENT_BUILD).format(table=table, payments=self._t("payments")),
+                        {"settled": list(settled_statuses), "rejected": list(rejected_statuses)})
+            cur.execute(sql.SQL("SELECT count(*), coalesce(sum(payments), 0), count(DISTINCT settlement_date), "
+                                "min(settlement_date), max(settlement_date) FROM {}").format(table))
+            rows, payments_count, days, first, last = cur.fetchone()
+            return {"rows": int(rows), "payments": int(payments_count), "days": int(days),
+                    "first_day": str(first) if first else "", "last_day": str(last) if last else ""}
         return self._run(work)

@@ -7,11 +7,11 @@ Prints, measured in the same run:
 - the one-off cost of building the party pool (excluded from the rate: it happens once per process);
 - `generate()` in memory (messages consumed, not kept) in payments/s, single process, pinned to one core,
   best of --rounds rounds alternating with the baseline;
-- the raw baseline: the same kind of payment built field by field with Faker and `json.dumps` (the seed's
-  approach), in payments/s, and the ratio;
+- the raw baseline: the same kind of payment built field by field with Faker and `json.dumps` (the
+  straightforward approach), in payments/s, and the ratio;
 - peak RSS of `payment-platform generate --output FILE` for --rss-small and --rss-large payments: memory stays
   flat as N grows because the output streams.
-Targets (issue 4): >= 50,000 payments/s, ratio >= 25x, RSS(large) within a few MB of RSS(small).
+Targets: >= 50,000 payments/s, ratio >= 25x, RSS(large) within a few MB of RSS(small).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def generation_rate(count: int, seed: int) -> float:
 
 
 def faker_rate(count: int) -> float:
-    """Payments built field by field with Faker, as the seed's generator does, serialised with json.dumps."""
+    """Payments built field by field with Faker, as a straightforward generator does, serialised with json.dumps."""
     from faker import Faker
 
     fake = Faker()

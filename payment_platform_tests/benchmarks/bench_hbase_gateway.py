@@ -10,7 +10,7 @@ Prints, measured in the same run:
 - a full scan (happybase `table.scan(batch_size=1000)`) in cells/s, and the ratio to reading the same cells
   straight from SQLite;
 - the gateway's peak resident memory while scanning a table of --rss-cells cells.
-Targets (issue 3): puts >= 20,000 cells/s, scans >= 50,000 cells/s, ratios >= 0.4, RSS < 300 MB.
+Targets: puts >= 20,000 cells/s, scans >= 50,000 cells/s, ratios >= 0.4, RSS < 300 MB.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def start_gateway(data_dir: str) -> tuple[subprocess.Popen, int, float]:
             return proc, port, time.perf_counter() - started
         except OSError:
             if proc.poll() is not None or time.perf_counter() - started > 20:
-                raise SystemExit("the gateway did not start")
+                raise SystemExit("the gateway did not start") from None
             time.sleep(0.005)
 
 

@@ -6,12 +6,12 @@ Starts a private embedded stack, publishes generated payments to a one-partition
 each range measures in the same run:
 - raw consume: kafka-python assign()+seek() reading the same range's raw bytes (no parsing, no writes), twice:
   * stock kafka-python, which checks each batch's CRC-32C in pure Python (a child process without `crc32c`):
-    the configuration of stack.md's 6,700-9,900 msg/s and of the issue's "that is 3,000+ payments/s here";
+    the configuration of stack.md's 6,700-9,900 msg/s and of the target "3,000+ payments/s here";
   * with the C CRC-32C of the `crc32c` package, which the project installs (ingestion uses it too);
 - ingest: `Ingestor.ingest` of the range, in a fresh child process (its peak RSS is the run's memory);
 - HBase raw puts: the same rows' mutations, built beforehand, put straight into HBase with nothing else running:
   HBase's own raw put rate for these rows (13-14 cells per payment plus the index cell).
-Targets (issue 5): ingest >= 3,000 payments/s and >= 0.5 x the raw kafka-python consume rate on ranges of 10,000+
+Targets: ingest >= 3,000 payments/s and >= 0.5 x the raw kafka-python consume rate on ranges of 10,000+
 messages; peak RSS flat as the range grows (chunks). With the C CRC, kafka-python reads 80,000-180,000 msg/s
 here: half of that is several times HBase's own raw put rate measured in the same run, so no pipeline that writes
 each payment to HBase can reach it; that ratio is printed as context (n/a), and the ratio target is judged against

@@ -10,7 +10,7 @@ alternating rounds so drift hits both alike; the best round of each is reported.
 - raw tuned: the same with the Publisher's batching (linger 5 ms, 256 KB batches), to isolate the cost of
   counting acknowledgements from the gain of batching;
 - ours: `stores.kafka.Publisher` (per-message acknowledgement callbacks, offsets per partition).
-Target (issue 4): ours >= 80% of raw.
+Target: ours >= 80% of raw.
 """
 from __future__ import annotations
 

@@ -223,9 +223,17 @@ def main() -> int:
             producer.flush()
             producer.close()
             ingested = evaluate.IngestedRange(1, topic, 0, 0, size)
-            _, raw_kafka_s = timed(lambda: sum(len(c) for c in kafka.read_range(e.kafka, topic, 0, 0, size)), repeat=3)
-            outcome, range_s = timed(lambda: evaluate.range_report(ingested, hbase_reader, postgres_reader, backup,
-                                                                   kafka.KafkaClient(e.kafka, topic)), repeat=3)
+
+            def read_raw(topic=topic, size=size):
+                return sum(len(chunk) for chunk in kafka.read_range(e.kafka, topic, 0, 0, size))
+
+            client = kafka.KafkaClient(e.kafka, topic)
+
+            def check_range(ingested=ingested, client=client):
+                return evaluate.range_report(ingested, hbase_reader, postgres_reader, backup, client)
+
+            _, raw_kafka_s = timed(read_raw, repeat=3)
+            outcome, range_s = timed(check_range, repeat=3)
             assert outcome["expected"] == size and not outcome["lost"]["hbase"] and not outcome["lost"]["postgres"]
             range_figures[size] = (range_s, raw_kafka_s)
             print(f"RANGE CHECK: one ingested range of {size:,} payments ({outcome['report'].rows['hbase']:,} in "

@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,7 +92,7 @@ def start_api(env: dict, port: int, log: Path) -> subprocess.Popen:
             return process
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start; see {log}")
+                raise RuntimeError(f"the API did not start; see {log}") from None
             time.sleep(0.2)
 
 

@@ -101,3 +101,33 @@ def test_ranges_recorded_before_a_reset_are_flagged(stack):
     ledger.record_progress("t", 0, 0, 3)
     flags = {(row[2], row[3], row[4]): row[5] for row in PostgresReader.from_ledger(ledger).recent_ranges(10)}
     assert flags == {(0, 0, 10): True, (1, 0, 5): False, (0, 0, 3): False}
+
+
+def test_stall_passes_while_the_topic_is_idle_however_old_its_last_payment():
+    verdict = evaluate.stall_verdict({0: (0, None), 1: (0, None)}, max_age_s=300)
+    assert verdict.passed and verdict.metadata["lag"] == 0 and "idle" in verdict.description
+
+
+def test_stall_passes_while_waiting_payments_are_younger_than_the_limit():
+    verdict = evaluate.stall_verdict({0: (40, 12.0), 1: (0, None)}, max_age_s=300)
+    assert verdict.passed and verdict.metadata["lag"] == 40 and verdict.metadata["oldest_waiting_age_s"] == 12.0
+
+
+def test_stall_fails_naming_the_partition_when_the_oldest_waits_too_long():
+    verdict = evaluate.stall_verdict({0: (40, 12.0), 2: (5, 900.0)}, max_age_s=300)
+    assert not verdict.passed and verdict.severity == evaluate.ERROR
+    assert "partition(s) [2]" in verdict.description and verdict.metadata["partitions_waiting"] == 2
+    assert verdict.metadata["oldest_waiting_age_s"] == 900.0
+
+
+def test_offending_ids_become_one_table_with_what_is_wrong():
+    from payment_platform.defs.checks.checks import offending_ids_table
+
+    table = offending_ids_table({"mismatch_sample": ["a", "b"], "invalid_sample": ["c"],
+                                 "invalid_reasons": {"c": "amount over the ACH limit"},
+                                 "totals_difference_sample": [{"rail": "ACH"}]})
+    rows = [(r.data["payment_id"], r.data["problem"]) for r in table.value.records]
+    assert rows == [("a", "differs between HBase and Postgres (or missing from one)"),
+                    ("b", "differs between HBase and Postgres (or missing from one)"),
+                    ("c", "amount over the ACH limit")]
+    assert offending_ids_table({"mismatch_count": 0, "mismatch_sample": []}) is None

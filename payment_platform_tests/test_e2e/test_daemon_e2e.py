@@ -10,6 +10,8 @@ import pytest
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
 from payment_platform.demo.accounting import account
+from payment_platform.domain.rowkeys import row_key
+from payment_platform.domain.validation import parse_and_validate
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
 from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
@@ -75,6 +77,11 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
     assert accounting.backed_up == 0
     assert progress == end_offsets  # progress recorded up to the end of the topic, contiguous by construction
     assert topic_runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in topic_runs)
+    # the run workers keyed the rows in the layout this process has (HBASE_SALT_BUCKETS reaches them through the
+    # environment; `make test` runs this test unsalted and salted)
+    for message in good[:5]:
+        payment = parse_and_validate(message.value)
+        assert hbase.row_key_for(payment.payment_id) == row_key(payment, hbase.salt_buckets)
     keys = {r.tags[RANGE_TAG] for r in topic_runs}
     assert all(k.startswith(f"ingest:{topic}:") for k in keys)
     assert lags and lags[0] == 0 and max(lags) > 0, lags  # the lag was seen, then seen drained

@@ -10,8 +10,8 @@ from payment_platform.hbase_gateway.filters import (
     PrefixFilter,
     SkipFilter,
     WhileMatchFilter,
-    parse_filter,
 )
+from payment_platform.hbase_gateway.filter_language import parse_filter
 
 CELLS = [(b"cf", b"a", 2, b"x"), (b"cf", b"b", 2, b"y"), (b"cf2", b"a", 1, b"z")]
 

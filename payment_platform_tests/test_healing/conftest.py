@@ -52,7 +52,8 @@ class PrivateServer:
                 return
             except Exception:  # noqa: BLE001 - not ready yet
                 if self.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start: see {self.data_dir / (self.name + '.log')}")
+                    log = self.data_dir / (self.name + ".log")
+                    raise RuntimeError(f"{self.name} did not start: see {log}") from None
                 time.sleep(0.1)
 
     def kill(self) -> None:

@@ -2,9 +2,11 @@
 the complete package, and the user it runs as is the one the Kubernetes manifests expect."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -26,6 +28,20 @@ def test_image_user_is_the_uid_the_kubernetes_pods_run_as():
     assert values["runLauncher"]["config"]["k8sRunLauncher"]["securityContext"]["runAsUser"] == uid
     api = next(doc for _, doc in infra.k8s_manifests() if doc["kind"] == "Deployment")
     assert api["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == uid
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\[=<>!~;\s]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_image_installs_no_embedded_server():
+    """`pip install .` (the image) gets the base dependencies only: none of the `local` extra's wheels."""
+    project = tomllib.loads((infra.REPO / "pyproject.toml").read_text())["project"]
+    local = {_requirement_name(r) for r in project["optional-dependencies"]["local"]}
+    base = {_requirement_name(r) for r in project["dependencies"]}
+    assert local and not local & base, f"embedded servers among the base dependencies: {sorted(local & base)}"
+    installs = [i["value"] for i in infra.dockerfile_instructions() if i["instruction"] == "RUN" and "pip" in i["value"]]
+    assert installs and not any("[" in command for command in installs), f"the image installs an extra: {installs}"
 
 
 @pytest.mark.slow

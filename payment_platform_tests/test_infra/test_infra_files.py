@@ -111,15 +111,27 @@ def test_compose_dependencies_name_services_that_report_health():
         assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
-def test_compose_bind_mounts_name_files_that_exist():
+def test_compose_mounts_files_that_exist_and_volumes_that_are_declared():
+    spec = compose()
     mounted = []
-    for name, service in compose()["services"].items():
+    for name, service in spec["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith("."):
                 mounted.append(source)
                 assert (infra.INFRA / source).exists(), f"{name} mounts {source}, which does not exist"
+            else:
+                assert source in spec["volumes"], f"{name} mounts volume {source}, not declared under volumes:"
     assert "./dagster.yaml" in mounted and "./workspace.grpc.yaml" in mounted
+
+
+def test_compose_runs_and_webserver_share_the_compute_log_storage():
+    """Runs execute in the code server; the UI shows their logs only if both see the same base_dir."""
+    base_dir = infra.load_yaml(infra.DEPLOY_DAGSTER_YAML)["compute_logs"]["config"]["base_dir"]
+    services = compose()["services"]
+    volumes = {name: {v.split(":")[0] for v in services[name]["volumes"] if v.split(":")[1] == base_dir}
+               for name in ("dagster-code", "dagster-webserver")}
+    assert volumes["dagster-code"] and volumes["dagster-code"] == volumes["dagster-webserver"]
 
 
 def test_grpc_workspace_points_at_the_compose_code_server():
@@ -302,7 +314,7 @@ def test_dockerfile_pins_its_base_runs_non_root_and_serves_the_code_location_ove
     assert command[command.index("-m") + 1] == code_location_module()
     assert compose()["services"]["dagster-code"]["command"] == command
     installs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
-    assert "pip install ." in installs and "[local]" not in installs, "the image needs no embedded servers"
+    assert "pip install ." in installs
 
 
 # --- environment variables ----------------------------------------------------------------------------------
@@ -429,3 +441,55 @@ def test_deployed_platform_commands_parse_with_the_real_cli():
             pytest.fail(f"{where}: `{' '.join(command)}` is not a valid payment-platform command line")
         assert callable(args.func), where
         assert (args.host, int(args.port)) == ("0.0.0.0", 8000), f"{where} must listen beyond the container"
+
+
+# --- scaling knobs ------------------------------------------------------------------------------------------
+
+def _k8s_dagster_env() -> dict[str, str]:
+    """What the code location and its run pods get from the ConfigMaps/Secrets the Helm values name."""
+    objects = _k8s_env_objects()
+    (names, *_) = _helm_env_sources(helm_values()).values()
+    return {key: value for name in names for key, value in objects[name].items()}
+
+
+def test_run_queue_limits_follow_the_scaling_knobs():
+    """Dagster reads the run queue's limits from dagster.yaml / the Helm values only; they must be what the
+    knobs the code location sees ask for (the same block `payment-platform scaling` prints)."""
+    from payment_platform.config import scaling_from_env
+    from payment_platform.stack.run_limits import run_coordinator_limits
+
+    compose_env = {k: str(v) for k, v in compose()["services"]["dagster-code"]["environment"].items()}
+    expected = run_coordinator_limits(scaling_from_env(compose_env))
+    config = infra.load_yaml(infra.DEPLOY_DAGSTER_YAML)["run_coordinator"]["config"]
+    assert {key: config[key] for key in expected} == expected
+
+    expected = run_coordinator_limits(scaling_from_env(_k8s_dagster_env()))
+    queued = helm_values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert {"max_concurrent_runs": queued["maxConcurrentRuns"],
+            "tag_concurrency_limits": queued["tagConcurrencyLimits"]} == expected
+
+
+def test_every_process_of_a_deployment_uses_one_hbase_row_key_layout():
+    """HBASE_SALT_BUCKETS is a property of the stored data: it is set explicitly, and to the same value, for
+    every process that reads or writes HBase in a deployment (code location, run workers, API)."""
+    setting = "HBASE_SALT_BUCKETS"
+    services = platform_services(compose())
+    layouts = {name: services[name]["environment"].get(setting) for name in ("dagster-code", "api")}
+    layouts["infra/platform.env"] = infra.env_file_vars(infra.PLATFORM_ENV_FILE).get(setting)
+    assert None not in layouts.values() and len(set(map(str, layouts.values()))) == 1, layouts
+
+    objects = _k8s_env_objects()
+    sources = {**_helm_env_sources(helm_values()), "api": _api_env_sources()}
+    layouts = {process: {objects[n][setting] for n in names if setting in objects[n]}
+               for process, names in sources.items()}
+    assert all(len(v) == 1 for v in layouts.values()) and len(set().union(*layouts.values())) == 1, layouts
+
+
+def test_scaling_knobs_of_every_deployment_are_valid():
+    from payment_platform.config import scaling_from_env
+
+    for env in _deployment_envs().values():
+        scaling_from_env({k: str(v) for k, v in env.items()})  # raises ConfigError naming a bad knob
+    for env in (_k8s_dagster_env(), compose()["services"]["dagster-code"]["environment"]):
+        scaling = scaling_from_env({k: str(v) for k, v in env.items()})
+        assert scaling.topic_partitions >= scaling.max_ranges_in_flight, "runs in flight beyond the partitions idle"

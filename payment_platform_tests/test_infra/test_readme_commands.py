@@ -13,7 +13,7 @@ from payment_platform_tests.test_infra.infra_files import REPO
 SECTIONS = ("Deployment", "Capacity", "Runbook")
 PROGRAMS = ("payment-platform", "dagster", "dagster-daemon", "dagster-webserver")
 # what may stand before a program on a line: a virtualenv path, or running it inside a container or pod
-WRAPPER = re.compile(r"^(?:\.venv/bin/|compose (?:exec|run --rm) \S+ |kubectl exec \S+ -- )")
+WRAPPER = re.compile(r"^(?:[A-Z_]+=\S+ )*(?:\.venv/bin/|compose (?:exec|run --rm) \S+ |kubectl exec \S+ -- )?")
 
 
 def _section(text: str, title: str) -> str:
@@ -32,7 +32,7 @@ def readme_commands() -> list[str]:
         candidates = [line for block in blocks for line in block.splitlines()]
         candidates += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", section, flags=re.S))
         for candidate in candidates:
-            line = WRAPPER.sub("", candidate.split("  #")[0].strip())
+            line = WRAPPER.sub("", re.split(r"  #| [>|] ", candidate)[0].strip())  # no comment, redirection, pipe
             words = line.split()
             if len(words) > 1 and words[0] in PROGRAMS:
                 found.append(line)

@@ -161,10 +161,10 @@ def start_gateway(data_dir, port):
             connection.tables()
             connection.close()
             return process
-        except Exception:
+        except Exception:  # noqa: BLE001 - not up yet: polled until the deadline
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"private HBase gateway did not start: {process.stderr.read()[-2000:]!r}")
+                raise RuntimeError(f"private HBase gateway did not start: {process.stderr.read()[-2000:]!r}") from None
             time.sleep(0.1)
 
 
@@ -217,10 +217,11 @@ def start_postgres(data_dir, port):
         try:
             services.postgres_probe(dsn)
             return process, dsn
-        except Exception:
+        except Exception:  # noqa: BLE001 - not up yet: polled until the deadline
             if time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"private Postgres did not start: {(data_dir / 'postgres.log').read_text()[-2000:]}")
+                log = (data_dir / "postgres.log").read_text()[-2000:]
+                raise RuntimeError(f"private Postgres did not start: {log}") from None
             if process.poll() is not None:
                 # after a crash, the old server's last backends may still hold its shared memory for a moment
                 time.sleep(0.5)

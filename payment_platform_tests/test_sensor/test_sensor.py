@@ -85,10 +85,20 @@ def ledger(resources):
     return resources["postgres"].client()
 
 
+def test_no_topic_yet_is_waiting_not_failing_and_says_how_to_publish(instance, stack):
+    resources = sensor_resources(stack.endpoints.kafka, stack, f"absent-{uuid.uuid4().hex[:8]}")
+    result = tick(instance, resources)
+    assert isinstance(result, dg.SkipReason)
+    assert result.skip_message.startswith("no payments published yet: materialize generation/payment_batch or run "
+                                          "`payment-platform produce --tps 50`"), result.skip_message
+    assert "paused" not in result.skip_message
+
+
 def test_empty_topic_skips_says_why_and_observes_zero_lag(instance, resources, topic):
     result = tick(instance, resources)
     assert isinstance(result, dg.SensorResult) and not result.run_requests
     assert "no new messages" in result.skip_reason.skip_message
+    assert "is empty; no payments published yet" in result.skip_reason.skip_message
     cursor = json.loads(result.cursor)
     assert cursor["topic"] == topic and cursor["end_offsets"] == {"0": 0, "1": 0, "2": 0}
     [observation] = result.asset_events
@@ -235,7 +245,8 @@ class PrivateBroker:
                 return self.bootstrap
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"private Tansu did not start: {(self.folder / 'tansu.log').read_text()[-500:]}")
+                    log = (self.folder / "tansu.log").read_text()[-500:]
+                    raise RuntimeError(f"private Tansu did not start: {log}") from None
                 time.sleep(0.1)
 
     def stop(self) -> None:

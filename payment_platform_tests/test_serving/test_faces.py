@@ -15,7 +15,7 @@ import pytest
 
 from payment_platform.cli import main
 from payment_platform.domain.validation import parse_and_validate
-from payment_platform.serving import PaymentPage, PaymentQueries, PaymentView
+from payment_platform.serving import PaymentPage, PaymentView
 from payment_platform.serving.api import create_app
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger

@@ -54,5 +54,5 @@ def test_unreachable_server_raises_quickly(unused_port):
     store = HBaseStore("127.0.0.1", unused_port, timeout_ms=1000, health_timeout_ms=1000)
     with pytest.raises(HBaseUnavailable, match=f"127.0.0.1:{unused_port}"):
         store.health()
-    with pytest.raises(Exception):
+    with pytest.raises(HBaseUnavailable):
         store.write_payments([record(1)])

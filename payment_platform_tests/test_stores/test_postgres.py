@@ -1,5 +1,6 @@
 """PostgresLedger against the embedded Postgres: payments, quarantine, progress."""
 import pytest
+from psycopg2 import sql
 
 from payment_platform.stores.postgres import PostgresLedger, PostgresUnavailable, ProgressConflict, QuarantineEntry
 from payment_platform.stores.records import KafkaPosition
@@ -83,3 +84,21 @@ def test_unreachable_server_raises_quickly(unused_port):
         ledger.health()
     with pytest.raises(PostgresUnavailable):
         ledger.write_payments([record(1)])
+
+
+def test_the_settlement_summary_is_rebuilt_from_the_payments(ledger):
+    records = [record(i, namespace="settlement") for i in range(40)]
+    assert ledger.write_payments(records) == 40
+    settled_statuses, rejected_statuses = ("ACSC", "ACCC"), ("RJCT", "CANC", "BLCK")
+    figures = ledger.rebuild_settlement_summary(settled_statuses, rejected_statuses)
+    total = ledger.count_payments()
+    assert figures["payments"] == total and figures["rows"] >= 2 and figures["days"] >= 1
+    assert ledger.rebuild_settlement_summary(settled_statuses, rejected_statuses) == figures  # replaced, not added
+    schema = sql.Identifier(ledger.schema)
+    with ledger.connection().cursor() as cur:
+        cur.execute(sql.SQL("SELECT sum(settled), sum(rejected) FROM {}.daily_settlement_summary").format(schema))
+        settled, rejected = cur.fetchone()
+        cur.execute(sql.SQL("SELECT count(*) FILTER (WHERE status = ANY(%s)), count(*) FILTER (WHERE status = ANY(%s)) "
+                            "FROM {}.payments").format(schema), (list(settled_statuses), list(rejected_statuses)))
+        assert (settled, rejected) == cur.fetchone()
+    ledger.connection().rollback()

@@ -1,27 +1,46 @@
 """Asset checks on the stores: cross-store consistency (all payments, recent days, recent ingested ranges),
-no duplicate payment ids, amounts valid for their rail, the failed-payment backup, the quarantine rate.
+no duplicate payment ids, amounts valid for their rail, the failed-payment backup, the quarantine rate, and
+ingestion not stalled (on the Kafka topic).
 
-Thin: the logic lives in `payment_platform.reconciliation`. The full pass is one multi-asset check, so the
-HBase scan it needs is paid once for consistency, duplicates and rail validity. Offending payment ids go in
-the metadata (a sample plus the count). The consistency, duplicate and rail checks are blocking: a run that
-also builds the daily settlement summary stops before it when they fail.
+Thin: the logic lives in `payment_platform.reconciliation`. Two kinds of store checks:
+- the cheap checks of ingested ranges (`ingested_range_checks`: consistency, duplicates, rail validity of the
+  range's payments) run inside every ingestion run, right after its range lands, so a user who just loaded
+  data sees a verdict on it; executed on their own (UI, schedule) they take the ranges not proven yet;
+- the full reconciliation (`store_integrity_checks`) reads every payment once for consistency, duplicates and
+  rail validity; it runs on the 15-minute schedule, before the daily settlement summary (blocking: a run that
+  also builds the summary stops before it when they fail) and whenever someone executes it in the UI.
+Both are multi-asset checks that can be subset: any one check, or any asset's checks, executes alone.
+Offending payment ids go in the metadata (a count, a sample and a table).
 """
 
+import time
 from typing import Iterator
 
 import dagster as dg
 
-from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS, QUARANTINE
+from payment_platform.defs.asset_keys import (
+    FAILED_PAYMENT_BACKUP,
+    HBASE_PAYMENTS,
+    PAYMENTS_TOPIC,
+    POSTGRES_PAYMENTS,
+    QUARANTINE,
+)
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
 from payment_platform.reconciliation import evaluate
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
+from payment_platform.stores.kafka import UnknownTopic
 
 CROSS_STORE_CONSISTENCY = "cross_store_consistency"
 NO_DUPLICATE_PAYMENT_IDS = "no_duplicate_payment_ids"
 AMOUNTS_VALID_FOR_RAIL = "amounts_valid_for_rail"
 RECENT_DAYS_CONSISTENCY = "recent_days_consistency"
 INGESTED_RANGES_CONSISTENCY = "ingested_ranges_consistency"
+INGESTION_NOT_STALLED = "ingestion_not_stalled"
+RANGE_NO_DUPLICATES = "range_no_duplicate_payment_ids"
+RANGE_AMOUNTS_VALID = "range_amounts_valid_for_rail"
+# Materialization metadata of the store assets listing the ranges a run ingested: [[topic, partition, start, end]]
+INGESTED_RANGES_METADATA = "ingested_ranges"
 BACKUP_EMPTY_OR_DRAINING = "backup_empty_or_draining"
 QUARANTINE_RATE = "quarantine_rate_under_threshold"
 
@@ -33,10 +52,37 @@ BLOCKING_CHECKS = [dg.AssetCheckKey(asset, name) for asset in STORE_ASSETS.value
 
 
 def result(asset: dg.AssetKey, name: str, verdict: evaluate.Verdict) -> dg.AssetCheckResult:
+    metadata = dict(verdict.metadata)
+    offending = offending_ids_table(metadata)
+    if offending is not None:
+        metadata["offending_ids"] = offending
     return dg.AssetCheckResult(
         asset_key=asset, check_name=name, passed=verdict.passed, description=verdict.description,
         severity=dg.AssetCheckSeverity.WARN if verdict.severity == evaluate.WARN else dg.AssetCheckSeverity.ERROR,
-        metadata=verdict.metadata)
+        metadata=metadata)
+
+
+OFFENDING_ID_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("payment_id", "string", description="the payment the check found wrong"),
+    dg.TableColumn("problem", "string", description="what is wrong with it")])
+
+
+ID_SAMPLES = {"mismatch_sample": "differs between HBase and Postgres (or missing from one)",
+              "lost_sample": "in neither a store nor its backup", "duplicate_sample": "stored more than once",
+              "invalid_sample": "invalid for its rail"}
+
+
+def offending_ids_table(metadata: dict) -> dg.MetadataValue | None:
+    """The sampled offending ids (the `*_sample` lists of ids) as one readable table, each with what is wrong."""
+    reasons = metadata.get("invalid_reasons") or {}
+    rows = []
+    for key, value in metadata.items():
+        if key in ID_SAMPLES and isinstance(value, list):
+            rows += [dg.TableRecord({"payment_id": str(pid), "problem": str(reasons.get(pid, ID_SAMPLES[key]))})
+                     for pid in value]
+    if not rows:
+        return None
+    return dg.MetadataValue.table(rows, schema=OFFENDING_ID_SCHEMA)
 
 
 def unavailable(error: Exception) -> evaluate.Verdict:
@@ -44,22 +90,34 @@ def unavailable(error: Exception) -> evaluate.Verdict:
 
 
 def _readers(hbase: HBaseResource, postgres: PostgresResource) -> tuple[HBaseReader, PostgresReader]:
-    return HBaseReader.from_store(hbase.client()), PostgresReader.from_ledger(postgres.client())
+    return HBaseReader.from_store(_prepared(hbase.client())), PostgresReader.from_ledger(_prepared(postgres.client()))
+
+
+def _prepared(store):
+    """The store with its tables in place, created as ingestion creates them (idempotent): on a fresh platform,
+    before anything is ingested, the checks read empty tables and pass ("nothing ingested yet") instead of
+    failing on a table that does not exist yet."""
+    store.ensure_schema()
+    return store
+
+
+FULL_CHECKS = ((CROSS_STORE_CONSISTENCY, "HBase and Postgres hold the same payments (ids, rail, currency, amount)"),
+               (NO_DUPLICATE_PAYMENT_IDS, "no payment id appears twice in the store"),
+               (AMOUNTS_VALID_FOR_RAIL, "every amount and currency is valid for its rail"))
 
 
 @dg.multi_asset_check(
     name="store_integrity_checks",
     specs=[dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
-           for asset in STORE_ASSETS.values()
-           for name, description in (
-               (CROSS_STORE_CONSISTENCY, "HBase and Postgres hold the same payments (ids, rail, currency, amount)"),
-               (NO_DUPLICATE_PAYMENT_IDS, "no payment id appears twice in the store"),
-               (AMOUNTS_VALID_FOR_RAIL, "every amount and currency is valid for its rail"))],
+           for asset in STORE_ASSETS.values() for name, description in FULL_CHECKS],
+    can_subset=True,  # Execute on one check (or Execute all on one asset's Checks tab) runs just those
 )
 def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseResource, postgres: PostgresResource,
                            backup: BackupResource, checks_settings: ChecksSettingsResource
                            ) -> Iterator[dg.AssetCheckResult]:
-    """Full reconciliation of every payment: one pass per store feeds the consistency, duplicate and rail checks."""
+    """Full reconciliation of every payment: one pass per store feeds the consistency, duplicate and rail checks
+    (whichever of them were selected: the pass costs the same for one or all six)."""
+    selected = context.selected_asset_check_keys
     settings = checks_settings.validated()
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
@@ -67,16 +125,18 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
                                               settings.settle_seconds)
     except Exception as error:  # noqa: BLE001 - a store down fails the checks with the reason, not the run
         context.log.warning(f"store integrity checks could not read the stores: {error!r}")
-        for asset in STORE_ASSETS.values():
-            for name in (CROSS_STORE_CONSISTENCY, NO_DUPLICATE_PAYMENT_IDS, AMOUNTS_VALID_FOR_RAIL):
-                yield result(asset, name, unavailable(error))
+        for key in selected:
+            yield result(key.asset_key, key.name, unavailable(error))
         return
     context.log.info(report.describe())
     consistency = evaluate.consistency_verdict(report, backup.client())
     for store, asset in STORE_ASSETS.items():
-        yield result(asset, CROSS_STORE_CONSISTENCY, consistency)
-        yield result(asset, NO_DUPLICATE_PAYMENT_IDS, evaluate.duplicates_verdict(report, store))
-        yield result(asset, AMOUNTS_VALID_FOR_RAIL, evaluate.rail_verdict(report, store))
+        verdicts = {CROSS_STORE_CONSISTENCY: lambda: consistency,
+                    NO_DUPLICATE_PAYMENT_IDS: lambda s=store: evaluate.duplicates_verdict(report, s),
+                    AMOUNTS_VALID_FOR_RAIL: lambda s=store: evaluate.rail_verdict(report, s)}
+        for name, verdict in verdicts.items():
+            if dg.AssetCheckKey(asset, name) in selected:
+                yield result(asset, name, verdict())
 
 
 @dg.asset_check(asset=POSTGRES_PAYMENTS, name=RECENT_DAYS_CONSISTENCY, blocking=True,
@@ -94,30 +154,71 @@ def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, ba
     return result(POSTGRES_PAYMENTS, RECENT_DAYS_CONSISTENCY, verdict)
 
 
-@dg.asset_check(asset=HBASE_PAYMENTS, name=INGESTED_RANGES_CONSISTENCY,
-                description="every payment of the recent ingested Kafka ranges is in both stores or waits in "
-                            "the backup for the one that missed it")
-def ingested_ranges_consistency(hbase: HBaseResource, postgres: PostgresResource, backup: BackupResource,
-                                kafka: KafkaResource, checks_settings: ChecksSettingsResource) -> dg.AssetCheckResult:
-    """Range by range: every ingested range until it is proven (its ids read back from Kafka are in both stores);
-    when all are proven, the most recent ranges again (a row removed since shows up)."""
+RANGE_CHECK_SPECS = [
+    dg.AssetCheckSpec(INGESTED_RANGES_CONSISTENCY, asset=HBASE_PAYMENTS,
+                      description="every payment of the ingested Kafka range(s) is in both stores or waits in the "
+                                  "backup for the one that missed it"),
+    *[dg.AssetCheckSpec(name, asset=asset, description=description)
+      for asset in STORE_ASSETS.values() for name, description in (
+          (RANGE_NO_DUPLICATES, "no payment id of the ingested range(s) appears twice in the store"),
+          (RANGE_AMOUNTS_VALID, "every amount and currency of the ingested range(s) is valid for its rail"))],
+]
+# Evaluated in every ingestion run, right after its range lands (the ingestion job selects them).
+RANGE_CHECK_KEYS = [spec.key for spec in RANGE_CHECK_SPECS]
+
+
+RECHECKED_RECENT = "the most recent ranges, again (every range is proven)"
+
+
+def ranges_for_run(context: dg.AssetCheckExecutionContext, postgres_reader: PostgresReader,
+                   settings: ChecksSettingsResource) -> tuple[list[tuple], str]:
+    """The ranges to check: in an ingestion run, the ones it ingested (from its materialization); otherwise
+    (Execute in the UI, the schedule) every range not proven yet, newest first, or, when all are proven,
+    the most recent ones again (a row removed since shows up)."""
+    event = context.instance.get_latest_materialization_event(HBASE_PAYMENTS)
+    if event is not None and event.run_id == context.run.run_id:
+        ingested = event.asset_materialization.metadata.get(INGESTED_RANGES_METADATA)
+        wanted = {tuple(r) for r in (ingested.value if ingested else [])}
+        if not wanted:
+            return [], "this run ingested no range"
+        recent = postgres_reader.recent_ranges(max(50, 4 * len(wanted)))
+        return [row for row in recent if tuple(row[1:5]) in wanted], "the range(s) this run ingested"
+    rows, _unproven = postgres_reader.ranges_to_check(settings.ranges_per_evaluation)
+    if rows:
+        return rows, "ranges not proven yet"
+    return postgres_reader.recent_ranges(settings.recent_ranges), RECHECKED_RECENT
+
+
+@dg.multi_asset_check(name="ingested_range_checks", specs=RANGE_CHECK_SPECS, can_subset=True)
+def ingested_range_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseResource, postgres: PostgresResource,
+                          backup: BackupResource, kafka: KafkaResource, checks_settings: ChecksSettingsResource
+                          ) -> Iterator[dg.AssetCheckResult]:
+    """The cheap checks of ingested ranges, from one read of each range (Kafka and both stores): consistency,
+    duplicate ids and rail validity of the range's payments. Ranges proven consistent are remembered."""
+    selected = context.selected_asset_check_keys
     settings = checks_settings.validated()
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
-        rows, unproven = postgres_reader.ranges_to_check(settings.ranges_per_evaluation)
-        rechecked = not rows
-        if rechecked:
-            rows = postgres_reader.recent_ranges(settings.recent_ranges)
+        rows, which = ranges_for_run(context, postgres_reader, settings)
         ranges = [evaluate.IngestedRange(*row) for row in rows]
         with kafka.client() as kafka_client:
-            verdict = evaluate.ranges_consistency(ranges, hbase_reader, postgres_reader, backup.client(),
-                                                  kafka_client)
-        postgres_reader.record_range_checks(verdict.outcomes)
-        proven_now = sum(1 for _, proven, _ in verdict.outcomes if proven and not rechecked)
-        verdict.metadata.update({"ranges_unproven": unproven - proven_now, "rechecked_recent": rechecked})
-    except Exception as error:  # noqa: BLE001
-        verdict = unavailable(error)
-    return result(HBASE_PAYMENTS, INGESTED_RANGES_CONSISTENCY, verdict)
+            verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(),
+                                                kafka_client)
+        postgres_reader.ensure_range_checks()
+        postgres_reader.record_range_checks(verdicts.consistency.outcomes)
+        _, unproven = postgres_reader.ranges_to_check(1)
+        verdicts.consistency.metadata.update({"ranges_unproven": unproven, "checked": which,
+                                              "rechecked_recent": which == RECHECKED_RECENT})
+        by_key = {dg.AssetCheckKey(HBASE_PAYMENTS, INGESTED_RANGES_CONSISTENCY): verdicts.consistency}
+        for store, asset in STORE_ASSETS.items():
+            by_key[dg.AssetCheckKey(asset, RANGE_NO_DUPLICATES)] = verdicts.duplicates[store]
+            by_key[dg.AssetCheckKey(asset, RANGE_AMOUNTS_VALID)] = verdicts.rails[store]
+    except Exception as error:  # noqa: BLE001 - a store down fails the checks with the reason, not the run
+        context.log.warning(f"ingested range checks could not read the stores: {error!r}")
+        by_key = {key: unavailable(error) for key in RANGE_CHECK_KEYS}
+    for key in RANGE_CHECK_KEYS:
+        if key in selected:
+            yield result(key.asset_key, key.name, by_key[key])
 
 
 @dg.asset_check(asset=FAILED_PAYMENT_BACKUP, name=BACKUP_EMPTY_OR_DRAINING,
@@ -138,14 +239,54 @@ def quarantine_rate(postgres: PostgresResource, checks_settings: ChecksSettingsR
     settings = checks_settings.validated()
     window_s = settings.quarantine_window_hours * 3600
     try:
-        quarantined, messages = PostgresReader.from_ledger(postgres.client()).quarantine_window(window_s)
+        quarantined, messages = PostgresReader.from_ledger(_prepared(postgres.client())).quarantine_window(window_s)
         verdict = evaluate.quarantine_verdict(quarantined, messages, settings.quarantine_max_rate, window_s)
     except Exception as error:  # noqa: BLE001
         verdict = unavailable(error)
     return result(QUARANTINE, QUARANTINE_RATE, verdict)
 
 
-ALL_CHECKS = [store_integrity_checks, recent_days_consistency, ingested_ranges_consistency,
+@dg.asset_check(asset=PAYMENTS_TOPIC, name=INGESTION_NOT_STALLED,
+                description="payments waiting in Kafka are ingested in time: fails when the oldest waiting one is "
+                            "older than checks_settings.stall_after_seconds; an idle topic passes")
+def ingestion_not_stalled(kafka: KafkaResource, postgres: PostgresResource,
+                          checks_settings: ChecksSettingsResource) -> dg.AssetCheckResult:
+    settings = checks_settings.validated()
+    try:
+        verdict = evaluate.stall_verdict(waiting_payments(kafka, postgres, settings.io_timeout_seconds),
+                                         settings.stall_after_seconds)
+    except Exception as error:  # noqa: BLE001
+        verdict = unavailable(error)
+    return result(PAYMENTS_TOPIC, INGESTION_NOT_STALLED, verdict)
+
+
+def waiting_payments(kafka: KafkaResource, postgres: PostgresResource, timeout_s: float
+                     ) -> dict[int, tuple[int, float | None]]:
+    """Per partition: messages published and not ingested, and the age of the oldest (its Kafka timestamp)."""
+    with kafka.client(timeout_s) as client:
+        try:
+            end_offsets = client.end_offsets()
+        except UnknownTopic:
+            return {}  # no payments published yet: nothing can be stalled
+        ledger = postgres.client()
+        try:
+            progress = ledger.read_progress(kafka.topic)
+        finally:
+            ledger.close()
+        first = client.beginning_offsets() if any(p not in progress for p in end_offsets) else {}
+        waiting = {}
+        for partition, end in end_offsets.items():
+            start = max(progress.get(partition, first.get(partition, 0)), first.get(partition, 0))
+            if start >= end:
+                waiting[partition] = (0, None)
+                continue
+            oldest = next(iter(client.read_range(partition, start, start + 1, batch=1)), [])
+            age = time.time() - oldest[0].timestamp_ms / 1000 if oldest else None
+            waiting[partition] = (end - start, age)
+    return waiting
+
+
+ALL_CHECKS = [store_integrity_checks, recent_days_consistency, ingested_range_checks, ingestion_not_stalled,
               backup_empty_or_draining, quarantine_rate]
 
 CHECKS_JOB = "consistency_checks_job"

@@ -16,6 +16,7 @@ class ChecksSettingsResource(dg.ConfigurableResource):
     segment_target_rows: int = 4096  # rows per payment-id segment in the full reconciliation
     io_timeout_seconds: float = 5.0
     settle_seconds: float = 5.0  # a store difference must still be there this long after the first pass
+    stall_after_seconds: float = 300.0  # a payment waiting longer than this to be ingested: ingestion stalled
 
     def validated(self) -> "ChecksSettingsResource":
         for name, value, low, high in (
@@ -27,7 +28,8 @@ class ChecksSettingsResource(dg.ConfigurableResource):
                 ("recent_ranges", self.recent_ranges, 1, 10_000),
                 ("segment_target_rows", self.segment_target_rows, 16, 10_000_000),
                 ("io_timeout_seconds", self.io_timeout_seconds, 0.1, 120),
-                ("settle_seconds", self.settle_seconds, 0, 600)):
+                ("settle_seconds", self.settle_seconds, 0, 600),
+                ("stall_after_seconds", self.stall_after_seconds, 1, 7 * 86400)):
             if not low <= value <= high:
                 raise ConfigError(f"checks_settings.{name}", f"must be between {low} and {high}, got {value}")
         return self

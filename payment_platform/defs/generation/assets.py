@@ -2,17 +2,17 @@
 downstream of it, so the lineage reads generation -> topic -> stores)."""
 import hashlib
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Iterable, Iterator
 
 import dagster as dg
 from pydantic import Field
 
 from payment_platform.defs.asset_keys import GENERATED_BATCH, PAYMENTS_TOPIC
+from payment_platform.defs.catalog import OWNERS
 from payment_platform.defs.resources import KafkaResource
 from payment_platform.domain.schema import RAILS
-from payment_platform.generation.generator import GeneratedMessage, arrival_weight, generate
+from payment_platform.generation.generator import arrival_weight, generate
 from payment_platform.generation.settings import GenerationSettings
+from payment_platform.generation.tally import BatchTally
 from payment_platform.stores.kafka import KafkaUnavailable, PublishError
 
 DEFAULT_BATCH_SIZE = 1000
@@ -48,46 +48,13 @@ def batch_settings(config: PaymentBatchConfig, run_id: str, now: datetime) -> tu
     return seed, settings
 
 
-class BatchTally:
-    """Counts and sums per rail and currency, taken while the batch streams past."""
-
-    def __init__(self) -> None:
-        self.count = self.bad = 0
-        self.by_rail = {rail: 0 for rail in RAILS}
-        self.sums: dict[tuple[str, str], Decimal] = {}
-        self.counts: dict[tuple[str, str], int] = {}
-        self.defects: dict[str, int] = {}
-
-    def watch(self, messages: Iterable[GeneratedMessage]) -> Iterator[GeneratedMessage]:
-        for message in messages:
-            self.count += 1
-            if message.defect:
-                self.bad += 1
-                self.defects[message.defect] = self.defects.get(message.defect, 0) + 1
-            else:
-                self.by_rail[message.payment_type] += 1
-                key = (message.payment_type, message.currency)
-                self.counts[key] = self.counts.get(key, 0) + 1
-                try:
-                    self.sums[key] = self.sums.get(key, Decimal(0)) + Decimal(message.amount)
-                except InvalidOperation:
-                    pass
-            yield message
-
-    def metadata(self) -> dict:
-        return {
-            "count": dg.MetadataValue.int(self.count),
-            "bad_records": dg.MetadataValue.int(self.bad),
-            **{f"count_{rail}": dg.MetadataValue.int(n) for rail, n in self.by_rail.items()},
-            "counts_by_rail_currency": dg.MetadataValue.json(
-                {f"{rail}/{currency}": n for (rail, currency), n in sorted(self.counts.items())}),
-            "sums_by_rail_currency": dg.MetadataValue.json(
-                {f"{rail}/{currency}": str(total) for (rail, currency), total in sorted(self.sums.items())}),
-            "defects": dg.MetadataValue.json(dict(sorted(self.defects.items()))),
-        }
+def tally_metadata(tally: BatchTally) -> dict:
+    """The tally's figures as Dagster metadata (numbers plotted over time, tables as JSON)."""
+    return {key: dg.MetadataValue.json(value) if isinstance(value, dict) else dg.MetadataValue.int(value)
+            for key, value in tally.figures().items()}
 
 
-@dg.asset(key=GENERATED_BATCH, group_name="generation", kinds={"python", "kafka"},
+@dg.asset(key=GENERATED_BATCH, group_name="generation", kinds={"python", "kafka"}, owners=OWNERS,
           description="A batch of realistic B2B payments, generated and published to the payments topic.")
 def payment_batch(context: dg.AssetExecutionContext, config: PaymentBatchConfig,
                   kafka: KafkaResource) -> dg.MaterializeResult:
@@ -102,7 +69,7 @@ def payment_batch(context: dg.AssetExecutionContext, config: PaymentBatchConfig,
                          metadata={"acknowledged": getattr(error, "acknowledged", 0), "seed": seed}) from None
     context.log.info(f"published {result.acknowledged} payments to {kafka.topic} at {result.rate:,.0f}/s")
     return dg.MaterializeResult(metadata={
-        **tally.metadata(),
+        **tally_metadata(tally),
         "published": dg.MetadataValue.int(result.acknowledged),
         "offsets_written": dg.MetadataValue.json({str(p): list(span) for p, span in sorted(result.offsets.items())}),
         "messages_per_partition": dg.MetadataValue.json({str(p): n for p, n in result.counts_by_partition().items()}),
@@ -115,7 +82,7 @@ def payment_batch(context: dg.AssetExecutionContext, config: PaymentBatchConfig,
 
 
 payments_topic = dg.AssetSpec(
-    PAYMENTS_TOPIC, deps=[GENERATED_BATCH], group_name="kafka", kinds={"kafka"},
+    PAYMENTS_TOPIC, deps=[GENERATED_BATCH], group_name="kafka", kinds={"kafka"}, owners=OWNERS,
     description="The Kafka topic of payment messages (schema v1, JSON). Fed by the scheduled batches and by "
                 "`payment-platform produce`; read by the ingestion sensor.")
 

@@ -1,9 +1,14 @@
 """Names shared by the ingestion job and the sensor that requests its runs."""
 from __future__ import annotations
 
+import dagster as dg
+
 INGEST_RANGE_ASSET = "ingest_payments_range"
 INGEST_JOB_NAME = "ingest_payments_range_job"
 RANGE_TAG = "payment_platform/range"  # the planner's run key of the range attempt; kept by Dagster run retries
+PARTITION_TAG = "payment_platform/partition"
+IN_FLIGHT_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                      dg.DagsterRunStatus.STARTED]
 RUN_RETRIES = 2  # Dagster run retries (dagster.yaml enables run_retries), each after the op's own retries
 
 

@@ -14,12 +14,14 @@ import dagster as dg
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from payment_platform.defs import asset_keys
-from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG, range_run_config
+from payment_platform.defs.ingestion.assets import NO_PAYMENTS_YET
+from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, PARTITION_TAG, RANGE_TAG, range_run_config
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
 from payment_platform.defs.resources import KafkaResource, PostgresResource
+from payment_platform.defs.run_workers import fail_dead_runs
 from payment_platform.ingestion import planner
 from payment_platform.lib.bounded import bounded
-from payment_platform.stores.kafka import KafkaClient
+from payment_platform.stores.kafka import KafkaClient, UnknownTopic
 
 SENSOR_NAME = "payments_ingestion_sensor"
 SENSOR_INTERVAL_SECONDS = 3  # a tick costs milliseconds; it sits in every payment's latency
@@ -79,10 +81,13 @@ def run_state_of(records: list[dg.RunRecord], retries_enabled: bool, now: float,
 
 
 def run_states(instance: dg.DagsterInstance, in_flight: list[planner.PlannedRange], now: float,
-               retry_grace_s: float) -> dict[str, planner.RunState]:
+               retry_grace_s: float, log=None) -> dict[str, planner.RunState]:
     states = {}
     for flight in in_flight:
-        records = list(instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: flight.run_key})))
+        runs = dg.RunsFilter(tags={RANGE_TAG: flight.run_key})
+        records = list(instance.get_run_records(filters=runs))
+        if fail_dead_runs(instance, records, log):  # a killed worker's run fails now, not at max_runtime
+            records = list(instance.get_run_records(filters=runs))
         states[flight.run_key] = run_state_of(records, instance.run_retries_enabled, now, retry_grace_s)
     return states
 
@@ -91,7 +96,7 @@ def run_request(planned: planner.PlannedRange) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=planned.run_key,
         run_config=range_run_config(planned.topic, planned.partition, planned.start, planned.end),
-        tags={RANGE_TAG: planned.run_key, "payment_platform/partition": str(planned.partition),
+        tags={RANGE_TAG: planned.run_key, PARTITION_TAG: str(planned.partition),
               "payment_platform/messages": str(planned.messages)},
     )
 
@@ -131,16 +136,18 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     timeout_s = settings.io_timeout_seconds
     # run states before progress: a run that succeeded has recorded its progress before, so progress read
     # afterwards is never older than the run states (no range is planned twice from a stale read)
-    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds)
+    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds, context.log)
     try:
         with kafka.client(timeout_s) as client:
             end_offsets, topic_id, progress, first_offsets = read_offsets(client, ledger, cursor, timeout_s)
     except OffsetsUnavailable as error:
+        if isinstance(error.__cause__, UnknownTopic):  # waiting for the first payments is not a failure
+            return dg.SkipReason(f"{NO_PAYMENTS_YET} (topic {topic!r} does not exist yet)")
         return dg.SkipReason(f"ingestion paused, cursor unchanged: {error}")
     except Exception as error:  # noqa: BLE001 - e.g. Postgres refusing the schema: said plainly, tick retried
         return dg.SkipReason(f"ingestion paused, cursor unchanged: {type(error).__name__}: {error}")
     if not end_offsets:
-        return dg.SkipReason(f"topic {topic!r} has no partitions (not created yet?)")
+        return dg.SkipReason(f"topic {topic!r} has no partitions yet: {NO_PAYMENTS_YET}")
 
     plan = planner.plan(topic=topic, end_offsets=end_offsets, progress=progress, cursor=cursor,
                         run_states=states, now=now,
@@ -166,8 +173,27 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     requests = [run_request(r) for r in plan.ranges]
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=plan.cursor.to_json(), asset_events=events)
-    return dg.SensorResult(skip_reason=dg.SkipReason(plan.summary()), cursor=plan.cursor.to_json(),
-                           asset_events=events)
+    return dg.SensorResult(skip_reason=dg.SkipReason(idle_reason(plan, topic, settings)),
+                           cursor=plan.cursor.to_json(), asset_events=events)
+
+
+def idle_reason(plan: planner.Plan, topic: str, settings: IngestionSettingsResource) -> str:
+    """Why no run was requested, in words a person reading the sensor's ticks understands."""
+    if plan.lag.lag == 0 and all(note.startswith("no new messages") for note in plan.notes):
+        if plan.lag.end_offset_sum == 0:
+            return f"no new messages: topic {topic!r} is empty; {NO_PAYMENTS_YET}"
+        return (f"no new messages: up to date, all {plan.lag.end_offset_sum} published payments are ingested; "
+                f"waiting for new ones on {topic!r}")
+    if plan.notes:
+        return plan.summary()
+    in_flight = plan.cursor.in_flight_ranges()
+    if in_flight:
+        return (f"{plan.lag.lag} payments not ingested yet; {len(in_flight)} range(s) in flight "
+                f"({', '.join(r.run_key for r in in_flight[:3])}): the next range of a partition starts after its "
+                f"run")
+    rules = settings.planner()
+    return (f"{plan.lag.lag} payments waiting; a range starts once {rules.min_batch_size} wait in a partition "
+            f"or the oldest has waited {rules.max_wait_seconds:g} s")
 
 
 @dg.sensor(

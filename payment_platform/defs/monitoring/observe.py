@@ -3,6 +3,7 @@ Kafka lag, processing time per payment, rate, errors, backup size and age, quara
 """
 import dagster as dg
 
+from payment_platform.defs.catalog import OWNERS
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, QUARANTINE
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.monitoring.snapshot import Probes, collect
@@ -11,9 +12,9 @@ PLATFORM_HEALTH = dg.AssetKey(["monitoring", "platform_health"])
 PROBE_TIMEOUT_S = 3.0
 
 platform_health = dg.AssetSpec(
-    PLATFORM_HEALTH, group_name="monitoring",
-    description="Live figures of the pipeline and the health of every service, observed every 30 s "
-                "(the seed's dashboard). Plot kafka_lag, avg_processing_ms, rate_per_s, errors, backup_size, "
+    PLATFORM_HEALTH, group_name="monitoring", kinds={"redis", "kafka", "postgres"}, owners=OWNERS,
+    description="Live figures of the pipeline and the health of every service, observed every 30 s. "
+                "Plot kafka_lag, avg_processing_ms, rate_per_s, errors, backup_size, "
                 "backup_oldest_age_s, quarantine_count, health_* in the asset's Plots tab.")
 
 
