@@ -307,7 +307,7 @@ class FailedPaymentBackup:
                 doc = self._collection().find_one({"payment_id": payment_id, "store": store})
                 if doc is not None:
                     return self._from_mongo(doc)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is asked instead
                 self._mongo_failed(error)
         path = self._path(store, payment_id)
         try:
