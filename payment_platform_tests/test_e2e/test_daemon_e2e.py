@@ -62,9 +62,15 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
 
             # the sensor observes the topic's lag: the newest observation reaches 0 once all is ingested
             lags = wait_for(lambda: (lags := topic_lags()) and lags[0] == 0 and lags, 30, daemon=daemon)
-            runs = instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME,
-                                                           tags={"dagster/sensor_name": "payments_ingestion_sensor"}))
-            topic_runs = [r for r in runs if r.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
+
+            def finished_topic_runs():
+                runs = instance.get_runs(filters=dg.RunsFilter(
+                    job_name=INGEST_JOB_NAME, tags={"dagster/sensor_name": "payments_ingestion_sensor"}))
+                mine = [r for r in runs if r.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
+                return mine if mine and all(r.is_finished for r in mine) else None
+
+            # a run checks its range after landing it: stopping the daemon before it ends would interrupt it
+            topic_runs = wait_for(finished_topic_runs, 60, interval_s=1.0, daemon=daemon) or []
         finally:
             instance.dispose()
 
