@@ -145,12 +145,12 @@ def dagster_ui():
     from payment_platform_tests.conftest import stack_data_dir
 
     data_dir = stack_data_dir("payment-platform-test-ui-") / "data"
-    *service_ports, ui_port = free_ports(len(SERVICES) + 1)
+    *service_ports, ui_port, api_port = free_ports(len(SERVICES) + 2)
     ports = [arg for name, port in zip(SERVICES, service_ports) for arg in ("--port", f"{name}={port}")]
     log = open(data_dir.parent / "up.log", "w")  # noqa: SIM115 - closed in the teardown
     process = subprocess.Popen(
         [sys.executable, "-m", "payment_platform.cli", "up", "--data-dir", str(data_dir),
-         "--dagster-port", str(ui_port), *ports],
+         "--dagster-port", str(ui_port), "--api-port", str(api_port), *ports],
         # the webserver's and daemon's calls to the code server (launching a run) time out after 60 s by default:
         # on a shared 2-core CI machine under load that refuses runs that would start fine a little later
         env=clean_env(DAGSTER_GRPC_TIMEOUT_SECONDS="300"), stdout=log, stderr=subprocess.STDOUT, text=True)

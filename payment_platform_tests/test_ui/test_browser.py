@@ -17,7 +17,8 @@ import pytest
 
 from payment_platform_tests.test_ui.conftest import DagsterUI
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# the module's first test also pays for `up` and a batch ingested: minutes on a loaded 2-core machine
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 INSTALL = ("Chromium is needed for the Dagster UI smoke test: as root run `apt-get update && apt-get install -y "
@@ -64,17 +65,15 @@ def loaded_ui(dagster_ui: DagsterUI) -> dict:
     run_id = dagster_ui.launched_run("__ASSET_JOB", assets=[["generation", "payment_batch"]], run_config={
         "ops": {"generation__payment_batch": {"config": {"count": 200, "seed": 21}}}})
     assert dagster_ui.wait_for_run(run_id)["status"] == "SUCCESS"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         executions = dagster_ui.check_executions(["hbase", "payments"], "ingested_ranges_consistency")
         if executions and executions[0]["status"] == "SUCCEEDED":
             break
         time.sleep(2)
     else:
-        pytest.fail("the sensor did not ingest the batch and check its range within 180 s")
-    checks = dagster_ui.launched_run("consistency_checks_job")  # every check has a verdict on its page
-    dagster_ui.wait_for_run(checks)
-    return {"batch_run": run_id, "checks_run": checks}
+        pytest.fail("the sensor did not ingest the batch and check its range within 300 s")
+    return {"batch_run": run_id}
 
 
 class PageErrors:

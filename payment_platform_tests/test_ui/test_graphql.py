@@ -11,7 +11,8 @@ import pytest
 
 from payment_platform_tests.test_ui.conftest import REPO, START_SCHEDULE, START_SENSOR, STOP_SCHEDULE, STOP_SENSOR
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# the first test also pays for `up`, the Launchpad test for five runs: minutes on a loaded 2-core machine
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 BATCH = ["generation", "payment_batch"]
 TOPIC = ["kafka", "payment_transactions"]
