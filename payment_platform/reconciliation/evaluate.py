@@ -4,7 +4,9 @@ turns into an `AssetCheckResult` (so the logic is testable and reusable outside 
 - `full_reconciliation` + `consistency_verdict`, `duplicates_verdict`, `rail_verdict`: every payment, HBase vs
   Postgres (segment checksums, narrowing, names the ids), and from the same pass per store: duplicate payment
   ids and amounts/currencies valid for their rail. `settled` asks a difference to survive a second pass.
-- `window_consistency`: the same over the most recent UTC days of `created_at` (time windows).
+- `window_consistency`: the same over the most recent UTC days of `created_at` (time windows) inside the valid
+  window (`validation.ValidityWindow`); payments stored with a created_at outside it are a finding (WARN), never a
+  crash of the check.
 - `ranges_consistency`: each recently ingested Kafka range: the payment ids read back from Kafka (the truth
   for a range) minus quarantined positions must be in both stores, or in the backup for the store that missed.
 - `backup_verdict`, `quarantine_verdict`: the failed-payment backup and the quarantine rate.
@@ -15,10 +17,11 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow
 from payment_platform.lib.collections_pause import fewer_collections
 from payment_platform.reconciliation.compare import (
     SAMPLE_SIZE,
@@ -59,9 +62,16 @@ def _pending_in_backup(report: ReconciliationReport, backup) -> dict[str, int]:
     return pending
 
 
+NOTHING_INGESTED = "nothing ingested yet"
+
+
 def consistency_verdict(report: ReconciliationReport, backup=None) -> Verdict:
     metadata = report.as_metadata()
     if report.consistent:
+        if not any(report.rows.values()):  # a fresh platform: both stores empty is consistent
+            metadata["nothing_ingested_yet"] = True
+            return Verdict(True, f"{NOTHING_INGESTED}: HBase and Postgres are both empty, which is consistent",
+                           metadata)
         return Verdict(True, report.describe(), metadata)
     try:
         pending = _pending_in_backup(report, backup)
@@ -111,19 +121,51 @@ def full_reconciliation(hbase_reader, postgres_reader, target_rows_per_segment: 
     return settled(lambda: reconcile(hbase_reader, postgres_reader, AllPayments(), depth=depth), settle_s)
 
 
-def recent_days(postgres_reader, days: int) -> list[TimeWindow]:
-    """The most recent `days` UTC days that hold payments in the ledger (by created_at), newest first."""
-    latest = postgres_reader.latest_created_at()
+def recent_days(postgres_reader, days: int, window: ValidityWindow = DEFAULT_WINDOW,
+                now: datetime | None = None) -> list[TimeWindow]:
+    """The most recent `days` UTC days that hold payments in the ledger (by created_at, inside the valid window),
+    newest first."""
+    latest = postgres_reader.latest_created_at(window.earliest_created_at, window.latest_created_at(now))
     if latest is None:
         return []
     last_day = latest.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     return [TimeWindow(last_day - timedelta(days=i), last_day - timedelta(days=i - 1)) for i in range(days)]
 
 
-def window_consistency(hbase_reader, postgres_reader, days: int, backup=None, settle_s: float = 0.0) -> Verdict:
-    windows = recent_days(postgres_reader, days)
+def out_of_window(postgres_reader, window: ValidityWindow = DEFAULT_WINDOW, now: datetime | None = None) -> dict:
+    """Payments the ledger holds with a created_at outside the valid window (landed before ingestion refused such
+    dates, or written by hand): metadata for the time-window check."""
+    earliest, latest = window.earliest_created_at, window.latest_created_at(now)
+    count, sample = postgres_reader.created_at_outside(earliest, latest, SAMPLE_SIZE)
+    return {"out_of_window_count": count, "out_of_window_sample": sample,
+            "valid_window": f"[{earliest.isoformat()}, {latest.isoformat(timespec='seconds')}]"}
+
+
+def _with_out_of_window(verdict: Verdict, found: dict) -> Verdict:
+    """A passing verdict turns into a WARN finding (non-blocking: the stores still agree) when the ledger holds
+    payments dated outside the valid window."""
+    verdict.metadata.update(found)
+    if found["out_of_window_count"] and verdict.passed:
+        first = next(iter(found["out_of_window_sample"].items()))
+        return Verdict(False, f"{verdict.description}; but {found['out_of_window_count']} payments carry a created_at "
+                              f"outside the valid window {found['valid_window']} (e.g. {first[0]} at {first[1]}): "
+                              f"ingestion now quarantines such messages; correct or remove these rows",
+                       verdict.metadata, WARN)
+    return verdict
+
+
+def window_consistency(hbase_reader, postgres_reader, days: int, backup=None, settle_s: float = 0.0,
+                       window: ValidityWindow = DEFAULT_WINDOW, now: datetime | None = None) -> Verdict:
+    found = out_of_window(postgres_reader, window, now)
+    return _with_out_of_window(_recent_windows_verdict(hbase_reader, postgres_reader, days, backup, settle_s,
+                                                       recent_days(postgres_reader, days, window, now)), found)
+
+
+def _recent_windows_verdict(hbase_reader, postgres_reader, days: int, backup, settle_s: float,
+                            windows: list[TimeWindow]) -> Verdict:
     if not windows:
-        return Verdict.ok("no payments in the ledger yet", windows=0, mismatch_count=0)
+        return Verdict.ok(f"{NOTHING_INGESTED}: no payments in the ledger", windows=0, mismatch_count=0,
+                          nothing_ingested_yet=True)
     reports = [settled(lambda w=w: reconcile(hbase_reader, postgres_reader, w, depth=2), settle_s) for w in windows]
     bad = [r for r in reports if not r.consistent]
     metadata = {"windows": len(reports), "windows_differing": len(bad),
@@ -263,7 +305,8 @@ def ranges_consistency(ranges: list[IngestedRange], hbase_reader, postgres_reade
                        kafka: KafkaClient) -> Verdict:
     """Each range: both stores agree; an id missing from a store must be waiting in that store's backup."""
     if not ranges:
-        return Verdict.ok("no ingested range recorded yet", ranges=0, mismatch_count=0)
+        return Verdict.ok(f"{NOTHING_INGESTED}: no ingested range recorded", ranges=0, mismatch_count=0,
+                          nothing_ingested_yet=True)
     results = [range_report(r, hbase_reader, postgres_reader, backup, kafka) for r in ranges]
     return _ranges_verdict(results)
 
@@ -282,8 +325,8 @@ def ranges_verdicts(ranges: list[IngestedRange], hbase_reader, postgres_reader, 
                     kafka: KafkaClient) -> RangeVerdicts:
     stores = ("hbase", "postgres")
     if not ranges:
-        empty = "no ingested range recorded yet"
-        return RangeVerdicts(Verdict.ok(empty, ranges=0, mismatch_count=0),
+        empty = f"{NOTHING_INGESTED}: no ingested range recorded"
+        return RangeVerdicts(Verdict.ok(empty, ranges=0, mismatch_count=0, nothing_ingested_yet=True),
                              {s: Verdict.ok(empty, duplicate_count=0, rows=0) for s in stores},
                              {s: Verdict.ok(empty, invalid_count=0, rows=0) for s in stores})
     results = [range_report(r, hbase_reader, postgres_reader, backup, kafka) for r in ranges]
@@ -378,6 +421,8 @@ def quarantine_verdict(quarantined: int, messages: int, max_rate: float, window_
     rate = quarantined / messages if messages else 0.0
     metadata = {"quarantined": quarantined, "messages": messages, "quarantine_rate": round(rate, 6),
                 "max_rate": max_rate, "window_s": window_s}
+    if not messages and not quarantined:
+        metadata["nothing_ingested_yet"] = True
     if rate <= max_rate:
         return Verdict(True, f"quarantine rate {rate:.2%} within {max_rate:.2%} ({quarantined} of {messages} "
                              f"messages in the last {window_s / 3600:g} h)", metadata)

@@ -287,8 +287,25 @@ class PostgresReader:
     def count(self) -> int:
         return int(self._query(sql.SQL("SELECT count(*) FROM {table}").format(table=self.table))[0][0])
 
-    def latest_created_at(self) -> datetime | None:
-        return self._query(sql.SQL("SELECT max(created_at) FROM {}").format(self.table))[0][0]
+    def latest_created_at(self, not_before: datetime | None = None, not_after: datetime | None = None
+                          ) -> datetime | None:
+        """The latest created_at, among those in [not_before, not_after] when given: bounded, the answer is always a
+        date Python can hold and compute with (the column itself may hold 9999-12-31, even 'infinity')."""
+        where, params = [sql.SQL("TRUE")], []
+        for bound, op in ((not_before, ">="), (not_after, "<=")):
+            if bound is not None:
+                where.append(sql.SQL("created_at " + op + " %s"))
+                params.append(bound)
+        return self._query(sql.SQL("SELECT max(created_at) FROM {} WHERE {}").format(
+            self.table, sql.SQL(" AND ").join(where)), params)[0][0]
+
+    def created_at_outside(self, earliest: datetime, latest: datetime, limit: int) -> tuple[int, dict[str, str]]:
+        """Payments whose created_at lies outside [earliest, latest]: how many, and a sample id -> created_at (as
+        the database prints it: no conversion that could overflow)."""
+        rows = self._query(sql.SQL("SELECT count(*) OVER (), payment_id::text, created_at::text FROM {} "
+                                   "WHERE NOT (created_at >= %s AND created_at <= %s) "
+                                   "ORDER BY created_at DESC LIMIT %s").format(self.table), [earliest, latest, limit])
+        return (int(rows[0][0]) if rows else 0), {pid: text for _, pid, text in rows}
 
     # -- what the range and quarantine checks need from the ledger's other tables ----------------------------
     _RANGE_COLUMNS = ("SELECT r.id, r.topic, r.partition, r.start_offset, r.end_offset, EXISTS (SELECT 1 FROM {resets} x "

@@ -218,8 +218,9 @@ class PaymentQueries:
         return pending
 
     def _backup_entry(self, payment_id: str, stores: list[str]):
-        for entry in self.backup.list_oldest(limit=10_000, store=stores[0]) if stores else []:
-            if entry.payment_id == payment_id:
+        for store in stores:
+            entry = self.backup.find(payment_id, store)
+            if entry is not None:
                 return entry
         return None
 

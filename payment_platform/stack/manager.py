@@ -404,8 +404,8 @@ def _launch(name: str, data_dir: Path, port: int, child_env: dict[str, str],
     """Launches one embedded service on `port` with its data under data_dir; returns it and its record."""
     log = data_dir / LOG_DIR / f"{name}.log"
     try:
-        postgres_user = services.postgres_prepare(data_dir) if name == "postgres" else None
-        launch = (services.postgres_launch(data_dir, port, postgres_user) if name == "postgres"
+        postgres_runtime = services.postgres_prepare(data_dir) if name == "postgres" else None
+        launch = (services.postgres_launch(data_dir, port, postgres_runtime) if name == "postgres"
                   else SERVICES[name].launch(data_dir, port))
         popen = processes.spawn(launch.command, log, env=child_env, cwd=data_dir, user=launch.user,
                                 die_with_parent=owned, death_signal=launch.stop_signal)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-import yaml
-
 from payment_platform.config import Scaling, scaling_from_env
 
 PARTITION_TAG = "payment_platform/partition"  # set on every ingestion run by the sensor (defs/ingestion/sensors.py)
@@ -33,6 +31,8 @@ def apply_run_limits(dagster_yaml: Path, env: Mapping[str, str] | None = None) -
     """Rewrite the run coordinator's limits of a dagster.yaml (a QueuedRunCoordinator) from the environment's
     scaling knobs; raises config.ConfigError naming a malformed one. Other settings are kept."""
     scaling = scaling_from_env(env)
+    import yaml  # here, not at import: every CLI command imports this module, few write dagster.yaml
+
     settings = yaml.safe_load(dagster_yaml.read_text()) or {}
     coordinator = settings.setdefault("run_coordinator", {
         "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator", "config": {}})

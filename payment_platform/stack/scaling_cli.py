@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import yaml
-
 from payment_platform.config import SCALING_VARS, scaling_from_env
 from payment_platform.domain.rowkeys import hbase_shell_create
 from payment_platform.stack.run_limits import run_coordinator_limits
@@ -25,6 +23,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import yaml  # here, not at import: registering this command must not slow every other command's start-up
+
     scaling = scaling_from_env()  # a malformed knob: ConfigError naming it (exit 2)
     shell = hbase_shell_create(scaling.hbase_salt_buckets)
     if args.hbase_shell:

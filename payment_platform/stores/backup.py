@@ -300,6 +300,21 @@ class FailedPaymentBackup:
             found |= {i for i in ids if self._path(store, i).name in names}
         return found
 
+    def find(self, payment_id: str, store: str) -> BackedUpPayment | None:
+        """The backed-up entry of one payment for `store` (Mongo if reachable, else the folder), or None."""
+        if self._mongo_usable():
+            try:
+                doc = self._collection().find_one({"payment_id": payment_id, "store": store})
+                if doc is not None:
+                    return self._from_mongo(doc)
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is asked instead
+                self._mongo_failed(error)
+        path = self._path(store, payment_id)
+        try:
+            return self._read_file(path) if path.exists() else None
+        except (OSError, ValueError, KeyError):
+            return None
+
     def list_oldest(self, limit: int = 100, store: str | None = None) -> list[BackedUpPayment]:
         """Up to `limit` backed-up payments, oldest first attempt first, from Mongo and the folder."""
         entries: list[BackedUpPayment] = []

@@ -288,6 +288,23 @@ class PostgresLedger:
             return cur.rowcount
         return self._run(work)
 
+    def remove_payments(self, records: Sequence[PaymentRecord]) -> int:
+        """Delete the rows these very messages wrote (same payment id AND Kafka position): a poison payment
+        another store refused must land nowhere. Returns how many rows were deleted."""
+        rows = [(r.payment_id, r.position.topic, r.position.partition, r.position.offset)
+                for r in records if r.position is not None and _is_uuid(r.payment_id)]
+        if not rows:
+            return 0
+
+        def work(cur):
+            deleted = psycopg2.extras.execute_values(cur, sql.SQL(
+                "DELETE FROM {} p USING (VALUES %s) AS v(payment_id, topic, part, off) "
+                "WHERE p.payment_id = v.payment_id::uuid AND p.kafka_topic = v.topic "
+                "AND p.kafka_partition = v.part AND p.kafka_offset = v.off RETURNING 1").format(
+                    self._t("payments")).as_string(cur), rows, fetch=True)
+            return len(deleted)
+        return self._run(work)
+
     def existing_ids(self, payment_ids: Iterable[str]) -> set[str]:
         """Which of these payment ids are already in the ledger (a string that is not a UUID never is)."""
         ids = [i for i in payment_ids if _is_uuid(i)]

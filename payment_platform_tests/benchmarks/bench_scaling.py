@@ -28,8 +28,9 @@ from pathlib import Path
 WARMUP = 60
 
 
-def runs_of(stack, home: Path, topic: str) -> list[tuple[float, float]]:
-    """(start, end) of every ingestion run of `topic` (Dagster's run storage)."""
+def runs_of(stack, home: Path, topic: str) -> tuple[list[tuple[float, float]], int]:
+    """(start, end) of every ingestion run of `topic` that started (Dagster's run storage), and how many of its
+    runs have not finished yet."""
     import dagster as dg
 
     from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
@@ -37,9 +38,10 @@ def runs_of(stack, home: Path, topic: str) -> list[tuple[float, float]]:
     os.environ["DAGSTER_POSTGRES_URL"] = stack.dagster_postgres_url
     instance = dg.DagsterInstance.from_config(str(home))
     try:
-        records = instance.get_run_records(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
-        return [(r.start_time, r.end_time or time.time()) for r in records
-                if r.dagster_run.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:") and r.start_time]
+        records = [r for r in instance.get_run_records(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
+                   if r.dagster_run.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
+        unfinished = sum(1 for r in records if not r.dagster_run.is_finished)
+        return [(r.start_time, r.end_time or time.time()) for r in records if r.start_time], unfinished
     finally:
         instance.dispose()
 
@@ -79,17 +81,20 @@ def measure(stack, work: Path, partitions: int, count: int, batch_size: int, tim
     with DagsterDaemon(home, env, work / f"daemon_p{partitions}.log") as daemon:
         with kafka.Publisher(ep.kafka, topic) as publisher:
             publisher.publish(messages[:WARMUP])
-        if not wait_for(caught_up, 240, interval_s=1.0, daemon=daemon):
-            raise SystemExit(f"P={partitions}: the warm-up batch never landed; daemon log: {daemon.log_tail()}")
-        warm_runs = len(runs_of(stack, home, topic))
+        if not wait_for(caught_up, timeout_s, interval_s=1.0, daemon=daemon):
+            raise TimeoutError(f"P={partitions}: the warm-up batch never landed; daemon log: {daemon.log_tail()}")
+        warm_runs = len(runs_of(stack, home, topic)[0])
         started = time.monotonic()
         with kafka.Publisher(ep.kafka, topic) as publisher:
             published = publisher.publish(messages[WARMUP:]).acknowledged
         publish_s = time.monotonic() - started
         if not wait_for(caught_up, timeout_s, interval_s=0.5, daemon=daemon):
-            raise SystemExit(f"P={partitions}: not ingested within {timeout_s:.0f}s; daemon log: {daemon.log_tail()}")
+            raise TimeoutError(f"P={partitions}: not ingested within {timeout_s:.0f}s; daemon log: {daemon.log_tail()}")
         seconds = time.monotonic() - started
-        spans = runs_of(stack, home, topic)
+        # a run records its progress before its last events: let every run end before the daemon stops, or it is
+        # killed, fails, and Dagster's run retry ingests its range again under the next configuration
+        wait_for(lambda: runs_of(stack, home, topic)[1] == 0, 120, interval_s=1.0, daemon=daemon)
+        spans = runs_of(stack, home, topic)[0]
     ledger.close()
     measured = sorted(spans)[warm_runs:]
     return {"partitions": partitions, "payments": published, "seconds": seconds, "rate": published / seconds,
@@ -123,7 +128,11 @@ def main() -> int:
     results = []
     try:
         for partitions in counts:
-            result = measure(stack, work, partitions, args.count, batch_size, args.timeout)
+            try:
+                result = measure(stack, work, partitions, args.count, batch_size, args.timeout)
+            except TimeoutError as error:  # said, and the other configurations still measured
+                print(f"  P={partitions}: FAILED: {error}", flush=True)
+                continue
             results.append(result)
             print(f"  P={partitions}: {result['payments']} payments in {result['seconds']:.1f}s = {result['rate']:,.0f}/s; "
                   f"{result['runs']} ingestion runs, at most {result['at_once']} at once "
@@ -131,6 +140,9 @@ def main() -> int:
     finally:
         stack.stop()
 
+    if not results:
+        print("no configuration was measured", file=sys.stderr)
+        return 1
     base = next((r for r in results if r["partitions"] == 1), results[0])
     print(f"\n{args.count} payments per configuration, micro-batch (INGESTION_BATCH_SIZE) {batch_size}, "
           f"limits per configuration: INGESTION_MAX_RANGES_IN_FLIGHT = P, DAGSTER_MAX_CONCURRENT_RUNS = P + 1")
@@ -138,7 +150,7 @@ def main() -> int:
     for r in results:
         print(f"{r['partitions']:>10} {r['rate']:>11,.0f} {r['runs']:>5} {r['at_once']:>8} {r['rate'] / base['rate']:>14.2f}")
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    return 0
+    return 0 if len(results) == len(counts) else 1
 
 
 if __name__ == "__main__":

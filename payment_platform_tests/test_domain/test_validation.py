@@ -1,5 +1,7 @@
 """validate / parse_and_validate: each rail rule refused with a reason a person can act on."""
 import copy
+import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from stdnum import luhn
@@ -91,3 +93,71 @@ def test_not_json_and_structural_problems_are_invalid_messages_too():
     with pytest.raises(schema.InvalidMessage, match="not UTF-8 JSON"):
         validation.parse_and_validate(b'{"schema_version":1,"payment_id":"6f1c')
     assert refused(message(amount=None)).field == "amount"
+
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def refused_raw(raw: bytes, **kwargs) -> schema.InvalidMessage:
+    with pytest.raises(schema.InvalidMessage) as caught:
+        validation.parse_and_validate(raw, now=NOW, **kwargs)
+    return caught.value
+
+
+@pytest.mark.parametrize("escape,where", [
+    ("\\ud800", "beneficiary.name"), ("x\\udfff", "beneficiary.name"), ("\\uDBFF tail", "beneficiary.name")])
+def test_an_unpaired_surrogate_in_any_string_is_refused_with_the_field(escape, where):
+    text = schema.encode(ACH).decode().replace('"Globex Inc"', f'"{escape}"')
+    error = refused_raw(text.encode())
+    assert error.field == where and "unpaired UTF-16 surrogate" in error.reason and "UTF-8" in error.reason
+
+
+def test_surrogates_anywhere_keys_and_optional_fields_included_and_a_real_pair_is_fine():
+    for text in (schema.encode(dict(ACH, remittance_info="ok")).decode().replace('"ok"', '"\\udc00"'),
+                 schema.encode(dict(ACH, extra={"k": ["a", "b"]})).decode().replace('"b"', '"\\ud800"'),
+                 schema.encode(dict(ACH, extra={"k": 1})).decode().replace('"k"', '"\\ud800"')):
+        assert "surrogate" in refused_raw(text.encode()).reason
+    paired = schema.encode(ACH).decode().replace('"Globex Inc"', '"Globex \\ud83d\\ude00"')
+    assert validation.parse_and_validate(paired.encode(), now=NOW).beneficiary.name == "Globex \U0001F600"
+
+
+def test_nul_and_non_utf8_encodings_are_refused():
+    assert "NUL" in refused(message(originator__name="Acme\u0000 LLC"), now=NOW).reason
+    assert "not UTF-8" in refused_raw(json.dumps(ACH).encode("utf-16")).reason
+    assert "not UTF-8" in refused_raw(schema.encode(ACH).replace(b"Globex", b"Glob\xed\xa0\x80")).reason
+
+
+@pytest.mark.parametrize("created_at,ok", [
+    ("2000-01-01T00:00:00Z", True), ("1999-12-31T23:59:59.999999Z", False),
+    ("2026-11-26T11:59:59Z", True), ("2026-11-26T12:00:01Z", False),
+    ("9999-12-31T23:59:59.999999Z", False), ("0001-01-01T00:00:00Z", False)])
+def test_created_at_must_be_inside_the_valid_window(created_at, ok):
+    doc = message(created_at=created_at, value_date=None)
+    if ok:
+        validation.parse_and_validate(schema.encode(doc), now=NOW)
+    else:
+        error = refused(doc, now=NOW)
+        assert error.field == "created_at" and created_at[:10] in error.reason
+
+
+@pytest.mark.parametrize("value_date,problem", [
+    ("2026-11-24", None), ("2027-11-24", None), ("2027-11-25", "more than 365 days"),
+    ("2026-11-23", "before the creation date"), ("2026-02-30", "not a calendar date"),
+    ("9999-12-31", "more than 365 days")])
+def test_value_date_must_be_a_real_date_inside_the_window(value_date, problem):
+    doc = message(value_date=value_date)
+    if problem is None:
+        validation.parse_and_validate(schema.encode(doc), now=NOW)
+    else:
+        error = refused(doc, now=NOW)
+        assert error.field == "value_date" and problem in error.reason
+
+
+def test_the_window_is_a_setting():
+    window = validation.ValidityWindow(earliest_created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                       max_clock_skew=timedelta(0), max_value_date_days=0)
+    assert refused(message(created_at="2025-12-31T00:00:00Z", value_date=None), now=NOW,
+                   window=window).field == "created_at"
+    assert "more than 0 days" in refused(message(value_date="2026-11-25"), now=NOW, window=window).reason
+    with pytest.raises(ValueError, match="time zone"):
+        validation.ValidityWindow(earliest_created_at=datetime(2000, 1, 1))

@@ -5,7 +5,7 @@ from payment_platform.ingestion.loader import OffsetRange, RangeResult
 
 METADATA_KEYS = {"topic", "partition", "start_offset", "end_offset", "messages", "written_hbase", "written_postgres",
                  "written_redis", "backed_up_hbase", "backed_up_postgres", "backed_up", "backed_up_to_files",
-                 "quarantined", "duplicates_skipped", "redis_errors", "redis_stale", "rate_msgs_per_s", "seconds",
+                 "quarantined", "poison_isolated", "duplicates_skipped", "redis_errors", "redis_stale", "rate_msgs_per_s", "seconds",
                  "progress_recorded"}
 
 

@@ -90,7 +90,15 @@ def unavailable(error: Exception) -> evaluate.Verdict:
 
 
 def _readers(hbase: HBaseResource, postgres: PostgresResource) -> tuple[HBaseReader, PostgresReader]:
-    return HBaseReader.from_store(hbase.client()), PostgresReader.from_ledger(postgres.client())
+    return HBaseReader.from_store(_prepared(hbase.client())), PostgresReader.from_ledger(_prepared(postgres.client()))
+
+
+def _prepared(store):
+    """The store with its tables in place, created as ingestion creates them (idempotent): on a fresh platform,
+    before anything is ingested, the checks read empty tables and pass ("nothing ingested yet") instead of
+    failing on a table that does not exist yet."""
+    store.ensure_schema()
+    return store
 
 
 FULL_CHECKS = ((CROSS_STORE_CONSISTENCY, "HBase and Postgres hold the same payments (ids, rail, currency, amount)"),
@@ -231,7 +239,7 @@ def quarantine_rate(postgres: PostgresResource, checks_settings: ChecksSettingsR
     settings = checks_settings.validated()
     window_s = settings.quarantine_window_hours * 3600
     try:
-        quarantined, messages = PostgresReader.from_ledger(postgres.client()).quarantine_window(window_s)
+        quarantined, messages = PostgresReader.from_ledger(_prepared(postgres.client())).quarantine_window(window_s)
         verdict = evaluate.quarantine_verdict(quarantined, messages, settings.quarantine_max_rate, window_s)
     except Exception as error:  # noqa: BLE001
         verdict = unavailable(error)

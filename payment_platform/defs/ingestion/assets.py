@@ -22,6 +22,7 @@ from payment_platform.defs.ingestion.runs import (
 )
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
+from payment_platform.defs.run_workers import record_worker
 from payment_platform.ingestion.loader import Ingestor, OffsetRange, RangeResult
 from payment_platform.lib.bounded import bounded
 from payment_platform.stores.kafka import KafkaClient, UnknownTopic
@@ -141,11 +142,13 @@ def ingest_payments_range(
 ):
     """Ingest one offset range of the payments topic (or every payment waiting now) into every store, exactly
     once in effect."""
+    record_worker(context)  # lets the sensor see at once if this process dies (defs.run_workers)
     requested = config.offset_range()
     ranges = [requested] if requested else waiting_ranges(context, kafka, postgres, ingestion_settings)
     topic = requested.topic if requested else kafka.topic
     results = []
-    ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis)
+    ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis,
+                                       window=ingestion_settings.validity_window())
     try:
         for offset_range in ranges:
             started = time.monotonic()
@@ -246,8 +249,8 @@ ingest_range_job = dg.define_asset_job(
                 "and Redis, then check that range (consistency, duplicates, rail validity).",
     # one step: running it in the run worker saves a second Python process per run (seconds of latency)
     executor_def=dg.in_process_executor,
-    # max_runtime: with run monitoring on, a run whose worker died (the default launcher cannot see it) is
-    # canceled after 300 s (a 20,000-message range takes seconds), and the sensor requests its range again
+    # a run whose worker died is marked failed by the sensor within a tick (defs.run_workers); max_runtime stays
+    # as the last resort (a worker dying before it recorded its pid): canceled after 300 s, the range requested again
     tags={"dagster/max_retries": str(RUN_RETRIES), "dagster/retry_strategy": "ALL_STEPS",
           "dagster/max_runtime": "300"},
 )

@@ -18,6 +18,7 @@ from payment_platform.defs.ingestion.assets import NO_PAYMENTS_YET
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, PARTITION_TAG, RANGE_TAG, range_run_config
 from payment_platform.defs.ingestion.settings import IngestionSettingsResource
 from payment_platform.defs.resources import KafkaResource, PostgresResource
+from payment_platform.defs.run_workers import fail_dead_runs
 from payment_platform.ingestion import planner
 from payment_platform.lib.bounded import bounded
 from payment_platform.stores.kafka import KafkaClient, UnknownTopic
@@ -80,10 +81,13 @@ def run_state_of(records: list[dg.RunRecord], retries_enabled: bool, now: float,
 
 
 def run_states(instance: dg.DagsterInstance, in_flight: list[planner.PlannedRange], now: float,
-               retry_grace_s: float) -> dict[str, planner.RunState]:
+               retry_grace_s: float, log=None) -> dict[str, planner.RunState]:
     states = {}
     for flight in in_flight:
-        records = list(instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: flight.run_key})))
+        runs = dg.RunsFilter(tags={RANGE_TAG: flight.run_key})
+        records = list(instance.get_run_records(filters=runs))
+        if fail_dead_runs(instance, records, log):  # a killed worker's run fails now, not at max_runtime
+            records = list(instance.get_run_records(filters=runs))
         states[flight.run_key] = run_state_of(records, instance.run_retries_enabled, now, retry_grace_s)
     return states
 
@@ -132,7 +136,7 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     timeout_s = settings.io_timeout_seconds
     # run states before progress: a run that succeeded has recorded its progress before, so progress read
     # afterwards is never older than the run states (no range is planned twice from a stale read)
-    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds)
+    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds, context.log)
     try:
         with kafka.client(timeout_s) as client:
             end_offsets, topic_id, progress, first_offsets = read_offsets(client, ledger, cursor, timeout_s)

@@ -5,8 +5,12 @@ leaves `max_batch_size` / `max_concurrent_ranges` unset.
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import dagster as dg
 
+from payment_platform.config import ConfigError
+from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow
 from payment_platform.config import scaling_from_env
 from payment_platform.ingestion.planner import PlannerSettings
 
@@ -24,6 +28,23 @@ class IngestionSettingsResource(dg.ConfigurableResource):
     chunk_size: int = 2000  # messages a run reads, validates and writes at a time (bounds its memory)
     io_timeout_seconds: float = 5.0  # each offsets/progress read in the sensor; a tick stays far under 60 s
     lag_observation_seconds: float = 30.0  # observe the topic's lag at least this often (and on every change)
+    # The valid window of a payment's dates (domain.validation.ValidityWindow); outside it: quarantine.
+    earliest_created_at: str = DEFAULT_WINDOW.earliest_created_at.isoformat()
+    created_at_clock_skew_seconds: float = DEFAULT_WINDOW.max_clock_skew.total_seconds()
+    max_value_date_days: int = DEFAULT_WINDOW.max_value_date_days
+
+    def validity_window(self) -> ValidityWindow:
+        try:
+            earliest = datetime.fromisoformat(self.earliest_created_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError("ingestion_settings.earliest_created_at",
+                              f"must be an ISO 8601 timestamp with a time zone, got {self.earliest_created_at!r}"
+                              ) from None
+        try:
+            return ValidityWindow(earliest, timedelta(seconds=self.created_at_clock_skew_seconds),
+                                  self.max_value_date_days)
+        except ValueError as error:
+            raise ConfigError("ingestion_settings", str(error)) from None
 
     def planner(self) -> PlannerSettings:
         """The planner's settings; raises config.ConfigError naming a malformed scaling variable."""

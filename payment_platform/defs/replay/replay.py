@@ -2,7 +2,9 @@
 
 The sensor (every 30 s) reads only the backup's size per store and probes the health of each store that has
 payments waiting, each bounded in time. It requests a run only for stores that answer, and never while a
-replay run is queued or running, so a store that is still down causes no attempt storm. The run drains
+replay run is queued or running, so a store that is still down causes no attempt storm. A replay run whose worker
+died is marked failed by the sensor (defs.run_workers) instead of holding replay until its max_runtime, and the
+next request gets a fresh run key (the dead run's key would be deduplicated). The run drains
 oldest first, rate-bounded, idempotently (`payment_platform.replay.replayer`), and reports what it landed as
 materializations of the stores' assets.
 """
@@ -12,6 +14,7 @@ import dagster as dg
 
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS
 from payment_platform.defs.resources import BackupResource, HBaseResource, PostgresResource
+from payment_platform.defs.run_workers import WORKER_LOST_REASONS, fail_dead_runs, record_worker
 from payment_platform.lib.bounded import bounded
 from payment_platform.replay.replayer import ReplaySettings, replayer_for
 from payment_platform.replay.scheduling import ReplayPlan, plan_replay
@@ -36,6 +39,7 @@ class ReplayConfig(dg.Config):
 def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig, hbase: HBaseResource,
                            postgres: PostgresResource, backup: BackupResource) -> None:
     """Land the backed-up payments in the stores that missed them; content rejections go to quarantine."""
+    record_worker(context)
     unknown = sorted(set(config.stores) - set(STORE_ASSETS))
     if unknown:
         raise dg.Failure(f"replay config stores: unknown store(s) {unknown}; expected some of {sorted(STORE_ASSETS)}")
@@ -67,10 +71,21 @@ def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig,
         raise dg.Failure(f"replay stopped early: {stopped}", metadata=metadata)
 
 
+# One op in the run worker's own process (no step subprocess): the pid it records is the run's.
 @dg.job(name=REPLAY_JOB, description="Drain the failed-payment backup into HBase and Postgres (oldest first).",
-        tags={"dagster/max_runtime": "3600"})
+        tags={"dagster/max_runtime": "3600"}, executor_def=dg.in_process_executor)
 def replay_failed_payments_job():
     replay_failed_payments()
+
+
+def _after_lost_run(instance: dg.DagsterInstance) -> str:
+    """A run-key suffix when the last replay run was lost (worker died, never started): the same backlog must be
+    requested again now, and its run key would otherwise be the lost run's (Dagster runs a run key once)."""
+    last = instance.get_run_records(dg.RunsFilter(job_name=REPLAY_JOB), limit=1)
+    if not last or last[0].dagster_run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        return ""
+    run = last[0].dagster_run
+    return f":after-{run.run_id[:8]}" if run.tags.get("dagster/failure_reason") in WORKER_LOST_REASONS else ""
 
 
 def _bounded(fn, timeout_s: float):
@@ -98,12 +113,13 @@ def plan_from_resources(hbase: HBaseResource, postgres: PostgresResource, backup
            description="Starts a replay when the backup holds payments and that store's health probe passes.")
 def backup_replay_sensor(context: dg.SensorEvaluationContext, hbase: HBaseResource, postgres: PostgresResource,
                          backup: BackupResource):
-    in_flight = context.instance.get_run_records(
-        dg.RunsFilter(job_name=REPLAY_JOB, statuses=IN_FLIGHT), limit=1)
-    if in_flight:
-        return dg.SkipReason(f"a replay run is in flight ({in_flight[0].dagster_run.run_id})")
+    in_flight = context.instance.get_run_records(dg.RunsFilter(job_name=REPLAY_JOB, statuses=IN_FLIGHT))
+    dead = fail_dead_runs(context.instance, in_flight, context.log)
+    alive = [r for r in in_flight if r.dagster_run.run_id not in dead]
+    if alive:
+        return dg.SkipReason(f"a replay run is in flight ({alive[0].dagster_run.run_id})")
     plan = plan_from_resources(hbase, postgres, backup, timeout_s=5.0)
     if not plan.stores:
         return dg.SkipReason(plan.reason)
-    return dg.RunRequest(run_key=plan.run_key(time.time()), run_config={
+    return dg.RunRequest(run_key=plan.run_key(time.time()) + _after_lost_run(context.instance), run_config={
         "ops": {"replay_failed_payments": {"config": {"stores": plan.stores}}}}, tags={"payment_platform/replay": plan.reason})

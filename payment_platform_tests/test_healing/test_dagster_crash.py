@@ -1,0 +1,123 @@
+"""Dagster itself crashes mid-run: the daemon, its code server and the run worker are SIGKILLed while a range run
+is ingesting. When the daemon comes back, the ingestion sensor finds the dead worker (its pid, recorded in the
+run's tags, is gone) and fails the run at once instead of waiting out dagster/max_runtime (300 s); the run is
+retried and the range lands once. The HBase gateway (private) is frozen with SIGSTOP while the run starts, so
+the run is reliably caught in the middle."""
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+import dagster as dg
+import psutil
+import pytest
+
+from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
+from payment_platform.defs.run_workers import WORKER_PID_TAG
+from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from payment_platform.stores import kafka
+from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
+from payment_platform.stores.hbase import HBaseStore
+from payment_platform.stores.postgres import PostgresLedger
+
+from ..test_loader.conftest import publish
+from ..test_stores.payments import payment_doc, raw
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+COUNT = 40
+RESUME_S = 90  # the target: ingestion resumes within 90 s of Dagster coming back (its daemon beating again)
+
+
+def range_runs(instance, topic):
+    return [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
+            if r.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
+
+
+def crash(daemon: DagsterDaemon) -> list[int]:
+    """SIGKILL the daemon and every process under it (code server, run workers), as a host crash would."""
+    root = psutil.Process(daemon.process.pid)
+    members = [root] + root.children(recursive=True)
+    for member in members:
+        member.kill()
+    psutil.wait_procs(members, timeout=10)
+    daemon.process.wait(timeout=10)
+    daemon.process = None
+    return [m.pid for m in members]
+
+
+def test_after_a_dagster_crash_mid_run_ingestion_resumes_and_every_payment_lands_once(
+        stack, private_hbase, tmp_path, monkeypatch):
+    topic = f"crash-{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(stack.endpoints.kafka, topic, partitions=1)
+    env = {**stack.env(), "PAYMENTS_TOPIC": topic, "HBASE_HOST": "127.0.0.1", "HBASE_PORT": str(private_hbase.port)}
+    ids = {payment_doc(i, topic)["payment_id"] for i in range(COUNT)}
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", stack.dagster_postgres_url)
+    ledger = PostgresLedger(stack.endpoints.postgres)
+    ledger.ensure_schema()  # a fresh session stack: the tables the assertions read exist from the start
+    hbase = HBaseStore("127.0.0.1", private_hbase.port, timeout_ms=3000)
+    backup = FailedPaymentBackup(stack.endpoints.mongo, default_fallback_dir(env))
+
+    daemon = DagsterDaemon(home, env, tmp_path / "daemon-1.log").start()
+    try:
+        instance = dg.DagsterInstance.from_config(str(home))
+        private_hbase.popen.send_signal(signal.SIGSTOP)  # the run will hang on HBase: caught mid-run
+        publish(stack.endpoints.kafka, topic, [raw(payment_doc(i, topic)) for i in range(COUNT)])
+
+        def running():
+            return [r for r in range_runs(instance, topic)
+                    if r.status == dg.DagsterRunStatus.STARTED and WORKER_PID_TAG in r.tags]
+
+        caught = wait_for(running, 120, interval_s=0.2, daemon=daemon)
+        assert caught, f"no range run seen running; daemon log: {daemon.log_tail()}"
+        killed = crash(daemon)
+    finally:
+        private_hbase.popen.send_signal(signal.SIGCONT)
+        daemon.stop()
+    worker = int(caught[0].tags[WORKER_PID_TAG])
+    assert worker in killed and not psutil.pid_exists(worker)
+    assert ledger.read_progress(topic).get(0, 0) == 0  # nothing recorded by the dead run
+
+    def landed_once():
+        if ledger.read_progress(topic).get(0) != COUNT or ledger.existing_ids(ids) != ids:
+            return False
+        hbase.reset()
+        return hbase.existing_ids(ids) | backup.stored_ids("hbase", ids) == ids
+
+    restarted, restarted_at = time.monotonic(), time.time()
+    with DagsterDaemon(home, env, tmp_path / "daemon-2.log") as daemon:
+        # Dagster is back once its daemon beats again (booting it and the code server takes 10-50 s on this
+        # shared machine); from then on the platform has RESUME_S to heal
+        def beating():
+            beats = instance.get_daemon_heartbeats()
+            return beats and min(beat.timestamp for beat in beats.values()) > restarted_at
+        assert wait_for(beating, 180, interval_s=0.5, daemon=daemon), daemon.log_tail()
+        back = time.monotonic()
+        resumed = wait_for(landed_once, RESUME_S, interval_s=1.0, daemon=daemon)
+        took = time.monotonic() - back
+        assert resumed, f"not healed within {RESUME_S} s of Dagster coming back; daemon log: {daemon.log_tail()}"
+        succeeded = wait_for(lambda: [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.SUCCESS],
+                             60, interval_s=1.0, daemon=daemon)  # the run that landed it finishes its bookkeeping
+        assert succeeded, daemon.log_tail()
+    records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in range_runs(instance, topic)]))
+    timeline = sorted((round(r.create_timestamp.timestamp() - restarted_at, 1),
+                       round((r.end_time or restarted_at) - restarted_at, 1), r.dagster_run.status.value,
+                       r.dagster_run.tags.get(RANGE_TAG), r.dagster_run.tags.get("dagster/retry_number", "0"))
+                      for r in records)
+    print(f"the range landed {took:.1f} s after Dagster came back ({back - restarted:.1f} s after the daemon "
+          f"process started); runs (created, ended: seconds after the restart; status, range, retry): {timeline}")
+
+    dead_run = instance.get_run_by_id(caught[0].run_id)
+    assert dead_run.status == dg.DagsterRunStatus.FAILURE
+    assert dead_run.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION"  # failed by the sensor
+    runs = range_runs(instance, topic)
+    assert [r.status for r in runs].count(dg.DagsterRunStatus.SUCCESS) == 1
+    # only the killed run failed: its retry (which starts with a copy of the dead run's tags) was left alone
+    assert [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS] == [dead_run.run_id]
+    ranges = [row for row in ledger.resets(topic)]  # no reset was needed: offsets never went backwards
+    assert not ranges
+    instance.dispose()
+    for store in (ledger, hbase, backup):
+        store.close()
