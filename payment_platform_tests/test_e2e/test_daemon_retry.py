@@ -83,6 +83,9 @@ def test_a_failed_range_is_retried_and_lands_once_the_stores_are_back(stack, tmp
         assert wait_for(lambda: ledger.read_progress(topic) == {0: COUNT}, 30, daemon=daemon)
         instance = dg.DagsterInstance.from_config(str(home))
         try:
+            # the run goes on to check its range after it landed: stopping the daemon earlier interrupts it
+            wait_for(lambda: [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.SUCCESS],
+                     60, interval_s=1.0, daemon=daemon)
             runs = range_runs(instance, topic)
         finally:
             instance.dispose()
