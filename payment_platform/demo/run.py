@@ -112,7 +112,8 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRu
         tear_down(run)
 
 
-def print_summary(summary: dict, out=sys.stdout) -> None:
+def print_summary(summary: dict, out=None) -> None:
+    out = out or sys.stdout  # per call, not the stream at import
     print("", file=out)
     print(f"demo {'succeeded' if summary['ok'] else 'FAILED'}  (count={summary['count']}, seed={summary['seed']})",
           file=out)

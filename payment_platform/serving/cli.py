@@ -124,7 +124,8 @@ def _print_json(body) -> None:
     print(json.dumps(body, indent=2, ensure_ascii=False, default=str))
 
 
-def _print_table(rows: list[dict], columns: list[str], out=sys.stdout) -> None:
+def _print_table(rows: list[dict], columns: list[str], out=None) -> None:
+    out = out or sys.stdout  # looked up per call: a default bound at import keeps a replaced stream
     if not rows:
         print("(nothing)", file=out)
         return

@@ -48,7 +48,8 @@ def start_from_args(args, *, owned: bool, use_default_ports: bool = True):
                        use_default_ports=use_default_ports, owned=owned, timeout=timeout)
 
 
-def print_stack(stack, seconds: float | None = None, out=sys.stdout) -> None:
+def print_stack(stack, seconds: float | None = None, out=None) -> None:
+    out = out or sys.stdout  # per call, not the stream at import
     health = {h.name: h for h in stack.health()}
     repaired = any(not action.startswith("already running") for action in stack.actions.values())
     if repaired:
