@@ -22,8 +22,8 @@ from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 
 from ..test_loader.conftest import publish
-from .dagster_crashes import RESUME_S, crash, wait_until_back
 from ..test_stores.payments import payment_doc, raw
+from .dagster_crashes import RESUME_S, crash, wait_until_back
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
