@@ -10,6 +10,16 @@ Errors are sorted in two kinds:
   stops and its payments stay in the backup (attempts + 1, last error) for the next replay;
 - content the store rejects (or a raw message that no longer parses): the batch is split to find the payment,
   which goes to quarantine with the reason and leaves the backup, so it never loops forever.
+
+A quarantined payment lands nowhere, as when ingestion isolates a poison message (`loader._settle_poison`): in
+this order, each step idempotent, so a replay killed between two steps finishes the job next time (the backup
+entry is dropped last and the next replay meets the same refusal again):
+  1. quarantine it with the store's error (a row per Kafka position: a second time changes nothing);
+  2. take it back out of every other store, only the row written from the same Kafka position (a copy written
+     from another message is that message's, and stays), and drop the other stores' backup entries for that same
+     position (it must not land there later either); a store that cannot be reached stops the drain here;
+  3. forget its Redis "landed" key (best effort: Redis is never a store of record);
+  4. drop its backup entry.
 Throughput is bounded by `max_rate_per_s` so a large backlog does not starve live ingestion.
 """
 from __future__ import annotations
@@ -67,6 +77,8 @@ class StoreOutcome:
     stopped: str | None = None  # why the drain of this store stopped early
     landed_sample: list[str] = field(default_factory=list)
     quarantined_sample: list[str] = field(default_factory=list)
+    # rows of quarantined payments taken back out of the other stores (and their backup entries dropped)
+    removed_elsewhere: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,12 +106,15 @@ class ReplayResult:
             metadata[f"landed_sample_{store}"] = outcome.landed_sample
             if outcome.quarantined_sample:
                 metadata[f"quarantined_sample_{store}"] = outcome.quarantined_sample
+            for other, removed in sorted(outcome.removed_elsewhere.items()):
+                metadata[f"quarantined_{store}_removed_from_{other}"] = removed
             if outcome.stopped:
                 metadata[f"stopped_{store}"] = outcome.stopped
         return metadata
 
 
 Writer = Callable[[Sequence[PaymentRecord]], int]
+Remover = Callable[[Sequence[PaymentRecord]], int]  # remove_payments: only rows carrying the record's Kafka position
 QuarantineSink = Callable[[list[tuple[object, str]]], int]  # [(BackedUpPayment, reason)] -> stored
 
 
@@ -109,8 +124,13 @@ class Replayer:
     def __init__(self, backup, writers: dict[str, Writer], quarantine: QuarantineSink,
                  settings: ReplaySettings = ReplaySettings(), log=None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 prepare: dict[str, Callable[[], object]] | None = None, salt_buckets: int = 0):
+                 prepare: dict[str, Callable[[], object]] | None = None, salt_buckets: int = 0,
+                 removers: dict[str, Remover] | None = None,
+                 forget_landed: Callable[[list[str]], object] | None = None):
         self.backup = backup
+        # store -> remove_payments: a payment quarantined for one store is taken back out of the others
+        self.removers = removers or {}
+        self.forget_landed = forget_landed  # Redis: a quarantined payment is not landed
         self.salt_buckets = salt_buckets  # HBase row-key layout of the rebuilt records (Postgres keeps the key too)
         self.writers = writers
         self.prepare = prepare or {}  # store -> ensure_schema: a store back empty gets its tables first
@@ -173,10 +193,10 @@ class Replayer:
             try:
                 records.append((entry, self._keyed(entry.record())))
             except Exception as error:  # noqa: BLE001 - a backup entry whose raw message no longer parses
-                unreadable.append((entry, f"replay to {store}: backed-up message unreadable: {error}"))
+                unreadable.append((entry, None, f"replay to {store}: backed-up message unreadable: {error}"))
         if unreadable:
             self._quarantine(store, unreadable, outcome)
-        if not records:
+        if not records or outcome.stopped:
             return len(unreadable)
         self._write(store, records, outcome)
         return len(entries)
@@ -196,7 +216,9 @@ class Replayer:
                 pass
             return
         if len(records) == 1:
-            self._quarantine(store, [(records[0][0], f"replay to {store} rejected: {error}")], outcome)
+            entry, record = records[0]
+            self._quarantine(store, [(entry, record, f"replay to {store} rejected: {type(error).__name__}: {error}")],
+                             outcome)
             return
         middle = len(records) // 2  # split to find the payments the store refuses
         self._write(store, records[:middle], outcome)
@@ -228,12 +250,65 @@ class Replayer:
         outcome.landed_sample.extend(e.payment_id for e in entries[:max(room, 0)])
 
     def _quarantine(self, store: str, rejected: list[tuple], outcome: StoreOutcome) -> None:
-        self.quarantine(rejected)
-        for entry, _ in rejected:
+        """[(backup entry, its record or None when unreadable, reason)]: quarantined, taken back out of the other
+        stores and their backups, forgotten by Redis, and only then dropped from this store's backup (module doc)."""
+        self.quarantine([(entry, reason) for entry, _, reason in rejected])
+        error = self._take_back(store, rejected, outcome)
+        if error is not None:  # still in the backup: the next replay quarantines (no-op) and removes again
+            outcome.stopped = (f"{len(rejected)} payment(s) quarantined for {store} could not be taken back out of "
+                               f"the other stores: {error!r}; they stay in the backup until that succeeds")
+            return
+        self._forget_landed([entry.payment_id for entry, _, _ in rejected])
+        for entry, _, _ in rejected:
             self.backup.remove(entry.payment_id, store)
         outcome.quarantined += len(rejected)
         room = SAMPLE_SIZE - len(outcome.quarantined_sample)
-        outcome.quarantined_sample.extend(e.payment_id for e, _ in rejected[:max(room, 0)])
+        outcome.quarantined_sample.extend(e.payment_id for e, _, _ in rejected[:max(room, 0)])
+        for entry, _, reason in rejected:
+            self._info(f"replay {store}: quarantined payment {entry.payment_id} "
+                       f"(Kafka {_position_text(entry.position)}): {reason}")
+
+    def _take_back(self, store: str, rejected: list[tuple], outcome: StoreOutcome) -> BaseException | None:
+        """Every other store gives back the rows these very messages wrote (same Kafka position), and its backup
+        entries for the same positions are dropped. None when done; the error when a store could not be asked."""
+        records = [record for _, record, _ in rejected if record is not None and record.position is not None]
+        for other, remove in self.removers.items():
+            if other == store:
+                continue
+            removed = 0
+            if records:
+                counted: list[int] = []
+                error = self._with_retries(lambda remove=remove, counted=counted: counted.append(remove(records)))
+                if error is not None:
+                    return error
+                removed = counted[-1]
+            for entry, _, _ in rejected:
+                try:
+                    pending = self.backup.find(entry.payment_id, other)
+                    if pending is not None and entry.position is not None and pending.position == entry.position:
+                        self.backup.remove(entry.payment_id, other)
+                        removed += 1
+                except Exception as error:  # noqa: BLE001 - the backup unreachable: retried by the next replay
+                    return error
+            if removed:
+                outcome.removed_elsewhere[other] = outcome.removed_elsewhere.get(other, 0) + removed
+                self._info(f"replay {store}: {removed} quarantined payment(s) taken back out of {other} "
+                           f"(rows or backup entries written from the same Kafka positions)")
+        return None
+
+    def _forget_landed(self, payment_ids: list[str]) -> None:
+        if self.forget_landed is None or not payment_ids:
+            return
+        try:
+            self.forget_landed(payment_ids)
+        except Exception as error:  # noqa: BLE001 - Redis is best effort; ingestion never trusts it alone
+            if self.log is not None:
+                self.log.warning(f"replay: Redis could not forget {len(payment_ids)} quarantined payment(s) as "
+                                 f"landed (harmless: ingestion checks the stores): {error!r}")
+
+
+def _position_text(position) -> str:
+    return f"{position.topic}[{position.partition}]@{position.offset}" if position is not None else "position unknown"
 
 
 def quarantine_into_ledger(ledger) -> QuarantineSink:
@@ -247,9 +322,13 @@ def quarantine_into_ledger(ledger) -> QuarantineSink:
     return sink
 
 
-def replayer_for(backup, hbase, postgres, settings: ReplaySettings = ReplaySettings(), log=None) -> Replayer:
-    """A Replayer writing with the store classes' own idempotent writes."""
+def replayer_for(backup, hbase, postgres, settings: ReplaySettings = ReplaySettings(), log=None,
+                 redis=None) -> Replayer:
+    """A Replayer writing with the store classes' own idempotent writes, taking a quarantined payment back out of
+    the other store with its `remove_payments`, and forgetting it in `redis` (a RedisState) when given."""
     return Replayer(backup, {"hbase": hbase.write_payments, "postgres": postgres.write_payments},
                     quarantine_into_ledger(postgres), settings, log=log,
                     prepare={"hbase": hbase.ensure_schema, "postgres": postgres.ensure_schema},
-                    salt_buckets=hbase.salt_buckets)
+                    salt_buckets=hbase.salt_buckets,
+                    removers={"hbase": hbase.remove_payments, "postgres": postgres.remove_payments},
+                    forget_landed=redis.forget_landed if redis is not None else None)

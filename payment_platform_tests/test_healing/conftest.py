@@ -22,7 +22,13 @@ from payment_platform.defs.asset_keys import (
 from payment_platform.defs.checks.checks import ALL_CHECKS, consistency_checks_job
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.replay.replay import backup_replay_sensor, replay_failed_payments_job
-from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
+from payment_platform.defs.resources import (
+    BackupResource,
+    HBaseResource,
+    KafkaResource,
+    PostgresResource,
+    RedisResource,
+)
 from payment_platform.defs.summaries.settlement import daily_settlement_job, daily_settlement_summary
 from payment_platform.generation.generator import generate
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
@@ -136,6 +142,7 @@ class Platform:
             "postgres": PostgresResource(dsn=postgres_dsn or self.stack.endpoints.postgres, schema_name=self.namespace),
             "backup": BackupResource(mongo_uri=self.mongo_uri, fallback_dir=str(self.fallback_dir)),
             "kafka": KafkaResource(bootstrap_servers=self.stack.endpoints.kafka, topic=self.topic),
+            "redis": RedisResource(url=self.stack.endpoints.redis, key_prefix=self.namespace),  # replay forgets keys
             "checks_settings": ChecksSettingsResource(settle_seconds=0.2),  # keeps failing checks quick
         }
 

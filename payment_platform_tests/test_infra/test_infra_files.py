@@ -166,6 +166,29 @@ def test_deployment_dagster_yaml_rejects_an_unknown_setting(tmp_path):
         dagster_instance_config(str(tmp_path))
 
 
+PROJECT_DAGSTER_YAML = infra.REPO / "dagster.yaml"
+
+
+def test_deployment_run_monitoring_is_the_projects():
+    """The deployment heals after a Dagster crash as fast as the project does: the same start timeout and poll
+    interval as the project's dagster.yaml (chosen so healing takes under 90 s, issue 11)."""
+    project = infra.load_yaml(PROJECT_DAGSTER_YAML)["run_monitoring"]
+    deployed = infra.load_yaml(infra.DEPLOY_DAGSTER_YAML)["run_monitoring"]
+    assert deployed["enabled"] and project["enabled"]
+    assert deployed["start_timeout_seconds"] == project["start_timeout_seconds"] == 45
+    assert deployed["poll_interval_seconds"] == project["poll_interval_seconds"] == 5
+
+
+def test_helm_run_monitoring_polls_as_often_as_the_project_and_never_times_out_sooner():
+    """Kubernetes runs are pods of their own (a Dagster crash does not stop them): the chart checks them as often
+    as the project, and gives a pod that waits for a node or an image at least the project's start timeout."""
+    project = infra.load_yaml(PROJECT_DAGSTER_YAML)["run_monitoring"]
+    helm = helm_values()["dagsterDaemon"]["runMonitoring"]
+    assert helm["enabled"]
+    assert helm["pollIntervalSeconds"] == project["poll_interval_seconds"]
+    assert helm["startTimeoutSeconds"] >= project["start_timeout_seconds"]
+
+
 def _ingestion_run(partition: int, run_id: str) -> dg.DagsterRun:
     """A run with exactly the tags the ingestion sensor gives the run of a range of `partition`."""
     request = run_request(PlannedRange(topic="payments", partition=partition, start=0, end=500))

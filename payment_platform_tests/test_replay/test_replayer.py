@@ -9,7 +9,7 @@ import pytest
 
 from payment_platform.domain.schema import decode
 from payment_platform.replay.replayer import ReplaySettings, Replayer, is_content_error
-from payment_platform.stores.records import PaymentRecord
+from payment_platform.stores.records import KafkaPosition, PaymentRecord
 
 
 def message(i: int, amount: str = "10.00") -> bytes:
@@ -30,7 +30,7 @@ class Entry:
     position: object = None
 
     def record(self):
-        return PaymentRecord(decode(self.raw), self.raw, None)
+        return PaymentRecord(decode(self.raw), self.raw, self.position)
 
 
 class FakeBackup:
@@ -197,3 +197,66 @@ def test_schema_that_cannot_be_created_leaves_the_backup_untouched():
     replayer.prepare = {"hbase": refuse}
     result = replayer.drain(["hbase"])
     assert backup.size() == 3 and "schema not ready" in result.stores["hbase"].stopped
+
+
+# -- a quarantined payment lands nowhere (the real stores: test_replay_quarantine.py) -----------------------------
+
+class FindingBackup(FakeBackup):
+    def find(self, payment_id, store):
+        return next((e for e in self.entries if e.payment_id == payment_id and e.store == store), None)
+
+
+def test_quarantine_then_take_back_then_forget_then_drop_the_backup_entry_in_that_order():
+    bad = Entry(str(uuid.UUID(int=7)), "postgres", message(6, amount="99999.99"),
+                datetime(2026, 11, 24, tzinfo=timezone.utc), position=KafkaPosition("topic", 0, 6))
+    same_message = Entry(bad.payment_id, "hbase", bad.raw, bad.first_attempt_at, position=KafkaPosition("topic", 0, 6))
+    other_message = Entry(str(uuid.UUID(int=8)), "hbase", message(7, amount="99999.99"), bad.first_attempt_at,
+                          position=KafkaPosition("topic", 0, 9))
+    backup = FindingBackup([bad, same_message, other_message])
+    steps = []
+    replayer = Replayer(backup, {"postgres": FakeStore(reject_amount="99999.99").write},
+                        lambda rejected: steps.append(("quarantine", [e.payment_id for e, _ in rejected])) or 1,
+                        ReplaySettings(retry_backoff_s=0), sleep=lambda s: None,
+                        removers={"hbase": lambda records: steps.append(("remove hbase", len(records))) or 1,
+                                  "postgres": lambda records: steps.append(("remove postgres", len(records)))},
+                        forget_landed=lambda ids: steps.append(("forget", list(ids))))
+    backup_remove = backup.remove
+    backup.remove = lambda pid, store: steps.append(("drop", store)) or backup_remove(pid, store)
+
+    result = replayer.drain(["postgres"])
+
+    assert steps == [("quarantine", [bad.payment_id]), ("remove hbase", 1), ("drop", "hbase"),
+                     ("forget", [bad.payment_id]), ("drop", "postgres")]
+    assert [e.position.offset for e in backup.entries] == [9]  # another message's backup entry stays
+    assert result.stores["postgres"].removed_elsewhere == {"hbase": 2}  # its row and its backup entry
+    assert result.as_metadata()["quarantined_postgres_removed_from_hbase"] == 2
+
+
+def test_redis_failing_to_forget_does_not_stop_the_quarantine():
+    bad = Entry(str(uuid.UUID(int=7)), "postgres", message(6, amount="99999.99"),
+                datetime(2026, 11, 24, tzinfo=timezone.utc))
+    backup = FindingBackup([bad])
+
+    def redis_down(ids):
+        raise ConnectionError("redis down")
+    replayer = Replayer(backup, {"postgres": FakeStore(reject_amount="99999.99").write}, lambda rejected: 1,
+                        ReplaySettings(retry_backoff_s=0), sleep=lambda s: None, forget_landed=redis_down)
+    result = replayer.drain(["postgres"])
+    assert result.stores["postgres"].quarantined == 1 and backup.size() == 0 and not result.stores["postgres"].stopped
+
+
+def test_another_store_unreachable_keeps_the_payment_in_the_backup():
+    bad = Entry(str(uuid.UUID(int=7)), "postgres", message(6, amount="99999.99"),
+                datetime(2026, 11, 24, tzinfo=timezone.utc), position=KafkaPosition("topic", 0, 6))
+    backup = FindingBackup([bad])
+    quarantined = []
+
+    def hbase_down(records):
+        raise ConnectionRefusedError("hbase down")
+    replayer = Replayer(backup, {"postgres": FakeStore(reject_amount="99999.99").write},
+                        lambda rejected: quarantined.extend(rejected) or 1,
+                        ReplaySettings(retry_backoff_s=0, connection_retries=1), sleep=lambda s: None,
+                        removers={"hbase": hbase_down})
+    result = replayer.drain(["postgres"])
+    assert len(quarantined) == 1 and backup.size() == 1
+    assert "could not be taken back out of the other stores" in result.stores["postgres"].stopped

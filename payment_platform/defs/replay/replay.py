@@ -12,8 +12,8 @@ import time
 
 import dagster as dg
 
-from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS
-from payment_platform.defs.resources import BackupResource, HBaseResource, PostgresResource
+from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS, QUARANTINE
+from payment_platform.defs.resources import BackupResource, HBaseResource, PostgresResource, RedisResource
 from payment_platform.defs.run_workers import WORKER_LOST_REASONS, fail_dead_runs, record_worker
 from payment_platform.lib.bounded import bounded
 from payment_platform.replay.replayer import ReplaySettings, replayer_for
@@ -37,8 +37,9 @@ class ReplayConfig(dg.Config):
 
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL))
 def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig, hbase: HBaseResource,
-                           postgres: PostgresResource, backup: BackupResource) -> None:
-    """Land the backed-up payments in the stores that missed them; content rejections go to quarantine."""
+                           postgres: PostgresResource, backup: BackupResource, redis: RedisResource) -> None:
+    """Land the backed-up payments in the stores that missed them; content rejections go to quarantine (and
+    leave the other store and Redis's landed keys, as a poison message isolated by ingestion does)."""
     record_worker(context)
     unknown = sorted(set(config.stores) - set(STORE_ASSETS))
     if unknown:
@@ -46,7 +47,8 @@ def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig,
     settings = ReplaySettings(batch_size=config.batch_size, max_rate_per_s=config.max_rate_per_s,
                               max_payments=config.max_payments, connection_retries=config.connection_retries)
     backup_client = backup.client()
-    replayer = replayer_for(backup_client, hbase.client(), postgres.client(), settings, log=context.log)
+    replayer = replayer_for(backup_client, hbase.client(), postgres.client(), settings, log=context.log,
+                            redis=redis.client())
     result = replayer.drain(config.stores)
     metadata = result.as_metadata()
     for store, outcome in result.stores.items():
@@ -54,11 +56,23 @@ def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig,
                           "left_in_backup": outcome.left_in_backup, "landed_sample": outcome.landed_sample}
         if outcome.quarantined_sample:
             store_metadata["quarantined_sample"] = outcome.quarantined_sample
+        for other, removed in outcome.removed_elsewhere.items():
+            store_metadata[f"quarantined_removed_from_{other}"] = removed
         if outcome.stopped:
             store_metadata["stopped"] = outcome.stopped
         if outcome.landed:
             context.log_event(dg.AssetMaterialization(STORE_ASSETS[store], metadata=store_metadata,
                                                       description=f"replay landed {outcome.landed} payments"))
+        if outcome.quarantined:
+            context.log_event(dg.AssetMaterialization(QUARANTINE, metadata={
+                "source": "replay", "refused_by": store, "quarantined": outcome.quarantined,
+                "quarantined_sample": outcome.quarantined_sample},
+                description=f"replay quarantined {outcome.quarantined} payment(s) {store} refused for their content"))
+        for other, removed in outcome.removed_elsewhere.items():  # what the other store gave back: it changed too
+            context.log_event(dg.AssetObservation(STORE_ASSETS[other], metadata={
+                "source": "replay", "refused_by": store, "quarantined_removed": removed},
+                description=f"replay took back {removed} payment(s) {store} refused (quarantined): rows and backup "
+                            f"entries written from the same Kafka positions"))
     stats = backup_client.stats()
     context.log_event(dg.AssetObservation(FAILED_PAYMENT_BACKUP, metadata={
         "backup_size": stats["size"], "backup_hbase": stats["by_store"].get("hbase", 0),
