@@ -5,7 +5,8 @@ turns into an `AssetCheckResult` (so the logic is testable and reusable outside 
   Postgres (segment checksums, narrowing, names the ids), and from the same pass per store: duplicate payment
   ids and amounts/currencies valid for their rail. `settled` asks a difference to survive a second pass.
 - `window_consistency`: the same over the most recent UTC days of `created_at` (time windows) inside the valid
-  window (`validation.ValidityWindow`); payments stored with a created_at outside it are a finding (WARN), never a
+  window (`validation.ValidityWindow`, always passed in: the one ingestion validates with, from the
+  `ingestion_settings` resource); payments stored with a created_at outside it are a finding (WARN), never a
   crash of the check.
 - `ranges_consistency`: each recently ingested Kafka range: the payment ids read back from Kafka (the truth
   for a range) minus quarantined positions must be in both stores, or in the backup for the store that missed.
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow
+from payment_platform.domain.validation import ValidityWindow
 from payment_platform.lib.collections_pause import fewer_collections
 from payment_platform.reconciliation.compare import (
     SAMPLE_SIZE,
@@ -121,8 +122,8 @@ def full_reconciliation(hbase_reader, postgres_reader, target_rows_per_segment: 
     return settled(lambda: reconcile(hbase_reader, postgres_reader, AllPayments(), depth=depth), settle_s)
 
 
-def recent_days(postgres_reader, days: int, window: ValidityWindow = DEFAULT_WINDOW,
-                now: datetime | None = None) -> list[TimeWindow]:
+def recent_days(postgres_reader, days: int, window: ValidityWindow, now: datetime | None = None
+                ) -> list[TimeWindow]:
     """The most recent `days` UTC days that hold payments in the ledger (by created_at, inside the valid window),
     newest first."""
     latest = postgres_reader.latest_created_at(window.earliest_created_at, window.latest_created_at(now))
@@ -132,7 +133,7 @@ def recent_days(postgres_reader, days: int, window: ValidityWindow = DEFAULT_WIN
     return [TimeWindow(last_day - timedelta(days=i), last_day - timedelta(days=i - 1)) for i in range(days)]
 
 
-def out_of_window(postgres_reader, window: ValidityWindow = DEFAULT_WINDOW, now: datetime | None = None) -> dict:
+def out_of_window(postgres_reader, window: ValidityWindow, now: datetime | None = None) -> dict:
     """Payments the ledger holds with a created_at outside the valid window (landed before ingestion refused such
     dates, or written by hand): metadata for the time-window check."""
     earliest, latest = window.earliest_created_at, window.latest_created_at(now)
@@ -149,13 +150,14 @@ def _with_out_of_window(verdict: Verdict, found: dict) -> Verdict:
         first = next(iter(found["out_of_window_sample"].items()))
         return Verdict(False, f"{verdict.description}; but {found['out_of_window_count']} payments carry a created_at "
                               f"outside the valid window {found['valid_window']} (e.g. {first[0]} at {first[1]}): "
-                              f"ingestion now quarantines such messages; correct or remove these rows",
+                              f"ingestion quarantines such messages (ingestion_settings sets the window); correct or "
+                              f"remove these rows, or widen the window if they are real payments",
                        verdict.metadata, WARN)
     return verdict
 
 
-def window_consistency(hbase_reader, postgres_reader, days: int, backup=None, settle_s: float = 0.0,
-                       window: ValidityWindow = DEFAULT_WINDOW, now: datetime | None = None) -> Verdict:
+def window_consistency(hbase_reader, postgres_reader, days: int, window: ValidityWindow, backup=None,
+                       settle_s: float = 0.0, now: datetime | None = None) -> Verdict:
     found = out_of_window(postgres_reader, window, now)
     return _with_out_of_window(_recent_windows_verdict(hbase_reader, postgres_reader, days, backup, settle_s,
                                                        recent_days(postgres_reader, days, window, now)), found)

@@ -3,11 +3,13 @@
     GET /payments/{payment_id}     GET /payments?originator_id=&beneficiary_id=&...&limit=&cursor=
     GET /stats/daily               GET /quarantine?limit=&cursor=      GET /backup
     GET /health                    GET /metrics                        (OpenAPI: /openapi.json, docs: /docs)
+    GET /livez                     (the process answers; no store asked, no token: for liveness probes)
 
 Errors are JSON `{"error": ..., "parameter": ...}`: a malformed parameter is a 400 naming it, an unknown id a 404,
 a store that did not answer a 503 naming it. An answer from the fallback store carries `X-Degraded` (why) and
 every payment answer `X-Served-By` (the store). When PAYMENT_API_TOKEN is set every request needs
-`Authorization: Bearer <token>` (401 otherwise; compared in constant time).
+`Authorization: Bearer <token>` (401 otherwise; compared in constant time), except `/livez`, which says nothing but
+that the process answers.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from payment_platform.serving.queries import NotFound, PaymentQueries, StoreUnav
 
 TOKEN_SETTING = "PAYMENT_API_TOKEN"
 WORKER_THREADS = 16  # request threads, each with its own store connections
+LIVENESS_PATH = "/livez"
 logger = logging.getLogger(__name__)
 
 
@@ -37,7 +40,7 @@ class BearerToken:
         self.app, self.expected = app, token.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] != LIVENESS_PATH:
             header = dict(scope.get("headers") or []).get(b"authorization", b"")
             scheme, _, supplied = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(supplied.strip(), self.expected):
@@ -120,7 +123,7 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
 
     @app.get("/payments/{payment_id}", summary="One payment by id (HBase, else Postgres, else the backup)",
              response_class=JSONResponse)
-    def get_payment(payment_id: str) -> Response:
+    async def get_payment(payment_id: str) -> Response:
         view = queries().payment(payment_id)
         return answer(view.as_dict(), view.source, view.degraded)
 
@@ -172,6 +175,11 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
             name: {"up": s["ok"], "error": None if s["ok"] else s["detail"], "detail": s["detail"] if s["ok"] else None,
                    "seconds": s["seconds"]} for name, s in snap.services.items()}}
         return JSONResponse(body, status_code=200 if snap.healthy else 503)
+
+    @app.get(LIVENESS_PATH, summary="The API process answers (no store is asked; no token needed): liveness probes")
+    async def live() -> Response:
+        # async on purpose: answered by the event loop itself, so a wedged loop fails the probe, a slow store never
+        return Response(b'{"live":true}', media_type="application/json")
 
     @app.get("/metrics", summary="The figures of `payment-platform status --json`")
     def metrics() -> dict:

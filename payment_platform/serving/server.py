@@ -12,6 +12,8 @@ from payment_platform.errors import UsageError
 
 def check_port_free(host: str, port: int, setting: str = "--port") -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # as uvicorn binds: a port whose last server stopped a moment ago (TIME_WAIT) is free, one listened on is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

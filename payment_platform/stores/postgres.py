@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS {schema}.payments (
 CREATE INDEX IF NOT EXISTS payments_created_at_idx ON {schema}.payments (created_at);
 CREATE INDEX IF NOT EXISTS payments_originator_created_idx ON {schema}.payments (originator_id, created_at);
 CREATE INDEX IF NOT EXISTS payments_beneficiary_created_idx ON {schema}.payments (beneficiary_id, created_at);
+-- How many (UTC day, rail, currency, status) groups there are: without it the planner guesses a group per row and
+-- sorts the whole table for the daily totals (spilling to disk at a million rows) instead of hashing a few thousand.
+CREATE STATISTICS IF NOT EXISTS {schema}.payments_daily_groups (ndistinct)
+    ON ((created_at AT TIME ZONE 'UTC')::date), payment_type, currency, status FROM {schema}.payments;
 CREATE TABLE IF NOT EXISTS {schema}.payments_quarantine (
     id                bigserial PRIMARY KEY,
     kafka_topic       text,
@@ -440,9 +444,11 @@ class PostgresLedger:
         status = sql.SQL("status") if by_status else sql.SQL("NULL::text")
 
         def work(cur):
-            cur.execute(sql.SQL("SELECT (created_at AT TIME ZONE 'UTC')::date::text AS day, payment_type, currency, "
-                                "{status} AS status, count(*), sum(amount)::text FROM {table}{where} "
-                                "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4").format(
+            # grouped by the date itself, made text only for the few result rows (grouping by text is slower)
+            cur.execute(sql.SQL("SELECT day::text, payment_type, currency, status, n, total::text FROM ("
+                                "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, payment_type, currency, "
+                                "{status} AS status, count(*) AS n, sum(amount) AS total FROM {table}{where} "
+                                "GROUP BY 1, 2, 3, 4) AS daily ORDER BY day, payment_type, currency, status").format(
                 status=status, table=self._t("payments"), where=where), params)
             return cur.fetchall()
         return self._run(work)

@@ -13,7 +13,7 @@ from payment_platform.defs.checks.checks import RANGE_CHECK_KEYS, ingested_range
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.ingestion.assets import ingest_range_job
 from payment_platform.defs.ingestion.runs import range_run_config
-from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.generation.generator import generate
 from payment_platform.stores import kafka

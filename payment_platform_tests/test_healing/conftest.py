@@ -21,6 +21,7 @@ from payment_platform.defs.asset_keys import (
 )
 from payment_platform.defs.checks.checks import ALL_CHECKS, consistency_checks_job
 from payment_platform.defs.checks.settings import ChecksSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.replay.replay import backup_replay_sensor, replay_failed_payments_job
 from payment_platform.defs.resources import (
     BackupResource,
@@ -144,6 +145,7 @@ class Platform:
             "kafka": KafkaResource(bootstrap_servers=self.stack.endpoints.kafka, topic=self.topic),
             "redis": RedisResource(url=self.stack.endpoints.redis, key_prefix=self.namespace),  # replay forgets keys
             "checks_settings": ChecksSettingsResource(settle_seconds=0.2),  # keeps failing checks quick
+            "ingestion_settings": IngestionSettingsResource(),  # the valid date window the checks share
         }
 
     def definitions(self, **resource_options) -> dg.Definitions:

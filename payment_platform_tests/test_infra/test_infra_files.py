@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 import tomllib
 
 import dagster as dg
@@ -21,7 +23,7 @@ from kubernetes_validate import utils as k8s_validate
 from payment_platform.config import ConfigError, endpoints_from_env
 from payment_platform.defs.ingestion.sensors import run_request
 from payment_platform.ingestion.planner import PlannedRange
-from payment_platform.serving.api import TOKEN_SETTING
+from payment_platform.serving.api import LIVENESS_PATH, TOKEN_SETTING, create_app
 from payment_platform.serving.cursor import CURSOR_KEY_SETTING
 from payment_platform_tests.test_infra import infra_files as infra
 
@@ -96,6 +98,20 @@ def test_compose_runs_dagster_and_the_api_from_the_project_image():
     assert services["api"]["command"][:2] == ["payment-platform", "api"]
     assert services["dagster-webserver"]["command"][0] == "dagster-webserver"
     assert services["dagster-daemon"]["command"][:2] == ["dagster-daemon", "run"]
+
+
+def test_compose_api_healthcheck_passes_against_a_live_api_and_fails_without_one():
+    from ..test_serving.conftest import ApiServer
+
+    def no_stores():
+        raise AssertionError("the health check must not need a store")
+
+    kind, executable, flag, code = platform_services(compose())["api"]["healthcheck"]["test"]
+    assert (kind, executable, flag) == ("CMD", "python", "-c") and LIVENESS_PATH in code
+    with ApiServer(create_app(no_stores)) as api:
+        check = [sys.executable, "-c", code.replace("localhost:8000", f"127.0.0.1:{api.port}")]
+        assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+    assert subprocess.run(check, capture_output=True, timeout=30).returncode != 0
 
 
 def test_compose_dependencies_name_services_that_report_health():
@@ -258,7 +274,10 @@ def test_api_deployment_runs_the_image_non_root_with_the_platform_environment():
     assert container["image"].startswith(PLATFORM_IMAGE)
     assert container["command"][:2] == ["payment-platform", "api"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert {"readinessProbe", "livenessProbe"} <= set(container)
+    # both probes ask the API's liveness path (no store, no token), on the port the API listens on
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == LIVENESS_PATH
+        assert container[probe]["httpGet"]["port"] in ("http", container["ports"][0]["containerPort"])
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     port = int(container["command"][container["command"].index("--port") + 1])
     assert container["ports"][0]["containerPort"] == port

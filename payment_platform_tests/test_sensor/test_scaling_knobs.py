@@ -2,7 +2,7 @@
 import pytest
 
 from payment_platform.config import ConfigError
-from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.ingestion import planner
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
 from payment_platform.defs.ingestion.sensors import evaluate, payments_ingestion_sensor, run_state_of
-from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import KafkaResource, PostgresResource
 from payment_platform.ingestion.planner import CursorState, RunState
 from payment_platform.stores import kafka as kafka_store

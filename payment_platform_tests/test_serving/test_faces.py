@@ -54,6 +54,19 @@ def test_token_required_when_set(served):
         assert status == 401 and body["parameter"] == "Authorization" and headers["WWW-Authenticate"] == "Bearer"
         assert api.get("/openapi.json")[0] == 401
         assert api.get(f"/payments/{doc['payment_id']}", token="s3cret-token")[0] == 200
+        # the liveness probe alone needs no token; a path that merely starts like it still does
+        status, _, body = api.get("/livez")
+        assert (status, body) == (200, {"live": True})
+        assert api.get("/livez/../health")[0] == 401 and api.get("/livez2")[0] == 401
+
+
+def test_liveness_asks_no_store():
+    def no_stores():
+        raise AssertionError("the liveness probe must not build store clients")
+
+    with ApiServer(create_app(no_stores, probes_factory=no_stores)) as api:
+        status, _, body = api.get("/livez")
+        assert (status, body) == (200, {"live": True})
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from payment_platform.defs.asset_keys import (
     QUARANTINE,
 )
 from payment_platform.defs.checks.settings import ChecksSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
 from payment_platform.reconciliation import evaluate
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
@@ -142,13 +143,16 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
 @dg.asset_check(asset=POSTGRES_PAYMENTS, name=RECENT_DAYS_CONSISTENCY, blocking=True,
                 description="HBase and Postgres agree on each of the most recent UTC days of payments")
 def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, backup: BackupResource,
-                            checks_settings: ChecksSettingsResource) -> dg.AssetCheckResult:
-    """Time-window reconciliation: the most recent days, each a row-key range in HBase and a created_at range."""
+                            checks_settings: ChecksSettingsResource, ingestion_settings: IngestionSettingsResource
+                            ) -> dg.AssetCheckResult:
+    """Time-window reconciliation: the most recent days, each a row-key range in HBase and a created_at range, inside
+    the valid window ingestion validates with (`ingestion_settings`): what ingestion accepted is never flagged."""
     settings = checks_settings.validated()
+    window = ingestion_settings.validity_window()  # a malformed setting fails the check's step, naming it
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
-        verdict = evaluate.window_consistency(hbase_reader, postgres_reader, settings.window_days, backup.client(),
-                                              settings.settle_seconds)
+        verdict = evaluate.window_consistency(hbase_reader, postgres_reader, settings.window_days, window,
+                                              backup.client(), settings.settle_seconds)
     except Exception as error:  # noqa: BLE001
         verdict = unavailable(error)
     return result(POSTGRES_PAYMENTS, RECENT_DAYS_CONSISTENCY, verdict)

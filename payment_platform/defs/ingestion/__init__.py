@@ -4,7 +4,7 @@ import dagster as dg
 
 from payment_platform.defs.ingestion.assets import ingest_payments_range, ingest_range_job
 from payment_platform.defs.ingestion.sensors import payments_ingestion_sensor
-from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 
 defs = dg.Definitions(
     assets=[ingest_payments_range],

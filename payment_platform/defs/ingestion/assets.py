@@ -20,7 +20,7 @@ from payment_platform.defs.ingestion.runs import (
     PARTITION_TAG,
     RUN_RETRIES,
 )
-from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource, RedisResource
 from payment_platform.defs.run_workers import record_worker
 from payment_platform.ingestion.loader import Ingestor, OffsetRange, RangeResult

@@ -16,7 +16,7 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.assets import NO_PAYMENTS_YET
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, PARTITION_TAG, RANGE_TAG, range_run_config
-from payment_platform.defs.ingestion.settings import IngestionSettingsResource
+from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import KafkaResource, PostgresResource
 from payment_platform.defs.run_workers import fail_dead_runs
 from payment_platform.ingestion import planner

@@ -2,9 +2,15 @@
 
 The scaling knobs INGESTION_BATCH_SIZE and INGESTION_MAX_RANGES_IN_FLIGHT (config.py) apply where the resource
 leaves `max_batch_size` / `max_concurrent_ranges` unset.
+
+The valid window of a payment's dates is set here once: ingestion validates with it and the checks that look at
+dates (`recent_days_consistency`) read it from this same resource, so widening it never makes the checks flag
+what ingestion accepted. That is why this module sits beside the rooms rather than in `defs/ingestion/`: the
+checks room imports it, and the ingestion room imports the checks room (its range job runs the range checks).
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -15,6 +21,9 @@ from payment_platform.config import scaling_from_env
 from payment_platform.ingestion.planner import PlannerSettings
 
 DEFAULT_PLANNER = PlannerSettings()
+# Bounds a sane window stays within (a window reaching year 9999 is what the window exists to prevent).
+MAX_CLOCK_SKEW_SECONDS = 366 * 86400
+MAX_VALUE_DATE_DAYS = 10 * 366
 
 
 class IngestionSettingsResource(dg.ConfigurableResource):
@@ -34,17 +43,26 @@ class IngestionSettingsResource(dg.ConfigurableResource):
     max_value_date_days: int = DEFAULT_WINDOW.max_value_date_days
 
     def validity_window(self) -> ValidityWindow:
+        """The window ingestion and the checks share; raises config.ConfigError naming the malformed setting."""
+        text = self.earliest_created_at.strip()
         try:
-            earliest = datetime.fromisoformat(self.earliest_created_at.replace("Z", "+00:00"))
+            earliest = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
+            earliest = None
+        if earliest is None or earliest.tzinfo is None:
             raise ConfigError("ingestion_settings.earliest_created_at",
-                              f"must be an ISO 8601 timestamp with a time zone, got {self.earliest_created_at!r}"
-                              ) from None
-        try:
-            return ValidityWindow(earliest, timedelta(seconds=self.created_at_clock_skew_seconds),
-                                  self.max_value_date_days)
-        except ValueError as error:
-            raise ConfigError("ingestion_settings", str(error)) from None
+                              f"must be an ISO 8601 timestamp with a time zone (e.g. 2000-01-01T00:00:00Z), got "
+                              f"{self.earliest_created_at!r}")
+        skew = self.created_at_clock_skew_seconds
+        if not math.isfinite(skew) or not 0 <= skew <= MAX_CLOCK_SKEW_SECONDS:
+            raise ConfigError("ingestion_settings.created_at_clock_skew_seconds",
+                              f"must be between 0 and {MAX_CLOCK_SKEW_SECONDS} seconds (how far a producer's clock "
+                              f"may run ahead), got {skew!r}")
+        if not 0 <= self.max_value_date_days <= MAX_VALUE_DATE_DAYS:
+            raise ConfigError("ingestion_settings.max_value_date_days",
+                              f"must be between 0 and {MAX_VALUE_DATE_DAYS} days after the creation date, got "
+                              f"{self.max_value_date_days!r}")
+        return ValidityWindow(earliest, timedelta(seconds=skew), self.max_value_date_days)
 
     def planner(self) -> PlannerSettings:
         """The planner's settings; raises config.ConfigError naming a malformed scaling variable."""
