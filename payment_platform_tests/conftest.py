@@ -9,7 +9,6 @@ server behind; a normal or Ctrl+C'd session stops them in the fixture's teardown
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -36,7 +35,7 @@ def stack_data_dir(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def stack():
     """The embedded stack (Kafka, Postgres, Redis, MongoDB, HBase gateway), healthy, on free ports."""
-    from payment_platform.stack.manager import start_stack
+    from payment_platform.stack.manager import remove_data_dir, start_stack
 
     env = {key: value for key, value in os.environ.items() if key not in _STACK_SETTINGS}
     data_dir = stack_data_dir("payment-platform-test-stack-")
@@ -51,7 +50,7 @@ def stack():
         finally:
             running.stop()
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        remove_data_dir(data_dir)  # and its Postgres cluster, kept outside it when the folder is private (root)
         if previous == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

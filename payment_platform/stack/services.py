@@ -5,6 +5,7 @@ HBase `getTableNames`); a service is healthy only when its probe answers.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from payment_platform.stack.processes import as_user
+
+logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
 POSTGRES_USER = "postgres"
@@ -97,8 +100,10 @@ def postgres_runtime(data_dir: Path) -> PostgresRuntime:
     from payment_platform.stack import postgres_as_root
 
     ensure_user_exists(POSTGRES_SYSTEM_USER)
-    return PostgresRuntime(POSTGRES_SYSTEM_USER, postgres_as_root.shared_install(wheel_bin),
-                           postgres_as_root.cluster_folder(data_dir, POSTGRES_SYSTEM_USER))
+    pgdata = postgres_as_root.cluster_folder(data_dir, POSTGRES_SYSTEM_USER)  # first: claims its cluster if moved
+    for orphan in postgres_as_root.collect_orphans():  # clusters of data dirs deleted since the last start-up
+        logger.info(f"removed the Postgres cluster {orphan}: its data dir is gone and no server uses it")
+    return PostgresRuntime(POSTGRES_SYSTEM_USER, postgres_as_root.shared_install(wheel_bin), pgdata)
 
 
 def _own_recursively(path: Path, user: str) -> None:

@@ -112,7 +112,7 @@ def main() -> int:
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bench-xdg-"))
     from payment_platform.generation.generator import generate
     from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
-    from payment_platform.stack.manager import start_stack
+    from payment_platform.stack.manager import remove_data_dir, start_stack
     from payment_platform.stores import kafka
     from payment_platform.stores.hbase import HBaseStore
     from payment_platform.stores.postgres import PostgresLedger
@@ -228,6 +228,7 @@ def main() -> int:
         if daemon is not None:
             daemon.stop()
         stack.stop()
+        remove_data_dir(work)  # its Postgres cluster may live outside it (root, private /tmp folder)
 
 
 if __name__ == "__main__":

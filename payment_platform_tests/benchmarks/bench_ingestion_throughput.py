@@ -139,7 +139,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from payment_platform.stack.manager import start_stack
+    from payment_platform.stack.manager import remove_data_dir, start_stack
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     print(f"starting the embedded stack in {data_dir} ...", flush=True)
     stack = start_stack(data_dir, use_default_ports=False, owned=True, timeout=60)
@@ -175,6 +175,7 @@ def main() -> int:
                 ok = False
     finally:
         stack.stop()
+        remove_data_dir(data_dir)  # its Postgres cluster may live outside it (root, private /tmp folder)
 
     print()
     print("size      ingest/s   stock raw msg/s  ratio   crc32c raw msg/s  ratio   HBase raw puts/s   peak RSS MB")

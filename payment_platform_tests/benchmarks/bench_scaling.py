@@ -118,7 +118,7 @@ def main() -> int:
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bench-xdg-"))
     from payment_platform.config import ALL_ENV_VARS
-    from payment_platform.stack.manager import start_stack
+    from payment_platform.stack.manager import remove_data_dir, start_stack
 
     print(f"load average at start (2-core machine shared with other work): "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; cores: {os.cpu_count()}")
@@ -139,6 +139,7 @@ def main() -> int:
                   f"(publishing took {result['publish_s']:.1f}s); load {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         stack.stop()
+        remove_data_dir(work)  # its Postgres cluster may live outside it (root, private /tmp folder)
 
     if not results:
         print("no configuration was measured", file=sys.stderr)

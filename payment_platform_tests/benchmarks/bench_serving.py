@@ -209,7 +209,7 @@ def main() -> int:
     ORIGINATORS, BENEFICIARIES = args.rows // PAYMENTS_PER_ORIGINATOR, args.rows // (2 * PAYMENTS_PER_ORIGINATOR)
 
     from payment_platform.domain.rowkeys import PARTY_INDEX_TABLES, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, party_prefix
-    from payment_platform.stack.manager import free_ports, start_stack
+    from payment_platform.stack.manager import free_ports, remove_data_dir, start_stack
     from payment_platform.stores.hbase import HBaseStore
     from payment_platform.stores.postgres import PostgresLedger
 
@@ -390,6 +390,7 @@ def main() -> int:
         if api is not None:
             api.terminate()
         stack.stop()
+        remove_data_dir(work)  # its Postgres cluster may live outside it (root, private /tmp folder)
 
 
 if __name__ == "__main__":

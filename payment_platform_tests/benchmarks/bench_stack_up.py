@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 from payment_platform.stack import processes, services
-from payment_platform.stack.manager import free_ports
+from payment_platform.stack.manager import free_ports, remove_data_dir
 from payment_platform.stack.services import SERVICES
 
 
@@ -86,7 +85,7 @@ def main() -> int:
             warm.append(cli("stack", "up", "--data-dir", data, *port_args()))
             cli("stack", "down", "--data-dir", data)
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            remove_data_dir(root)  # and the Postgres clusters kept outside it (root, private /tmp folder)
 
     def line(label: str, values: list[float]) -> str:
         return f"{label:<11} median {statistics.median(values):6.2f} s   runs {', '.join(f'{v:.2f}' for v in values)}"

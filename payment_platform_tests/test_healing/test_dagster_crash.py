@@ -23,28 +23,16 @@ from payment_platform.stores.postgres import PostgresLedger
 
 from ..test_loader.conftest import publish
 from ..test_stores.payments import payment_doc, raw
+from .dagster_crashes import RESUME_S, crash, wait_until_back
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 COUNT = 40
-RESUME_S = 90  # the target: ingestion resumes within 90 s of Dagster coming back (its daemon beating again)
 
 
 def range_runs(instance, topic):
     return [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
             if r.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
-
-
-def crash(daemon: DagsterDaemon) -> list[int]:
-    """SIGKILL the daemon and every process under it (code server, run workers), as a host crash would."""
-    root = psutil.Process(daemon.process.pid)
-    members = [root] + root.children(recursive=True)
-    for member in members:
-        member.kill()
-    psutil.wait_procs(members, timeout=10)
-    daemon.process.wait(timeout=10)
-    daemon.process = None
-    return [m.pid for m in members]
 
 
 def test_after_a_dagster_crash_mid_run_ingestion_resumes_and_every_payment_lands_once(
@@ -88,13 +76,7 @@ def test_after_a_dagster_crash_mid_run_ingestion_resumes_and_every_payment_lands
 
     restarted, restarted_at = time.monotonic(), time.time()
     with DagsterDaemon(home, env, tmp_path / "daemon-2.log") as daemon:
-        # Dagster is back once its daemon beats again (booting it and the code server takes 10-50 s on this
-        # shared machine); from then on the platform has RESUME_S to heal
-        def beating():
-            beats = instance.get_daemon_heartbeats()
-            return beats and min(beat.timestamp for beat in beats.values()) > restarted_at
-        assert wait_for(beating, 180, interval_s=0.5, daemon=daemon), daemon.log_tail()
-        back = time.monotonic()
+        back = wait_until_back(instance, daemon, restarted_at)  # from then on the platform has RESUME_S to heal
         resumed = wait_for(landed_once, RESUME_S, interval_s=1.0, daemon=daemon)
         took = time.monotonic() - back
         assert resumed, f"not healed within {RESUME_S} s of Dagster coming back; daemon log: {daemon.log_tail()}"

@@ -9,7 +9,9 @@ import time
 import pytest
 
 from payment_platform.ingestion.loader import IngestionError
+from payment_platform.stack.postgres_as_root import release_cluster
 
+from ..private_postgres import start_postgres
 from ..test_stores.payments import payment_doc, raw
 from .conftest import free_port
 
@@ -204,31 +206,6 @@ def test_private_hbase_gateway_killed_mid_range(lane, tmp_path):
     assert landed | backed_up == set(ids_of(n, lane.namespace))
 
 
-def start_postgres(data_dir, port):
-    """A private PostgreSQL (the stack's own binaries and launch settings) that this test may crash."""
-    from payment_platform.stack import services
-    from payment_platform.stack.processes import spawn
-    user = services.postgres_prepare(data_dir)
-    launch = services.postgres_launch(data_dir, port, user)
-    dsn = services.postgres_url(port, "postgres")
-    deadline = time.monotonic() + 40
-    process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
-    while True:
-        try:
-            services.postgres_probe(dsn)
-            return process, dsn
-        except Exception:  # noqa: BLE001 - not up yet: polled until the deadline
-            if time.monotonic() > deadline:
-                process.kill()
-                log = (data_dir / "postgres.log").read_text()[-2000:]
-                raise RuntimeError(f"private Postgres did not start: {log}") from None
-            if process.poll() is not None:
-                # after a crash, the old server's last backends may still hold its shared memory for a moment
-                time.sleep(0.5)
-                process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
-            time.sleep(0.1)
-
-
 def test_private_postgres_crashing_mid_range(lane, tmp_path):
     """Postgres dies (immediate shutdown) after two chunks: the rest goes to its backup, and since progress lives
     in Postgres the run fails; once Postgres is back the retry records progress and writes nothing twice."""
@@ -273,3 +250,4 @@ def test_private_postgres_crashing_mid_range(lane, tmp_path):
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=20)
+        release_cluster(data_dir)  # as root its cluster lives outside tmp_path (a private folder)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import psutil
 import pytest
 
 from payment_platform.config import ENV_VARS
+from payment_platform.stack.manager import remove_data_dir
 
 STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS", "DAGSTER_HOME"}
 
@@ -80,5 +80,5 @@ def data_dir():
             proc.kill()
         except psutil.NoSuchProcess:
             pass
-    shutil.rmtree(parent, ignore_errors=True)
+    remove_data_dir(parent)  # and its Postgres cluster, kept outside it when the folder is private (root)
     assert not leftovers, f"processes left running in {folder}: {leftovers}"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from payment_platform.stack.manager import remove_data_dir
 from payment_platform.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, wait_until_gone
 
@@ -23,7 +23,8 @@ A_TEST_THAT_HOLDS_THE_STACK = textwrap.dedent("""
     from pathlib import Path
 
     def test_holds_the_stack(stack):
-        Path(os.environ["PIDS_FILE"]).write_text(json.dumps({"pids": stack.pids(), "data_dir": str(stack.data_dir)}))
+        Path(os.environ["PIDS_FILE"]).write_text(json.dumps({"pids": stack.pids(), "data_dir": str(stack.data_dir),
+                                                            "cluster": os.path.realpath(stack.data_dir / "postgres")}))
         time.sleep(120)
 """)
 
@@ -53,6 +54,7 @@ def test_an_interrupted_session_stops_the_stack(tmp_path, sig):
             session.kill()
             session.wait()
     assert wait_until_gone(pids.values(), timeout=20) == []
-    if sig != signal.SIGKILL:  # the fixture's teardown ran and removed its folder
-        assert not Path(held["data_dir"]).exists()
-    shutil.rmtree(held["data_dir"], ignore_errors=True)  # a killed session cannot remove its folder itself
+    if sig != signal.SIGKILL:  # the fixture's teardown ran and removed its folder, and its cluster wherever it was
+        assert not Path(held["data_dir"]).exists() and not Path(held["cluster"]).exists()
+    remove_data_dir(Path(held["data_dir"]))  # a killed session cannot remove its folder (and cluster) itself
+    assert not Path(held["cluster"]).exists()

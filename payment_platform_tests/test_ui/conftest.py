@@ -3,7 +3,6 @@ Dagster UI drives it. One `up` per module (module-scoped fixture): it takes ~30-
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from payment_platform.stack.manager import free_ports
+from payment_platform.stack.manager import free_ports, remove_data_dir
 from payment_platform.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, processes_under, wait_until_gone
 
@@ -174,4 +173,4 @@ def dagster_ui():
         wait_until_gone(everything)
         for proc in processes_under(data_dir):  # never leave a server behind, whatever happened
             proc.kill()
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
+        remove_data_dir(data_dir.parent)  # and its Postgres cluster, kept outside it when private (root)

@@ -1,0 +1,37 @@
+"""Crashing Dagster in the healing tests: the real daemon's process tree SIGKILLed as a host crash would, and
+the moment Dagster counts as back (every daemon beating again), from which the platform has 90 s to heal."""
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import psutil
+
+from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+
+RESUME_S = 90  # the target: ingestion and replay resume within 90 s of Dagster coming back (its daemon beating)
+BOOT_S = 180  # booting the daemon and its code server takes 10-50 s on this shared machine
+
+
+def crash(daemon: DagsterDaemon) -> list[int]:
+    """SIGKILL the daemon and every process under it (code server, run workers); returns their pids."""
+    root = psutil.Process(daemon.process.pid)
+    members = [root] + root.children(recursive=True)
+    for member in members:
+        member.kill()
+    psutil.wait_procs(members, timeout=10)
+    daemon.process.wait(timeout=10)
+    daemon.process = None
+    return [m.pid for m in members]
+
+
+def wait_until_back(instance: dg.DagsterInstance, daemon: DagsterDaemon, restarted_at: float) -> float:
+    """Blocks until every daemon of the restarted `dagster-daemon` (started at epoch `restarted_at`) has beaten;
+    returns that moment (time.monotonic()). Fails the test with the daemon's log if it never comes back."""
+
+    def beating():
+        beats = instance.get_daemon_heartbeats()
+        return beats and min(beat.timestamp for beat in beats.values()) > restarted_at
+
+    assert wait_for(beating, BOOT_S, interval_s=0.5, daemon=daemon), daemon.log_tail()
+    return time.monotonic()
