@@ -42,33 +42,16 @@ from payment_platform.stores.postgres import PostgresLedger, ProgressConflict, Q
 from payment_platform.stores.records import (STORE_HBASE, STORE_POSTGRES, STORE_REDIS, KafkaPosition,
                                              PaymentRecord)
 from payment_platform.stores.redis_state import ChunkMetrics, RedisState
+from payment_platform.stores.refusals import SYSTEMIC_REFUSALS, is_outage  # one classification, shared with replay
 
 logger = logging.getLogger(__name__)
 
 WRITE_RETRY_DELAY_S = 0.2
 FIRST_CHUNK = 250  # messages in a range's first chunk (see _small_first)
-# Isolating by bisection: this many messages refused one by one with nothing written means the store itself
-# refuses everything (a dropped table, a broken server), not that the messages are poison.
-SYSTEMIC_REJECTIONS = 8
 
 
 class IngestionError(RuntimeError):
     """A range could not be settled; its progress was not recorded and the range must be ingested again."""
-
-
-def is_outage(error: BaseException) -> bool:
-    """A store that cannot be reached (connection refused or lost, timeouts, the server shutting down): the
-    payments wait in the backup. Any other error is the store refusing what it was sent."""
-    if isinstance(error, (ConnectionError, TimeoutError, OSError)):  # incl. HBaseUnavailable, PostgresUnavailable
-        return True
-    try:
-        import psycopg2
-        if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.InternalError)):
-            return True  # connection lost, statement timeout, deadlock, server out of resources
-    except ImportError:  # pragma: no cover - psycopg2 is a dependency
-        pass
-    from thriftpy2.transport import TTransportException
-    return isinstance(error, TTransportException)
 
 
 @dataclass(frozen=True)
@@ -541,7 +524,7 @@ class Ingestor:
                 if len(group) == 1:
                     outcome.rejected[group[0].payment_id] = (
                         f"{name} refused it: {type(group_error).__name__}: {group_error}")
-                    if not written and len(outcome.rejected) >= SYSTEMIC_REJECTIONS:  # see below
+                    if not written and len(outcome.rejected) >= SYSTEMIC_REFUSALS:  # see below
                         raise RuntimeError(f"{name} refused {len(outcome.rejected)} payments one by one and "
                                            f"accepted none: the store is failing, not the messages ({group_error})")
                     continue

@@ -411,9 +411,16 @@ def backup_verdict(stats: dict, max_age_s: float) -> Verdict:
                 "oldest_age_s": round(age, 1) if age is not None else 0.0, "max_age_s": max_age_s}
     if stats.get("mongo_error"):
         metadata["mongo_error"] = stats["mongo_error"]
+    latest = stats.get("latest_failure")
+    if latest:  # why the last one is still waiting: an outage, or a refusal replay could not prove to be poison
+        metadata.update(latest_failure_payment=latest["payment_id"], latest_failure_store=latest["store"],
+                        latest_failure_attempts=latest["attempts"], latest_failure_error=latest["error"])
     if size == 0:
         return Verdict(True, "the failed-payment backup is empty", metadata)
     text = f"the backup holds {size} payments, oldest waiting {age or 0:.0f} s"
+    if latest:
+        text += (f"; latest failure: payment {latest['payment_id']} for {latest['store']} (attempt "
+                 f"{latest['attempts']}): {latest['error']}")
     if age is not None and age > max_age_s:
         return Verdict(False, f"{text}: past the {max_age_s:.0f} s limit, replay is not draining it", metadata, ERROR)
     return Verdict(False, f"{text} (replay drains it once the store is healthy)", metadata, WARN)

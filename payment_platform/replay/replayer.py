@@ -5,11 +5,20 @@ batch with the store's own idempotent write (HBase: same row key and cells; Post
 and only then remove it from the backup. A replay killed between the write and the removal writes the same
 payment again next time, which changes nothing: a payment lands once.
 
-Errors are sorted in two kinds:
-- unreachable store (connection refused, timeouts, server gone): retried with backoff, then the store's drain
-  stops and its payments stay in the backup (attempts + 1, last error) for the next replay;
-- content the store rejects (or a raw message that no longer parses): the batch is split to find the payment,
-  which goes to quarantine with the reason and leaves the backup, so it never loops forever.
+Errors are sorted as ingestion sorts them (`stores.refusals`, one classification for both):
+- an outage (connection refused, timeouts, server gone, a region or capacity problem): retried with backoff, then
+  the store's drain stops and its payments stay in the backup (attempts + 1, last error) for the next replay;
+- a refusal (the server refuses the write: a Thrift IOError or IllegalArgument, a Postgres DataError, ...; or the
+  payment cannot be converted into the store's rows): the batch is split to find the payments refused on their
+  own. Each is quarantined with the store's error and leaves the backup, so it never loops forever, but only
+  with proof that the store takes writes (the loader's rule): the store accepted another payment in this replay
+  run, or, when nothing else was there to accept (a backlog of a few refused payments and nothing else), its
+  write probe passed (`probe_writes`: a write the server checks fully and that changes no payment; see each
+  store's docstring). Without proof (the probe refused too: a disabled or dropped table, a revoked permission;
+  or SYSTEMIC_REFUSALS payments refused one by one and none accepted) the payments stay in the backup with
+  "no proof <store> takes writes" and the store's error as their last error, and the run fails naming them, so a
+  store refusing everything never quarantines the backlog; the next replay looks again.
+A raw message that no longer parses is quarantined without asking any store.
 
 A quarantined payment lands nowhere, as when ingestion isolates a poison message (`loader._settle_poison`): in
 this order, each step idempotent, so a replay killed between two steps finishes the job next time (the backup
@@ -28,8 +37,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
-from payment_platform.domain.schema import InvalidMessage
 from payment_platform.stores.records import DATA_STORES, PaymentRecord
+from payment_platform.stores.refusals import SYSTEMIC_REFUSALS, describe, is_outage
 
 SAMPLE_SIZE = 20
 
@@ -51,23 +60,6 @@ class ReplaySettings:
             raise ValueError(f"connection_retries must be >= 0, got {self.connection_retries}")
 
 
-class ContentRejected(Exception):
-    """The store refused a payment for what it contains (not because it is unreachable)."""
-
-
-def is_content_error(error: BaseException) -> bool:
-    """True for a rejection of the data itself; False for anything that may go away (connection, timeout)."""
-    if isinstance(error, (ContentRejected, InvalidMessage, ValueError, TypeError, UnicodeError)):
-        return True
-    try:
-        import psycopg2
-        if isinstance(error, (psycopg2.DataError, psycopg2.IntegrityError)):
-            return True
-    except ImportError:  # pragma: no cover - psycopg2 is a dependency
-        pass
-    return type(error).__name__ == "IllegalArgument"  # HBase Thrift: the request itself is wrong
-
-
 @dataclass
 class StoreOutcome:
     landed: int = 0
@@ -79,6 +71,8 @@ class StoreOutcome:
     quarantined_sample: list[str] = field(default_factory=list)
     # rows of quarantined payments taken back out of the other stores (and their backup entries dropped)
     removed_elsewhere: dict[str, int] = field(default_factory=dict)
+    # payments the store refused on their own but kept in the backup: no proof the store takes writes
+    refused_unproven: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -108,13 +102,16 @@ class ReplayResult:
                 metadata[f"quarantined_sample_{store}"] = outcome.quarantined_sample
             for other, removed in sorted(outcome.removed_elsewhere.items()):
                 metadata[f"quarantined_{store}_removed_from_{other}"] = removed
+            if outcome.refused_unproven:
+                metadata[f"refused_unproven_{store}"] = outcome.refused_unproven[:SAMPLE_SIZE]
             if outcome.stopped:
                 metadata[f"stopped_{store}"] = outcome.stopped
         return metadata
 
 
 Writer = Callable[[Sequence[PaymentRecord]], int]
-Remover = Callable[[Sequence[PaymentRecord]], int]  # remove_payments: only rows carrying the record's Kafka position
+Remover = Callable[[Sequence[PaymentRecord]], int]
+Probe = Callable[[], object]  # probe_writes: raises unless the store takes writes now, changing no payment  # remove_payments: only rows carrying the record's Kafka position
 QuarantineSink = Callable[[list[tuple[object, str]]], int]  # [(BackedUpPayment, reason)] -> stored
 
 
@@ -126,8 +123,12 @@ class Replayer:
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
                  prepare: dict[str, Callable[[], object]] | None = None, salt_buckets: int = 0,
                  removers: dict[str, Remover] | None = None,
-                 forget_landed: Callable[[list[str]], object] | None = None):
+                 forget_landed: Callable[[list[str]], object] | None = None,
+                 probes: dict[str, Probe] | None = None):
         self.backup = backup
+        # store -> probe_writes: the proof a store takes writes when it accepted nothing else in this run
+        self.probes = probes or {}
+        self._proven: set[str] = set()  # stores that accepted a write (or passed the probe) in this drain
         # store -> remove_payments: a payment quarantined for one store is taken back out of the others
         self.removers = removers or {}
         self.forget_landed = forget_landed  # Redis: a quarantined payment is not landed
@@ -148,6 +149,7 @@ class Replayer:
         budget = self.settings.max_payments
         result = ReplayResult({})
         landed_total = 0
+        self._proven = set()
         for store in (list(stores) if stores is not None else [s for s in DATA_STORES if s in self.writers]):
             outcome = result.stores[store] = StoreOutcome()
             if store in self.prepare and self.backup.size(store):
@@ -198,16 +200,22 @@ class Replayer:
             self._quarantine(store, unreadable, outcome)
         if not records or outcome.stopped:
             return len(unreadable)
-        self._write(store, records, outcome)
+        batch = _Batch()
+        self._write(store, records, outcome, batch)
+        if batch.refused and not outcome.stopped:
+            self._settle_refused(store, batch.refused, outcome)
         return len(entries)
 
-    def _write(self, store: str, records: list[tuple], outcome: StoreOutcome) -> None:
+    def _write(self, store: str, records: list[tuple], outcome: StoreOutcome, batch: "_Batch") -> None:
+        """Write and bisect; what the store refuses on its own is added to `batch.refused`."""
         writer = self.writers[store]
         error = self._write_with_retries(writer, [r for _, r in records])
         if error is None:
+            self._proven.add(store)
+            batch.accepted += len(records)
             self._landed(store, [e for e, _ in records], outcome)
             return
-        if not is_content_error(error):
+        if is_outage(error):
             outcome.stopped = f"{store} unreachable after {self.settings.connection_retries} retries: {error!r}"
             outcome.attempts_failed += len(records)
             try:
@@ -216,26 +224,75 @@ class Replayer:
                 pass
             return
         if len(records) == 1:
-            entry, record = records[0]
-            self._quarantine(store, [(entry, record, f"replay to {store} rejected: {type(error).__name__}: {error}")],
-                             outcome)
+            batch.refused.append((*records[0], error))
+            if not batch.accepted and len(batch.refused) >= SYSTEMIC_REFUSALS:  # as the loader does per chunk
+                self._keep_refused(store, batch.refused, outcome, (
+                    f"it refused {len(batch.refused)} payments one by one and accepted none of them: the store (or "
+                    f"the code writing to it) is failing, not the payments"))
             return
         middle = len(records) // 2  # split to find the payments the store refuses
-        self._write(store, records[:middle], outcome)
+        self._write(store, records[:middle], outcome, batch)
         if not outcome.stopped:
-            self._write(store, records[middle:], outcome)
+            self._write(store, records[middle:], outcome, batch)
+
+    def _settle_refused(self, store: str, refused: list[tuple], outcome: StoreOutcome) -> None:
+        """Payments the store refused on their own: quarantined with proof that the store takes writes, else kept."""
+        why_not = self._no_proof(store)
+        if why_not is not None:
+            self._keep_refused(store, refused, outcome, why_not)
+            return
+        self._quarantine(store, [(entry, record, f"replay to {store} rejected: {describe(error)}")
+                                 for entry, record, error in refused], outcome)
+
+    def _no_proof(self, store: str) -> str | None:
+        """None when `store` is known to take writes; else why it is not known. The proof is the loader's: the
+        store accepted another payment in this run. When it accepted none, the few refused payments may be all
+        there was to replay (a lone poison message waits in the backup alone), so the store's write probe decides:
+        a write the server checks like any other and that changes no payment (`probe_writes`; a write of a real
+        payment would change data, and rewriting a stored one could bring back a row another replay or ingestion
+        is removing). A batch with SYSTEMIC_REFUSALS payments refused and none accepted never gets here (`_write`):
+        then the store, or the code writing to it, is failing, whatever a probe says."""
+        if store in self._proven:
+            return None
+        probe = self.probes.get(store)
+        if probe is None:
+            return f"{store} accepted no other payment in this replay and has no write probe"
+        error = self._with_retries(probe)
+        if error is not None:
+            return f"{store} accepted no other payment in this replay and refused its write probe too: {describe(error)}"
+        self._proven.add(store)
+        self._info(f"replay {store}: accepted no other payment in this replay, but its write probe passed: the "
+                   f"table takes writes, so what it refuses on its own is poison")
+        return None
+
+    def _keep_refused(self, store: str, refused: list[tuple], outcome: StoreOutcome, why_not: str) -> None:
+        """Refused without proof the store takes writes: kept in the backup (its last error says why) and the drain
+        of this store stops, naming each payment and the store's error."""
+        named = []
+        for entry, record, error in refused:
+            reason = f"replay: {store} refused it ({describe(error)}); not quarantined: no proof {store} takes writes"
+            try:
+                self.backup.record_failures(store, [record], f"{reason} ({why_not})")
+            except Exception:  # noqa: BLE001 - the payment is still in the backup, only its last error is stale
+                pass
+            named.append(f"{entry.payment_id} (Kafka {_position_text(entry.position)}): {describe(error)}")
+            outcome.refused_unproven.append(entry.payment_id)
+        outcome.stopped = (f"{store} refused {len(refused)} payment(s) on their own, kept in the backup, not "
+                           f"quarantined: no proof {store} takes writes ({why_not}). Refused: {'; '.join(named)}")
+        if self.log is not None:
+            self.log.warning(f"replay {store}: {outcome.stopped}")
 
     def _write_with_retries(self, writer: Writer, records: list[PaymentRecord]) -> BaseException | None:
         return self._with_retries(lambda: writer(records))
 
     def _with_retries(self, call: Callable[[], object]) -> BaseException | None:
-        """None once `call` succeeds; the error when it is a content error or still fails after the retries."""
+        """None once `call` succeeds; the error when it is a refusal or still an outage after the retries."""
         for attempt in range(self.settings.connection_retries + 1):
             try:
                 call()
                 return None
             except Exception as error:  # noqa: BLE001 - sorted below
-                if is_content_error(error):
+                if not is_outage(error):  # a refusal: asking again gets the same answer
                     return error
                 if attempt == self.settings.connection_retries:
                     return error
@@ -307,6 +364,14 @@ class Replayer:
                                  f"landed (harmless: ingestion checks the stores): {error!r}")
 
 
+@dataclass
+class _Batch:
+    """One batch's write: how many payments the store accepted, and (entry, record, error) it refused alone."""
+
+    accepted: int = 0
+    refused: list[tuple] = field(default_factory=list)
+
+
 def _position_text(position) -> str:
     return f"{position.topic}[{position.partition}]@{position.offset}" if position is not None else "position unknown"
 
@@ -324,11 +389,13 @@ def quarantine_into_ledger(ledger) -> QuarantineSink:
 
 def replayer_for(backup, hbase, postgres, settings: ReplaySettings = ReplaySettings(), log=None,
                  redis=None) -> Replayer:
-    """A Replayer writing with the store classes' own idempotent writes, taking a quarantined payment back out of
-    the other store with its `remove_payments`, and forgetting it in `redis` (a RedisState) when given."""
+    """A Replayer writing with the store classes' own idempotent writes, proving a store takes writes with its
+    `probe_writes`, taking a quarantined payment back out of the other store with its `remove_payments`, and
+    forgetting it in `redis` (a RedisState) when given."""
     return Replayer(backup, {"hbase": hbase.write_payments, "postgres": postgres.write_payments},
                     quarantine_into_ledger(postgres), settings, log=log,
                     prepare={"hbase": hbase.ensure_schema, "postgres": postgres.ensure_schema},
                     salt_buckets=hbase.salt_buckets,
                     removers={"hbase": hbase.remove_payments, "postgres": postgres.remove_payments},
-                    forget_landed=redis.forget_landed if redis is not None else None)
+                    forget_landed=redis.forget_landed if redis is not None else None,
+                    probes={"hbase": hbase.probe_writes, "postgres": postgres.probe_writes})

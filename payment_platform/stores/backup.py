@@ -13,6 +13,7 @@ If neither home can be written, `record_failures` raises BackupUnavailable: the 
 API for replay (oldest first, from both homes):
     list_oldest(limit, store=None) -> [BackedUpPayment]   # .record() rebuilds the PaymentRecord to land again
     size(store=None) -> int ; oldest_age_seconds(store=None) -> float | None ; stats() -> dict
+    latest_failure() -> BackedUpPayment | None         # what the latest failed attempt said (checks show it)
     record_failures(store, records, error)                # again after a failed replay attempt: attempts + 1
     remove(payment_id, store) -> bool                     # after the payment landed in that store
 """
@@ -350,12 +351,33 @@ class FailedPaymentBackup:
             return None
         return (datetime.now(timezone.utc) - oldest[0].first_attempt_at).total_seconds()
 
+    def latest_failure(self) -> BackedUpPayment | None:
+        """The entry whose last attempt failed most recently, from both homes: what the latest write or replay of a
+        waiting payment said (e.g. that a store refused it and replay has no proof the store takes writes)."""
+        latest: list[BackedUpPayment] = []
+        if self._mongo_usable():
+            try:
+                latest += [self._from_mongo(d) for d in self._collection().find({}).sort("last_attempt_at", -1).limit(1)]
+            except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
+                self._mongo_failed(error)
+        for path in self._files():
+            try:
+                latest.append(self._read_file(path))
+            except (OSError, ValueError, KeyError):
+                continue  # removed meanwhile, or not one of ours
+        return max(latest, key=lambda e: e.last_attempt_at, default=None)
+
     def stats(self) -> dict:
-        """size per store and in total, oldest age in seconds, and whether Mongo answered."""
+        """size per store and in total, oldest age in seconds, the latest failure (payment, store, attempts, error)
+        when the backup holds any, and whether Mongo answered."""
         by_store = {store: self.size(store) for store in ("hbase", "postgres")}
+        latest = self.latest_failure() if sum(by_store.values()) else None
         return {"size": sum(by_store.values()), "by_store": by_store,
-                "oldest_age_s": self.oldest_age_seconds(), "mongo_error": self.last_mongo_error
-                if not self._mongo_usable() else None}
+                "oldest_age_s": self.oldest_age_seconds(),
+                "latest_failure": None if latest is None else {
+                    "payment_id": latest.payment_id, "store": latest.store, "attempts": latest.attempts,
+                    "error": latest.error, "at": latest.last_attempt_at.isoformat()},
+                "mongo_error": self.last_mongo_error if not self._mongo_usable() else None}
 
     def remove(self, payment_id: str, store: str) -> bool:
         """Forget a payment for `store` in both homes (after it landed there). True if anything was removed."""

@@ -60,6 +60,12 @@ Q_CREATED_AT, Q_STATUS, Q_VALUE_DATE, Q_RAW = _q("createdAt"), _q("status"), _q(
 Q_KAFKA_POSITION = _q("kafkaPosition")
 
 
+# `probe_writes`: a row no payment has (payment row keys start with a digit, index keys with a party or payment id)
+WRITE_PROBE_ROW = b"~payment_platform:write-probe"
+WRITE_PROBE_EXPECTED = b"payment_platform: a value nothing ever writes"
+WRITE_PROBE_VALUE = b"payment_platform: never written (the probe's condition never holds)"
+
+
 class HBaseUnavailable(ConnectionError):
     """HBase (or its Thrift server) did not answer; the message says where and why."""
 
@@ -281,6 +287,28 @@ class HBaseStore:
             self.reset()
             raise
         return len(records)
+
+    def probe_writes(self) -> None:
+        """Raises (the server's error) unless each table a payment is written to takes a put now; writes nothing.
+
+        Proof that a lone payment the server refused is poison and not a table that refuses everything (replay's
+        rule, `replay.replayer`). Each table gets a checkAndPut whose condition never holds: the server runs a
+        put's checks (table exists and is enabled, column family, write permission, read-only table, space quota,
+        memory pressure) before it compares, then applies nothing. A real put (and a delete of it) would show a row
+        to every reader in between and leave it behind if the process died; a delete alone leaves a tombstone and
+        passes a NO_INSERTS quota. It never touches a payment's row: no row key of a payment starts with `~`.
+        """
+        try:
+            client = self.connection().client
+            probe = Mutation(False, INDEX_COLUMN, WRITE_PROBE_VALUE, True)
+            for table in TABLES:
+                # the condition: the probe row's cell holds WRITE_PROBE_EXPECTED, which nothing ever writes (the
+                # put would write WRITE_PROBE_VALUE, and only if the condition held)
+                client.checkAndPut(self.table(table).name, WRITE_PROBE_ROW, INDEX_COLUMN, WRITE_PROBE_EXPECTED,
+                                   probe, {})
+        except Exception:
+            self.reset()
+            raise
 
     def remove_payments(self, records: Sequence[PaymentRecord]) -> int:
         """Delete the rows these very messages wrote (row and index entry), when the row still carries the

@@ -292,6 +292,33 @@ class PostgresLedger:
             return cur.rowcount
         return self._run(work)
 
+    def probe_writes(self) -> None:
+        """Raises (the server's error) unless `payments` takes an insert now; changes nothing.
+
+        Proof that a lone payment Postgres refused is poison and not a table that refuses everything (replay's rule,
+        `replay.replayer`): a well-formed row under a fresh id is inserted, so the server checks the table, the
+        INSERT permission, a read-only server or transaction, constraints and triggers, and stores the tuple; the
+        transaction is then rolled back, so no reader ever sees it and a process killed meanwhile leaves nothing.
+        """
+        conn = self.connection()
+        columns = sql.SQL(", ").join(map(sql.Identifier, PAYMENT_COLUMNS))
+        row = (str(uuid.uuid4()), "WRITE_PROBE", "0.01", "EUR", "write-probe", "write probe", "write-probe",
+               "write probe", "PROBE", "2000-01-01T00:00:00Z", None, "~write-probe", "{}", None, None, None)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    self._t("payments"), columns, sql.SQL(", ").join(sql.Placeholder() * len(row))), row)
+                if cur.rowcount != 1:
+                    raise psycopg2.DataError(f"the write probe inserted {cur.rowcount} rows, not 1")
+        except Exception:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001 - the rollback of a broken connection
+                pass
+            self.reset()
+            raise
+        conn.rollback()  # the probe row is never committed
+
     def remove_payments(self, records: Sequence[PaymentRecord]) -> int:
         """Delete the rows these very messages wrote (same payment id AND Kafka position): a poison payment
         another store refused must land nowhere. Returns how many rows were deleted."""

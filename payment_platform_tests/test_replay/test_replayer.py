@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 from payment_platform.domain.schema import decode
-from payment_platform.replay.replayer import ReplaySettings, Replayer, is_content_error
+from payment_platform.replay.replayer import ReplaySettings, Replayer
 from payment_platform.stores.records import KafkaPosition, PaymentRecord
 
 
@@ -78,9 +78,9 @@ def entries(n, store="hbase", start=0):
     return [Entry(str(uuid.UUID(int=i + 1)), store, message(i), base + timedelta(seconds=n - i)) for i in range(start, start + n)]
 
 
-def make(backup, stores, quarantined, **settings):
+def make(backup, stores, quarantined, probes=None, **settings):
     return Replayer(backup, {name: s.write for name, s in stores.items()}, lambda rej: quarantined.extend(rej) or len(rej),
-                    ReplaySettings(**{"retry_backoff_s": 0, **settings}), sleep=lambda s: None)
+                    ReplaySettings(**{"retry_backoff_s": 0, **settings}), sleep=lambda s: None, probes=probes)
 
 
 def test_drains_oldest_first_in_batches_and_says_what_landed():
@@ -164,11 +164,85 @@ def test_max_payments_per_run():
     assert result.landed == 5 and backup.size() == 5
 
 
-def test_error_kinds():
-    assert is_content_error(psycopg2.DataError("x"))
-    assert not is_content_error(psycopg2.OperationalError("x"))
-    assert not is_content_error(ConnectionRefusedError())
-    assert not is_content_error(TimeoutError())
+def test_replay_and_ingestion_share_one_classification():
+    import happybase  # noqa: F401 - loads its Thrift IDL as the Hbase_thrift module
+    import Hbase_thrift
+    from thriftpy2.transport import TTransportException
+
+    from payment_platform.ingestion import loader
+    from payment_platform.replay import replayer
+    from payment_platform.stores import refusals
+
+    assert loader.is_outage is replayer.is_outage is refusals.is_outage
+    refused = [psycopg2.DataError("x"), psycopg2.ProgrammingError("relation does not exist"),
+               Hbase_thrift.IOError(message="NoSuchColumnFamilyException: nosuchfamily"),
+               Hbase_thrift.IOError(message="TableNotEnabledException: payments is disabled."),
+               Hbase_thrift.IllegalArgument(message="bad"), UnicodeEncodeError("utf-8", "x", 0, 1, "surrogate"),
+               KeyError("beneficiary")]
+    down = [psycopg2.OperationalError("x"), ConnectionRefusedError(), TimeoutError(), TTransportException(),
+            Hbase_thrift.IOError(message="org.apache.hadoop.hbase.NotServingRegionException: payments,,1"),
+            Hbase_thrift.IOError(message="SpaceLimitingException: Puts are disallowed due to a space quota.")]
+    assert [refusals.is_refusal(e) for e in refused] == [True] * len(refused)
+    assert [refusals.is_outage(e) for e in down] == [True] * len(down)
+
+
+def never_called():
+    raise AssertionError("the write probe is only asked when nothing else proves the store takes writes")
+
+
+def test_a_payment_refused_alone_beside_accepted_ones_is_quarantined_without_probing():
+    items = entries(5, store="hbase")
+    bad = Entry(str(uuid.UUID(int=999)), "hbase", message(998, amount="99999.99"), items[2].first_attempt_at)
+    backup = FakeBackup(items + [bad])
+    quarantined = []
+    result = make(backup, {"hbase": FakeStore(reject_amount="99999.99")}, quarantined,
+                  probes={"hbase": never_called}).drain(["hbase"])
+    assert [e.payment_id for e, _ in quarantined] == [bad.payment_id] and "numeric field overflow" in quarantined[0][1]
+    assert result.stores["hbase"].landed == 5 and backup.size() == 0 and not result.stores["hbase"].stopped
+
+
+def test_a_payment_refused_alone_in_the_backup_is_quarantined_when_the_write_probe_passes():
+    bad = Entry(str(uuid.UUID(int=999)), "hbase", message(998, amount="99999.99"), datetime(2026, 11, 24))
+    backup = FakeBackup([bad])
+    quarantined, probed = [], []
+    result = make(backup, {"hbase": FakeStore(reject_amount="99999.99")}, quarantined,
+                  probes={"hbase": lambda: probed.append(1)}).drain(["hbase"])
+    assert probed == [1] and [e.payment_id for e, _ in quarantined] == [bad.payment_id]
+    assert backup.size() == 0 and result.stores["hbase"].quarantined == 1 and not result.stores["hbase"].stopped
+
+
+def test_a_payment_refused_alone_stays_in_the_backup_when_the_write_probe_is_refused_too():
+    bad = Entry(str(uuid.UUID(int=999)), "hbase", message(998, amount="99999.99"), datetime(2026, 11, 24),
+                position=KafkaPosition("payments", 0, 41))
+    backup = FakeBackup([bad])
+    quarantined = []
+
+    def table_disabled():
+        raise psycopg2.ProgrammingError("permission denied for table payments")
+    result = make(backup, {"hbase": FakeStore(reject_amount="99999.99")}, quarantined,
+                  probes={"hbase": table_disabled}).drain(["hbase"])
+    assert quarantined == [] and backup.size() == 1
+    outcome = result.stores["hbase"]
+    assert outcome.refused_unproven == [bad.payment_id] and result.as_metadata()["refused_unproven_hbase"] == [
+        bad.payment_id]
+    for text in (bad.payment_id, "payments[0]@41", "DataError: numeric field overflow", "no proof hbase takes writes",
+                 "refused its write probe too: ProgrammingError: permission denied"):
+        assert text in outcome.stopped, (text, outcome.stopped)
+    [(store, count, error)] = backup.failures  # the entry's last error says why it waits
+    assert (store, count) == ("hbase", 1) and "not quarantined: no proof hbase takes writes" in error
+    assert "numeric field overflow" in error and "permission denied" in error
+
+
+def test_a_store_refusing_every_payment_quarantines_none_even_if_its_probe_passes():
+    backup = FakeBackup(entries(40, store="postgres"))
+    store = FakeStore(reject_amount="10.00")  # every payment
+    quarantined = []
+    result = make(backup, {"postgres": store}, quarantined, probes={"postgres": never_called},
+                  batch_size=20).drain(["postgres"])
+    assert quarantined == [] and backup.size() == 40
+    assert "refused 8 payments one by one and accepted none" in result.stores["postgres"].stopped
+    assert len(result.stores["postgres"].refused_unproven) == 8
+    assert store.calls < 40  # it stopped bisecting: no write per payment of the backlog
 
 
 @pytest.mark.parametrize("bad", [dict(batch_size=0), dict(max_rate_per_s=0), dict(connection_retries=-1)])
@@ -201,6 +275,9 @@ def test_schema_that_cannot_be_created_leaves_the_backup_untouched():
 
 # -- a quarantined payment lands nowhere (the real stores: test_replay_quarantine.py) -----------------------------
 
+TAKES_WRITES = {"postgres": lambda: None}  # the store's write probe passes
+
+
 class FindingBackup(FakeBackup):
     def find(self, payment_id, store):
         return next((e for e in self.entries if e.payment_id == payment_id and e.store == store), None)
@@ -216,7 +293,7 @@ def test_quarantine_then_take_back_then_forget_then_drop_the_backup_entry_in_tha
     steps = []
     replayer = Replayer(backup, {"postgres": FakeStore(reject_amount="99999.99").write},
                         lambda rejected: steps.append(("quarantine", [e.payment_id for e, _ in rejected])) or 1,
-                        ReplaySettings(retry_backoff_s=0), sleep=lambda s: None,
+                        ReplaySettings(retry_backoff_s=0), sleep=lambda s: None, probes=TAKES_WRITES,
                         removers={"hbase": lambda records: steps.append(("remove hbase", len(records))) or 1,
                                   "postgres": lambda records: steps.append(("remove postgres", len(records)))},
                         forget_landed=lambda ids: steps.append(("forget", list(ids))))
@@ -240,7 +317,8 @@ def test_redis_failing_to_forget_does_not_stop_the_quarantine():
     def redis_down(ids):
         raise ConnectionError("redis down")
     replayer = Replayer(backup, {"postgres": FakeStore(reject_amount="99999.99").write}, lambda rejected: 1,
-                        ReplaySettings(retry_backoff_s=0), sleep=lambda s: None, forget_landed=redis_down)
+                        ReplaySettings(retry_backoff_s=0), sleep=lambda s: None, forget_landed=redis_down,
+                        probes=TAKES_WRITES)
     result = replayer.drain(["postgres"])
     assert result.stores["postgres"].quarantined == 1 and backup.size() == 0 and not result.stores["postgres"].stopped
 
@@ -256,7 +334,7 @@ def test_another_store_unreachable_keeps_the_payment_in_the_backup():
     replayer = Replayer(backup, {"postgres": FakeStore(reject_amount="99999.99").write},
                         lambda rejected: quarantined.extend(rejected) or 1,
                         ReplaySettings(retry_backoff_s=0, connection_retries=1), sleep=lambda s: None,
-                        removers={"hbase": hbase_down})
+                        removers={"hbase": hbase_down}, probes=TAKES_WRITES)
     result = replayer.drain(["postgres"])
     assert len(quarantined) == 1 and backup.size() == 1
     assert "could not be taken back out of the other stores" in result.stores["postgres"].stopped

@@ -38,8 +38,9 @@ class ReplayConfig(dg.Config):
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL))
 def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig, hbase: HBaseResource,
                            postgres: PostgresResource, backup: BackupResource, redis: RedisResource) -> None:
-    """Land the backed-up payments in the stores that missed them; content rejections go to quarantine (and
-    leave the other store and Redis's landed keys, as a poison message isolated by ingestion does)."""
+    """Land the backed-up payments in the stores that missed them; a payment a store refuses on its own goes to
+    quarantine when the store is proven to take writes (and leaves the other store and Redis's landed keys, as a
+    poison message isolated by ingestion does), else stays in the backup and the run fails naming it."""
     record_worker(context)
     unknown = sorted(set(config.stores) - set(STORE_ASSETS))
     if unknown:
@@ -58,6 +59,8 @@ def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig,
             store_metadata["quarantined_sample"] = outcome.quarantined_sample
         for other, removed in outcome.removed_elsewhere.items():
             store_metadata[f"quarantined_removed_from_{other}"] = removed
+        if outcome.refused_unproven:  # refused alone, no proof the store takes writes: kept in the backup
+            store_metadata["refused_unproven"] = outcome.refused_unproven
         if outcome.stopped:
             store_metadata["stopped"] = outcome.stopped
         if outcome.landed:
@@ -78,7 +81,9 @@ def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig,
         "backup_size": stats["size"], "backup_hbase": stats["by_store"].get("hbase", 0),
         "backup_postgres": stats["by_store"].get("postgres", 0),
         "oldest_age_s": float(stats["oldest_age_s"] or 0.0), "replay_landed": result.landed,
-        "replay_quarantined": result.quarantined}))
+        "replay_quarantined": result.quarantined,
+        **{f"refused_unproven_{store}": outcome.refused_unproven
+           for store, outcome in result.stores.items() if outcome.refused_unproven}}))
     context.log.info(f"replay: {metadata}")
     stopped = {s: o.stopped for s, o in result.stores.items() if o.stopped}
     if stopped:  # the run fails so the UI shows it; the payments stay safe in the backup for the next run
