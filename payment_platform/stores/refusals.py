@@ -37,7 +37,7 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, TTransportException):
         return True
     if type(error).__name__ == "IOError" and type(error).__module__ != "builtins":  # HBase Thrift's IOError
-        message = str(getattr(error, "message", "") or error)
+        message = _message(error)
         return any(name in message for name in HBASE_AVAILABILITY_ERRORS)
     return False
 
@@ -50,5 +50,11 @@ def is_refusal(error: BaseException) -> bool:
 
 def describe(error: BaseException) -> str:
     """`Type: message` of a store error, as quarantine reasons and backup entries show it."""
-    message = str(getattr(error, "message", "") or error).strip()
+    message = _message(error).strip()
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _message(error: BaseException) -> str:
+    """The error's text; a Thrift exception's `message` field (bytes from HBase's server) decoded."""
+    message = getattr(error, "message", None) or str(error)
+    return message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)

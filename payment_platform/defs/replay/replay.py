@@ -87,7 +87,10 @@ def replay_failed_payments(context: dg.OpExecutionContext, config: ReplayConfig,
     context.log.info(f"replay: {metadata}")
     stopped = {s: o.stopped for s, o in result.stores.items() if o.stopped}
     if stopped:  # the run fails so the UI shows it; the payments stay safe in the backup for the next run
-        raise dg.Failure(f"replay stopped early: {stopped}", metadata=metadata)
+        # A store that refused payments it cannot be proven to take gives the same answer a few seconds later: no
+        # op retry then (an outage is retried), the next replay run looks again.
+        refusals_only = all(result.stores[s].refused_unproven for s in stopped)
+        raise dg.Failure(f"replay stopped early: {stopped}", metadata=metadata, allow_retries=not refusals_only)
 
 
 # One op in the run worker's own process (no step subprocess): the pid it records is the run's.
