@@ -110,12 +110,26 @@ def _queries():
     return PaymentQueries.from_endpoints(endpoints_from_env())
 
 
+# The query module names the API's parameters; on the command line the option the person typed is named instead.
+OPTION_OF_PARAMETER = {
+    "originator_id": "--originator", "beneficiary_id": "--beneficiary", "created_from": "--from",
+    "created_to": "--to", "payment_type": "--type", "currency": "--currency", "status": "--status",
+    "min_amount": "--min-amount", "max_amount": "--max-amount", "limit": "--limit", "cursor": "--cursor",
+    "payment_id": "PAYMENT_ID",
+}
+
+
 def _run(work):
-    """Run a query; a store that did not answer, or an unknown id, is one line on stderr and exit 2."""
+    """Run a query; a malformed option, a store that did not answer, or an unknown id is one line on stderr and
+    exit 2."""
+    from payment_platform.serving.params import InvalidParameter
     from payment_platform.serving.queries import NotFound, StoreUnavailable
 
     try:
         return work()
+    except InvalidParameter as error:
+        option = OPTION_OF_PARAMETER.get(error.parameter, error.parameter)
+        raise UsageError(f"{option}: {error.problem.replace(error.parameter, option)}") from None
     except (NotFound, StoreUnavailable) as error:
         raise UsageError(str(error)) from None
 

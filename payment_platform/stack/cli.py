@@ -1,4 +1,4 @@
-"""`payment-platform stack up|down|status|env` and `payment-platform up` (stack + dagster dev)."""
+"""`payment-platform stack up|down|restart|status|gc|env` and `payment-platform up` (stack + dagster dev)."""
 from __future__ import annotations
 
 import json
@@ -19,7 +19,7 @@ from payment_platform.stack.console import (
 
 def register(subparsers) -> None:
     """Adds this room's subcommands; each sets `func=handler` where handler(args) -> exit status."""
-    stack = subparsers.add_parser("stack", help="the embedded local stack: up, down, restart, status, env",
+    stack = subparsers.add_parser("stack", help="the embedded local stack: up, down, restart, status, gc, env",
                                   description="The embedded local stack (Kafka, PostgreSQL, Redis, MongoDB, HBase).")
     actions = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
 
@@ -46,6 +46,11 @@ def register(subparsers) -> None:
     add_data_dir(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(func=stack_status)
+
+    gc = actions.add_parser("gc", help="remove the Postgres clusters kept for root stacks whose data dir is gone "
+                                       "(start-up removes those of temporary data dirs by itself)")
+    gc.add_argument("--dry-run", action="store_true", help="only list them, with their size")
+    gc.set_defaults(func=stack_gc)
 
     env = actions.add_parser("env", help="print `export` lines pointing a shell at the running stack")
     add_data_dir(env)
@@ -140,6 +145,22 @@ def stack_status(args) -> int:
     else:
         print_stack(stack)
     return 0 if all(h.healthy for h in health) else 1
+
+
+def stack_gc(args) -> int:
+    """Lists, and unless --dry-run removes, every orphaned cluster (no data dir links to it, no server runs on it)."""
+    from payment_platform.stack import postgres_as_root
+
+    found = postgres_as_root.orphans()
+    if not found:
+        print("no orphaned Postgres clusters (every cluster kept for a root stack belongs to a data dir)")
+        return 0
+    sizes = {home: postgres_as_root.folder_size(home) for home, _ in found}
+    removed = set() if args.dry_run else set(postgres_as_root.collect_orphans(everywhere=True))
+    for home, owner in found:
+        verb = "removed" if home in removed else ("would remove" if args.dry_run else "could not remove")
+        print(f"{verb} {home} (data dir {owner or 'never recorded'}, {sizes[home] / 1e6:,.1f} MB)")
+    return 0 if args.dry_run or len(removed) == len(found) else 1
 
 
 def stack_env(args) -> int:

@@ -20,8 +20,11 @@ permissions of the user's folders (chmod o+x on /root would expose it); instead:
 - no cluster outlives its data dir: each records the data dir that owns it (`<id>/data-dir`, written once
   the symlink exists). Whatever removes a data dir for good (`remove_data_dir`: test fixtures, the demo's
   temporary stack, benchmarks) removes its cluster too; and every start-up as root collects the clusters
-  whose owning symlink is gone or points elsewhere (a data dir deleted by hand, a killed test session),
-  unless a server still runs on them (postmaster.pid names a live process working in that cluster).
+  whose owning symlink is gone or points elsewhere, unless a server still runs on them (postmaster.pid names
+  a live process working in that cluster) -- but on its own only when that data dir was under a temp folder
+  (a killed test session, a benchmark): a data dir elsewhere may have been moved while stopped or sit on a
+  volume not mounted right now, and deleting its data on a guess is not ours to do. Those clusters are kept
+  and named at start-up; `payment-platform stack gc` removes them once the operator says so.
 
 If /var/cache or /var/lib cannot be written, a root-owned folder under the system temp dir is used.
 """
@@ -213,11 +216,21 @@ def _owned(home: Path) -> bool | None:
     return link.is_symlink() and os.path.realpath(link) == os.path.realpath(home / "pgdata")
 
 
-def collect_orphans(roots: tuple[Path, ...] = CLUSTER_ROOTS) -> list[Path]:
-    """Removes the clusters no data dir owns any more and no server runs on; returns the folders removed.
-    Run at every start-up as root: a data dir deleted without `remove_data_dir` leaks nothing for long."""
-    removed = []
-    for root in roots:
+def _temporary(data_dir: Path) -> bool:
+    """Whether a data dir was under a temp folder (tests, benchmarks, `mktemp -d`): never moved, never on a
+    volume that comes and goes, so its cluster may be collected without asking."""
+    path = os.path.abspath(data_dir)
+    temp_roots = {tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"}
+    return any(path.startswith(root.rstrip(os.sep) + os.sep)
+               for root in temp_roots | {os.path.realpath(r) for r in temp_roots})
+
+
+def orphans(roots: tuple[Path, ...] | None = None) -> list[tuple[Path, Path | None]]:
+    """(cluster folder, its recorded data dir or None) of every cluster no data dir links to any more and no
+    server runs on. A folder with no owner record is being created, or its creation died before initdb: it
+    counts only once older than ORPHAN_GRACE_S and without a cluster in it."""
+    found = []
+    for root in CLUSTER_ROOTS if roots is None else roots:
         try:
             homes = [home for home in root.iterdir() if not home.name.startswith(".") and home.is_dir()]
         except OSError:  # no such root (yet) or unreadable: nothing of ours there
@@ -225,15 +238,42 @@ def collect_orphans(roots: tuple[Path, ...] = CLUSTER_ROOTS) -> list[Path]:
         for home in homes:
             try:
                 owned = _owned(home)
-                if owned or (owned is None and time.time() - home.stat().st_mtime < ORPHAN_GRACE_S):
+                if owned:
                     continue
-                if server_running(home / "pgdata"):
+                if owned is None and (time.time() - home.stat().st_mtime < ORPHAN_GRACE_S
+                                      or (home / "pgdata" / "PG_VERSION").exists()):
                     continue
-                shutil.rmtree(home)
-                removed.append(home)
+                if not server_running(home / "pgdata"):
+                    found.append((home, _owner(home)))
             except OSError:
                 continue
+    return found
+
+
+def collect_orphans(roots: tuple[Path, ...] | None = None, *, everywhere: bool = False) -> list[Path]:
+    """Removes orphaned clusters (`orphans`); returns the folders removed. At start-up (the default) only those
+    whose data dir was under a temp folder; `everywhere` (`payment-platform stack gc`) every one."""
+    removed = []
+    for home, owner in orphans(roots):
+        if everywhere or owner is None or _temporary(owner):
+            try:
+                shutil.rmtree(home)
+            except OSError:
+                continue
+            removed.append(home)
     return removed
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes held by the files under `folder` (symlinks not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def release_cluster(data_dir: Path, wait_s: float = 10.0) -> Path | None:

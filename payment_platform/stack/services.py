@@ -101,8 +101,12 @@ def postgres_runtime(data_dir: Path) -> PostgresRuntime:
 
     ensure_user_exists(POSTGRES_SYSTEM_USER)
     pgdata = postgres_as_root.cluster_folder(data_dir, POSTGRES_SYSTEM_USER)  # first: claims its cluster if moved
-    for orphan in postgres_as_root.collect_orphans():  # clusters of data dirs deleted since the last start-up
+    for orphan in postgres_as_root.collect_orphans():  # clusters of temporary data dirs deleted since
         logger.info(f"removed the Postgres cluster {orphan}: its data dir is gone and no server uses it")
+    for home, owner in postgres_as_root.orphans():  # kept: a data dir elsewhere may be moved or unmounted
+        logger.warning(f"kept the Postgres cluster {home}: its data dir {owner} no longer links to it; if that "
+                       f"data dir is gone for good, `payment-platform stack gc` removes it (a data dir that was "
+                       f"moved claims its cluster back when its stack next starts)")
     return PostgresRuntime(POSTGRES_SYSTEM_USER, postgres_as_root.shared_install(wheel_bin), pgdata)
 
 

@@ -84,18 +84,24 @@ class Http:
         return json.loads(body)
 
 
-def start_api(env: dict, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "payment_platform.cli", "api", "--port", str(port)]
+def start_server(command: list[str], env: dict, port: int, probe_path: str, log: Path) -> subprocess.Popen:
+    """Start an HTTP server process and wait until `probe_path` answers 200 (60 s at most)."""
     process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:
         try:
-            Http(port).get("/openapi.json")
+            Http(port).get(probe_path)
             return process
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start; see {log}") from None
+                process.kill()
+                raise RuntimeError(f"{command[:3]} did not start; see {log}") from None
             time.sleep(0.2)
+
+
+def start_api(env: dict, port: int, log: Path) -> subprocess.Popen:
+    return start_server([sys.executable, "-m", "payment_platform.cli", "api", "--port", str(port)], env, port,
+                        "/openapi.json", log)
 
 
 # The least any HTTP server can do for a lookup: a bare ASGI app under the same uvicorn (no framework, no query
@@ -124,17 +130,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 
 
 def start_minimal_server(env: dict, port: int, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", MINIMAL_SERVER_CHILD, str(port)], env=env,
-                               stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            Http(port).get("/")
-            return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the minimal server did not start; see {log}") from None
-            time.sleep(0.2)
+    return start_server([sys.executable, "-c", MINIMAL_SERVER_CHILD, str(port)], env, port, "/", log)
 
 
 INGEST_CHILD = r"""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from payment_platform.demo.run import STEPS
-from payment_platform_tests.test_stack.conftest import cli, processes_under, wait_until_gone
+from payment_platform_tests.test_stack.conftest import cli, clusters_owned_by, processes_under, wait_until_gone
 
 HOST_PORT = re.compile(r"^[\w.-]+:\d+$")
 pytestmark = pytest.mark.slow
@@ -33,6 +33,7 @@ def test_demo_json_summary_and_nothing_left_behind():
     assert [step["name"] for step in summary["steps"]] == [name for name, _ in STEPS]
     data_dir = Path(summary["data_dir"])
     assert summary["data_dir_removed"] and not data_dir.exists()
+    assert clusters_owned_by(data_dir) == []  # its Postgres cluster too, wherever it lived
     assert processes_under(data_dir) == []
 
 

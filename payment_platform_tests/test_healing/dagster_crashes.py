@@ -7,6 +7,7 @@ import time
 import dagster as dg
 import psutil
 
+from payment_platform.defs.run_workers import WORKER_PID_TAG
 from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
 
 RESUME_S = 90  # the target: ingestion and replay resume within 90 s of Dagster coming back (its daemon beating)
@@ -23,6 +24,21 @@ def crash(daemon: DagsterDaemon) -> list[int]:
     daemon.process.wait(timeout=10)
     daemon.process = None
     return [m.pid for m in members]
+
+
+def crash_while_working(daemon: DagsterDaemon, runs, timeout_s: float) -> dg.DagsterRun:
+    """Waits until one of `runs()` is working (STARTED, its worker recorded in its tags), then crashes Dagster;
+    returns that run, as the crash left it. The caller makes the run hang inside its work (a frozen store)."""
+
+    def working():
+        return [r for r in runs() if r.status == dg.DagsterRunStatus.STARTED and WORKER_PID_TAG in r.tags]
+
+    caught = wait_for(working, timeout_s, interval_s=0.2, daemon=daemon)
+    assert caught, f"no run seen working; daemon log: {daemon.log_tail()}"
+    killed = crash(daemon)
+    worker = int(caught[0].tags[WORKER_PID_TAG])
+    assert worker in killed and not psutil.pid_exists(worker)
+    return caught[0]
 
 
 def wait_until_back(instance: dg.DagsterInstance, daemon: DagsterDaemon, restarted_at: float) -> float:

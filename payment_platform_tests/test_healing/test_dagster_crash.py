@@ -10,11 +10,9 @@ import time
 import uuid
 
 import dagster as dg
-import psutil
 import pytest
 
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
-from payment_platform.defs.run_workers import WORKER_PID_TAG
 from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
@@ -23,7 +21,7 @@ from payment_platform.stores.postgres import PostgresLedger
 
 from ..test_loader.conftest import publish
 from ..test_stores.payments import payment_doc, raw
-from .dagster_crashes import RESUME_S, crash, wait_until_back
+from .dagster_crashes import RESUME_S, crash_while_working, wait_until_back
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -53,19 +51,10 @@ def test_after_a_dagster_crash_mid_run_ingestion_resumes_and_every_payment_lands
         instance = dg.DagsterInstance.from_config(str(home))
         private_hbase.popen.send_signal(signal.SIGSTOP)  # the run will hang on HBase: caught mid-run
         publish(stack.endpoints.kafka, topic, [raw(payment_doc(i, topic)) for i in range(COUNT)])
-
-        def running():
-            return [r for r in range_runs(instance, topic)
-                    if r.status == dg.DagsterRunStatus.STARTED and WORKER_PID_TAG in r.tags]
-
-        caught = wait_for(running, 120, interval_s=0.2, daemon=daemon)
-        assert caught, f"no range run seen running; daemon log: {daemon.log_tail()}"
-        killed = crash(daemon)
+        dead = crash_while_working(daemon, lambda: range_runs(instance, topic), 120)
     finally:
         private_hbase.popen.send_signal(signal.SIGCONT)
         daemon.stop()
-    worker = int(caught[0].tags[WORKER_PID_TAG])
-    assert worker in killed and not psutil.pid_exists(worker)
     assert ledger.read_progress(topic).get(0, 0) == 0  # nothing recorded by the dead run
 
     def landed_once():
@@ -91,7 +80,7 @@ def test_after_a_dagster_crash_mid_run_ingestion_resumes_and_every_payment_lands
     print(f"the range landed {took:.1f} s after Dagster came back ({back - restarted:.1f} s after the daemon "
           f"process started); runs (created, ended: seconds after the restart; status, range, retry): {timeline}")
 
-    dead_run = instance.get_run_by_id(caught[0].run_id)
+    dead_run = instance.get_run_by_id(dead.run_id)
     assert dead_run.status == dg.DagsterRunStatus.FAILURE
     assert dead_run.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION"  # failed by the sensor
     runs = range_runs(instance, topic)

@@ -14,11 +14,9 @@ import time
 import uuid
 
 import dagster as dg
-import psutil
 import pytest
 
 from payment_platform.defs.replay.replay import REPLAY_JOB
-from payment_platform.defs.run_workers import WORKER_PID_TAG
 from payment_platform.generation.generator import generate
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
 from payment_platform.reconciliation.compare import AllPayments
@@ -30,7 +28,7 @@ from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform.stores.redis_state import RedisState
 
-from .dagster_crashes import RESUME_S, crash, wait_until_back
+from .dagster_crashes import RESUME_S, crash_while_working, wait_until_back
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -81,20 +79,10 @@ def test_after_a_dagster_crash_mid_replay_the_backup_drains_and_every_payment_la
         requested = wait_for(lambda: replay_runs(instance, started), REQUEST_S, interval_s=0.1, daemon=daemon)
         assert requested, f"the replay sensor requested no run; daemon log: {daemon.log_tail()}"
         private_hbase.popen.send_signal(signal.SIGSTOP)  # the run worker is still booting: it will hang on HBase
-
-        def working():
-            return [r for r in replay_runs(instance, started)
-                    if r.status == dg.DagsterRunStatus.STARTED and WORKER_PID_TAG in r.tags]
-
-        caught = wait_for(working, 60, interval_s=0.2, daemon=daemon)
-        assert caught, f"the replay run was not seen working; daemon log: {daemon.log_tail()}"
-        killed = crash(daemon)
+        dead = crash_while_working(daemon, lambda: replay_runs(instance, started), 60)
     finally:
         private_hbase.popen.send_signal(signal.SIGCONT)
         daemon.stop()
-    dead = caught[0]
-    worker = int(dead.tags[WORKER_PID_TAG])
-    assert worker in killed and not psutil.pid_exists(worker)
     assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.STARTED  # what a crash leaves behind
     assert backup.size("hbase") > 0  # caught before it drained
 

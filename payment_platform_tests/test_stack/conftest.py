@@ -60,6 +60,14 @@ def wait_until_gone(pids, timeout: float = 15.0) -> list[int]:
         time.sleep(0.1)
 
 
+def clusters_owned_by(data_dir: Path) -> list[Path]:
+    """The Postgres clusters kept outside `data_dir` for it (root, private folders) that still exist."""
+    from payment_platform.stack.postgres_as_root import CLUSTER_ROOTS, OWNER_FILE
+
+    return [record.parent for root in CLUSTER_ROOTS for record in root.glob(f"*/{OWNER_FILE}")
+            if record.read_text().strip() == str(data_dir)]
+
+
 def read_state(data_dir: Path) -> dict:
     return json.loads((data_dir / "stack.json").read_text())
 

@@ -179,3 +179,36 @@ def test_start_up_collects_clusters_of_deleted_data_dirs_but_never_a_running_one
             stop(server)
     assert remove_data_dir(fresh.parent) == [fresh_cluster]  # torn down for good: data dir and cluster
     assert not fresh_cluster.exists() and not fresh.parent.exists()
+
+
+def test_start_up_keeps_a_cluster_whose_data_dir_was_not_temporary_and_gc_removes_it(tmp_path, monkeypatch, capsys):
+    from payment_platform.cli import main
+
+    root = tmp_path / "clusters"
+    monkeypatch.setattr(postgres_as_root, "CLUSTER_ROOTS", (root,))
+    # a data dir outside any temp folder whose link is gone: moved while stopped, or on a volume not mounted now
+    elsewhere = cluster_home(root, "elsewhere", Path("/srv/payments-not-mounted/stack"))
+    (elsewhere / "pgdata" / "PG_VERSION").write_text("18\n")
+    # a creation that recorded no owner but got as far as initdb: data nobody can vouch for, kept as well
+    unowned = cluster_home(root, "unowned")
+    (unowned / "pgdata" / "PG_VERSION").write_text("18\n")
+    temporary = cluster_home(root, "temporary", tmp_path / "deleted-test-stack")  # under the temp folder
+    assert postgres_as_root.collect_orphans() == [temporary]
+    assert elsewhere.exists() and unowned.exists()
+    assert [home for home, _ in postgres_as_root.orphans()] == [elsewhere]
+
+    assert main(["stack", "gc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"would remove {elsewhere} (data dir /srv/payments-not-mounted/stack," in out and elsewhere.exists()
+    assert main(["stack", "gc"]) == 0
+    assert f"removed {elsewhere}" in capsys.readouterr().out and not elsewhere.exists()
+    assert unowned.exists()  # never judged without an owner record once it holds a cluster
+    assert main(["stack", "gc"]) == 0
+    assert "no orphaned Postgres clusters" in capsys.readouterr().out
+
+
+def test_a_data_dir_moved_out_of_a_temp_folder_is_judged_by_where_it_was_recorded(tmp_path):
+    assert postgres_as_root._temporary(tmp_path / "stack")
+    assert postgres_as_root._temporary(Path(tempfile.gettempdir()) / "x" / "y")
+    assert not postgres_as_root._temporary(Path("/srv/stacks/a"))
+    assert not postgres_as_root._temporary(Path("/tmpfoo/a"))  # a sibling whose name merely starts the same
