@@ -31,6 +31,8 @@ class Snapshot:
     services: dict[str, dict] = field(default_factory=dict)  # name -> {"ok": bool, "detail": str, "seconds": float}
     figures: dict[str, float | int | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # what the latest failed attempt of a waiting payment said (backup.stats()["latest_failure"]), None when empty
+    backup_latest_failure: dict | None = None
 
     def numeric_figures(self) -> dict[str, float]:
         """The figures that have a value, plus one 0/1 health figure per service (for Dagster metadata)."""
@@ -40,7 +42,7 @@ class Snapshot:
 
     def as_dict(self) -> dict:
         return {"taken_at": self.taken_at, "services": self.services, "figures": self.figures,
-                "problems": self.problems}
+                "problems": self.problems, "backup_latest_failure": self.backup_latest_failure}
 
     @property
     def healthy(self) -> bool:
@@ -140,6 +142,7 @@ def collect(probes: Probes) -> Snapshot:
     if ok:
         figures.update(backup_size=stats["size"], backup_hbase=stats["by_store"].get("hbase"),
                        backup_postgres=stats["by_store"].get("postgres"), backup_oldest_age_s=stats["oldest_age_s"])
+        snapshot.backup_latest_failure = stats.get("latest_failure")
     ok, quarantined, _ = results[("read", "quarantine")]
     figures["quarantine_count"] = quarantined if ok else None
     figures["services_healthy"] = sum(1 for s in snapshot.services.values() if s["ok"])
@@ -257,6 +260,10 @@ def render(snapshot: Snapshot) -> str:
         f"postgres {show(f['backup_postgres'])}), oldest {show(f['backup_oldest_age_s'], ' s', 0)}",
         f"  quarantine              {show(f['quarantine_count'])} messages",
     ]
+    latest = snapshot.backup_latest_failure
+    if latest:  # why the backup still holds payments: an outage, or a refusal replay cannot prove to be poison
+        lines.append(f"  latest backup failure   payment {latest['payment_id']} for {latest['store']} "
+                     f"(attempt {latest['attempts']}): {latest['error']}")
     if snapshot.problems:
         lines += ["", "could not read:"] + [f"  {p}" for p in snapshot.problems]
     return "\n".join(lines)

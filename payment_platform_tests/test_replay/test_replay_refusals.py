@@ -18,6 +18,7 @@ import pytest
 
 from payment_platform.defs.checks.checks import BACKUP_EMPTY_OR_DRAINING
 from payment_platform.defs.replay.replay import replay_failed_payments_job
+from payment_platform.monitoring.snapshot import Probes, collect, render
 from payment_platform.replay.replayer import ReplaySettings, replayer_for
 
 from ..test_healing.conftest import instance, platform, private_hbase, private_mongo  # noqa: F401 - fixtures
@@ -146,6 +147,9 @@ def test_the_poison_alone_stays_in_the_backup_while_hbase_refuses_every_write_an
     assert not check.passed and check.metadata["latest_failure_payment"].value == poison
     assert "TableNotEnabledException" in check.metadata["latest_failure_error"].value
     assert poison in check.description and "no proof hbase takes writes" in check.description
+    status = render(collect(Probes(None, platform.postgres(), platform.hbase(), platform.backup(), platform.redis())))
+    assert f"latest backup failure   payment {poison} for hbase (attempt 2)" in status, status
+    assert "no proof hbase takes writes" in status
 
     hbase.connection().enable_table("payments")  # the table takes writes again: the next replay has its proof
     again = sensor_then_replay(platform, instance)

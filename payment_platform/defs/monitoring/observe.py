@@ -24,6 +24,10 @@ def observations(snapshot) -> list[dg.AssetObservation]:
                                   description="; ".join(snapshot.problems) or "all figures read")]
     backup = {k: numbers[k] for k in ("backup_size", "backup_hbase", "backup_postgres", "backup_oldest_age_s")
               if k in numbers}
+    latest = snapshot.backup_latest_failure
+    if backup and latest:  # text beside the plotted figures: why the last payment is still waiting
+        backup.update(latest_failure_payment=latest["payment_id"], latest_failure_store=latest["store"],
+                      latest_failure_error=latest["error"])
     if backup:
         events.append(dg.AssetObservation(FAILED_PAYMENT_BACKUP, metadata=backup))
     if "quarantine_count" in numbers:
