@@ -649,6 +649,10 @@ def _declared(service, api: str) -> set:
     return {spec[2] for fid, spec in result_spec.items() if fid != 0}
 
 
+# Named as HBase names a region that cannot take writes now, so clients class it as an outage (stores.refusals).
+STORE_CANNOT_WRITE = "RegionTooBusyException: the gateway's store cannot write now"
+
+
 def _guard(method, api: str, declared: set):
     may_illegal = IllegalArgument in declared
     may_exists = AlreadyExists in declared
@@ -668,6 +672,9 @@ def _guard(method, api: str, declared: set):
             raise IOError_(message=f"IllegalArgumentException: {error}") from None
         except StoreError as error:
             raise IOError_(message=str(error)) from None
+        except sqlite3.OperationalError as error:  # locked, disk I/O error, disk full: the server cannot write now
+            log.warning("%s: store error: %s", api, error)
+            raise IOError_(message=f"{STORE_CANNOT_WRITE}: {error}") from None
         except sqlite3.Error as error:
             log.warning("%s: store error: %s", api, error)
             raise IOError_(message=f"IOException: store error: {error}") from None

@@ -27,6 +27,11 @@ VALID_COMPRESSIONS = {"NONE", "GZ", "LZO", "SNAPPY", "LZ4", "BZIP2", "ZSTD"}
 VALID_BLOOM_TYPES = {"NONE", "ROW", "ROWCOL", "ROWPREFIX_FIXED_LENGTH"}
 
 
+# What HBase says when a region server is stopping: clients (ingestion, replay) class it as an outage, not as the
+# server refusing the payment (payment_platform.stores.refusals).
+SHUTTING_DOWN = "RegionServerStoppedException: the gateway is shutting down"
+
+
 class StoreError(Exception):
     """Base of errors the handler maps onto HBase's Thrift exceptions."""
 
@@ -223,7 +228,7 @@ class Store:
             conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
             if self._closed:
-                raise StoreError("the gateway is shutting down")
+                raise StoreError(SHUTTING_DOWN)
             conn = _connect(self.path)
             with self._readers_lock:
                 self._readers.add(conn)
@@ -482,7 +487,7 @@ class Store:
 
     def _ensure_open(self) -> None:
         if self._closed:
-            raise StoreError("the gateway is shutting down")
+            raise StoreError(SHUTTING_DOWN)
 
     # ---------------------------------------------------------------- reads
     def check_columns(self, meta: TableMeta, spec: ReadSpec) -> None:
