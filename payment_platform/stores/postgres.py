@@ -237,12 +237,16 @@ class PostgresLedger:
             conn.commit()
             return result
         except Exception:
-            try:
-                conn.rollback()
-            except Exception:  # noqa: BLE001 - the rollback of a broken connection
-                pass
-            self.reset()
+            self._abandon(conn)
             raise
+
+    def _abandon(self, conn) -> None:
+        """After an error: roll back what `conn` was doing and drop it (the next call reconnects)."""
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 - the rollback of a broken connection
+            pass
+        self.reset()
 
     # -- schema and health -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -311,11 +315,7 @@ class PostgresLedger:
                 if cur.rowcount != 1:
                     raise psycopg2.DataError(f"the write probe inserted {cur.rowcount} rows, not 1")
         except Exception:
-            try:
-                conn.rollback()
-            except Exception:  # noqa: BLE001 - the rollback of a broken connection
-                pass
-            self.reset()
+            self._abandon(conn)
             raise
         conn.rollback()  # the probe row is never committed
 

@@ -40,6 +40,16 @@ def publish_with_the_poison_alone(platform, seed: int) -> tuple[list[OffsetRange
     return ranges, platform.payment_ids[POISON_AT], offset
 
 
+def hbase_backlog(platform, private_hbase, seed: int):  # noqa: F811
+    """COUNT payments in two ranges, the second ingested while the HBase gateway was down: its 20 payments are in
+    Postgres and wait in HBase's backup. Returns the ranges; the gateway is left down."""
+    ranges = platform.publish(COUNT, seed=seed)
+    platform.ingest(ranges[0])
+    private_hbase.kill()
+    assert platform.ingest(ranges[1]).backed_up["hbase"] == 20  # an outage: Postgres took them, HBase's wait
+    return ranges
+
+
 def replay_through_dagster(platform, instance, store: str) -> dg.ExecuteInProcessResult:  # noqa: F811
     """What the platform does by itself: the replay sensor sees the backlog and a healthy store, its run drains."""
     request = platform.evaluate_replay_sensor(instance)
@@ -100,10 +110,7 @@ def test_a_payment_postgres_refuses_on_replay_is_taken_out_of_hbase_too(platform
 
 def test_a_payment_hbase_refuses_when_back_is_taken_out_of_postgres_too(platform, private_hbase, instance,  # noqa: F811
                                                                        monkeypatch):
-    ranges = platform.publish(COUNT, seed=32)
-    platform.ingest(ranges[0])
-    private_hbase.kill()
-    assert platform.ingest(ranges[1]).backed_up["hbase"] == 20  # an outage: Postgres took them, HBase's wait
+    ranges = hbase_backlog(platform, private_hbase, seed=32)
     private_hbase.start()
     poison = platform.payment_ids[POISON_AT + 3]
     break_hbase_conversion(monkeypatch, {poison})  # HBase back, but this payment's row cannot be built

@@ -28,6 +28,7 @@ from .test_replay_quarantine import (
     POISON_AT,
     assert_every_check_passes,
     assert_every_other_payment_in_both_stores,
+    hbase_backlog,
     publish_with_the_poison_alone,
 )
 
@@ -78,10 +79,7 @@ def backup_check(platform, instance) -> dg.AssetCheckEvaluation:  # noqa: F811
 
 def test_a_payment_hbases_server_refuses_in_its_backup_is_quarantined_and_the_rest_lands(
         platform, private_hbase, instance, monkeypatch):  # noqa: F811
-    ranges = platform.publish(COUNT, seed=41)
-    platform.ingest(ranges[0])
-    private_hbase.kill()
-    assert platform.ingest(ranges[1]).backed_up["hbase"] == 20  # an outage: Postgres took them, HBase's wait
+    ranges = hbase_backlog(platform, private_hbase, seed=41)
     private_hbase.start()
     poison = platform.payment_ids[POISON_AT + 7]
     break_hbase_server(monkeypatch, {poison})  # HBase back, and its server refuses this payment's row
@@ -164,10 +162,7 @@ def test_the_poison_alone_stays_in_the_backup_while_hbase_refuses_every_write_an
 
 def test_hbase_down_or_frozen_leaves_everything_in_the_backup_and_it_lands_when_back(
         platform, private_hbase, instance, monkeypatch):  # noqa: F811
-    ranges = platform.publish(COUNT, seed=44)
-    platform.ingest(ranges[0])
-    private_hbase.kill()
-    platform.ingest(ranges[1])
+    ranges = hbase_backlog(platform, private_hbase, seed=44)
     poison = platform.payment_ids[POISON_AT + 2]
     break_hbase_server(monkeypatch, {poison})  # poison for HBase too: still an outage while HBase is away
     assert platform.backup().size("hbase") == 20
@@ -204,10 +199,7 @@ def test_hbase_down_or_frozen_leaves_everything_in_the_backup_and_it_lands_when_
 def test_hbase_dying_in_the_middle_of_a_replay_is_an_outage_not_poison(platform, private_hbase, monkeypatch):  # noqa: F811
     """The gateway killed between the write that HBase's server refused and the next: the bisection meets an
     outage, so nothing is quarantined and the batch stays in the backup."""
-    ranges = platform.publish(COUNT, seed=45)
-    platform.ingest(ranges[0])
-    private_hbase.kill()
-    platform.ingest(ranges[1])
+    hbase_backlog(platform, private_hbase, seed=45)
     private_hbase.start()
     poison = platform.payment_ids[POISON_AT + 4]
     break_hbase_server(monkeypatch, {poison})
