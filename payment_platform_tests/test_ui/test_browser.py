@@ -99,44 +99,39 @@ def open_page(browser, url: str, wait_for_text: str, timeout_ms: int = 60_000):
     return page, errors
 
 
-def test_lineage_shows_the_flow(browser, dagster_ui, loaded_ui, screenshots):
-    page, errors = open_page(browser, f"{dagster_ui.url}/assets/hbase/payments?view=lineage&lineageDepth=3",
-                             "payment_batch")
-    for name in ("Materialize all", "ingestion", "summaries"):
-        page.get_by_text(name, exact=False).first.wait_for(timeout=30_000)
-    page.screenshot(path=str(screenshots / "lineage.png"))
-    errors.assert_none("lineage")
+def shows(browser, url: str, first_text: str, texts: tuple, screenshot: Path, what: str) -> None:
+    """Open `url`, wait for each of `texts` (a text is visible; a (text, state) pair waits for that state), save a
+    screenshot, and fail on any error the page showed."""
+    page, errors = open_page(browser, url, first_text)
+    for text in texts:
+        text, state = (text, "visible") if isinstance(text, str) else text
+        page.get_by_text(text, exact=False).first.wait_for(state=state, timeout=30_000)
+    page.screenshot(path=str(screenshot))
+    errors.assert_none(what)
     page.close()
+
+
+def test_lineage_shows_the_flow(browser, dagster_ui, loaded_ui, screenshots):
+    shows(browser, f"{dagster_ui.url}/assets/hbase/payments?view=lineage&lineageDepth=3", "payment_batch",
+          ("Materialize all", "ingestion", "summaries"), screenshots / "lineage.png", "lineage")
 
 
 def test_an_asset_page_shows_its_schema_and_latest_figures(browser, dagster_ui, loaded_ui, screenshots):
     # (dagster-webserver 1.13 has no Plots toggle on the Events tab; the Overview shows the schema and figures)
-    page, errors = open_page(browser, f"{dagster_ui.url}/assets/postgres/payments?view=overview", "Columns")
-    for text in ("hbase_row_key", "kafka_offset", "payments-data"):
-        page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)
-    page.screenshot(path=str(screenshots / "asset.png"))
-    errors.assert_none("asset overview")
-    page.close()
+    shows(browser, f"{dagster_ui.url}/assets/postgres/payments?view=overview", "Columns",
+          ("hbase_row_key", "kafka_offset", "payments-data"), screenshots / "asset.png", "asset overview")
 
 
 def test_a_checks_tab_shows_every_verdict(browser, dagster_ui, loaded_ui, screenshots):
-    page, errors = open_page(browser, f"{dagster_ui.url}/assets/hbase/payments?view=checks",
-                             "ingested_ranges_consistency")
-    for name in ("cross_store_consistency", "range_no_duplicate_payment_ids", "amounts_valid_for_rail"):
-        # long names are middle-truncated on screen; the full name is in the page (attached, not visible)
-        page.get_by_text(name, exact=False).first.wait_for(state="attached", timeout=30_000)
-    page.get_by_text("Execute all", exact=False).first.wait_for(timeout=30_000)
-    page.screenshot(path=str(screenshots / "checks.png"))
-    errors.assert_none("checks tab")
-    page.close()
+    # long names are middle-truncated on screen; the full name is in the page (attached, not visible)
+    names = ("cross_store_consistency", "range_no_duplicate_payment_ids", "amounts_valid_for_rail")
+    shows(browser, f"{dagster_ui.url}/assets/hbase/payments?view=checks", "ingested_ranges_consistency",
+          tuple((name, "attached") for name in names) + ("Execute all",), screenshots / "checks.png", "checks tab")
 
 
 def test_a_run_page_shows_the_ingestion_run(browser, dagster_ui, loaded_ui, screenshots):
     runs = dagster_ui.query("""{ runsOrError(filter: {pipelineName: "ingest_payments_range_job",
         statuses: [SUCCESS]}, limit: 1) { ... on Runs { results { runId } } } }""")["runsOrError"]["results"]
     assert runs, "no successful ingestion run"
-    page, errors = open_page(browser, f"{dagster_ui.url}/runs/{runs[0]['runId']}", "ingest_payments_range")
-    page.get_by_text("ingested_range_checks", exact=False).first.wait_for(timeout=30_000)
-    page.screenshot(path=str(screenshots / "run.png"))
-    errors.assert_none("run page")
-    page.close()
+    shows(browser, f"{dagster_ui.url}/runs/{runs[0]['runId']}", "ingest_payments_range", ("ingested_range_checks",),
+          screenshots / "run.png", "run page")
