@@ -70,6 +70,16 @@ def _utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+FILE_TIME_MARGIN_S = 0.1  # file modification times advance in kernel ticks (a few ms), not exactly
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile
+        return 0.0
+
+
 def _as_utc(value: datetime | str) -> datetime:
     if isinstance(value, str):  # nx-27017 (the embedded MongoDB) hands back a `$set` datetime as text
         value = datetime.fromisoformat(value)
@@ -360,7 +370,13 @@ class FailedPaymentBackup:
                 latest += [self._from_mongo(d) for d in self._collection().find({}).sort("last_attempt_at", -1).limit(1)]
             except Exception as error:  # noqa: BLE001 - any Mongo failure: the folder is read alone
                 self._mongo_failed(error)
-        for path in self._files():
+        # A file is rewritten whole (temp file, rename) at every attempt, so the newest files hold the latest one:
+        # only those are read, however many wait in the folder (file times tick coarsely: a small margin).
+        stamped = [(_mtime(path), path) for path in self._files()]
+        newest = max((stamp for stamp, _ in stamped), default=0.0)
+        for stamp, path in stamped:
+            if stamp < newest - FILE_TIME_MARGIN_S:
+                continue
             try:
                 latest.append(self._read_file(path))
             except (OSError, ValueError, KeyError):

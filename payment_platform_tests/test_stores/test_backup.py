@@ -57,6 +57,19 @@ def test_folder_fallback_when_mongo_is_unreachable(tmp_path, unused_port):
     assert backup.remove(r1.payment_id, "postgres") and backup.size() == 1
 
 
+def test_latest_failure_from_the_folder_is_the_newest_attempt(tmp_path, unused_port):
+    backup = FailedPaymentBackup(f"mongodb://127.0.0.1:{unused_port}/", tmp_path / "fp", timeout_ms=300)
+    r1, r2, r3 = record(1), record(2), record(3)
+    assert backup.latest_failure() is None
+    backup.record_failures("postgres", [r1, r2], "pg down")
+    backup.record_failures("hbase", [r3], "hbase down")
+    backup.record_failures("postgres", [r1], "pg refused it")  # r1's file rewritten last
+    latest = backup.latest_failure()
+    assert (latest.payment_id, latest.store, latest.attempts, latest.error) == (r1.payment_id, "postgres", 2,
+                                                                                 "pg refused it")
+    assert backup.stats()["latest_failure"]["payment_id"] == r1.payment_id
+
+
 def test_unavailable_when_mongo_and_folder_both_fail(tmp_path, unused_port):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the folder should be")
