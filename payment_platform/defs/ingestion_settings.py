@@ -15,9 +15,8 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from payment_platform.config import ConfigError
+from payment_platform.config import ConfigError, scaling_from_env
 from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow
-from payment_platform.config import scaling_from_env
 from payment_platform.ingestion.planner import PlannerSettings
 
 DEFAULT_PLANNER = PlannerSettings()

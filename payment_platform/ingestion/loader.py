@@ -42,7 +42,7 @@ from payment_platform.stores.postgres import PostgresLedger, ProgressConflict, Q
 from payment_platform.stores.records import (STORE_HBASE, STORE_POSTGRES, STORE_REDIS, KafkaPosition,
                                              PaymentRecord)
 from payment_platform.stores.redis_state import ChunkMetrics, RedisState
-from payment_platform.stores.refusals import SYSTEMIC_REFUSALS, is_outage  # one classification, shared with replay
+from payment_platform.stores.refusals import SYSTEMIC_REFUSALS, describe, is_outage  # one classification, shared with replay
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ class Ingestor:
                 rows.update(self.hbase.prepare([record]))
                 keep.append(record)
             except Exception as error:  # noqa: BLE001 - whatever the conversion raised is the reason
-                reason = f"HBase cannot store it: its row could not be built ({type(error).__name__}: {error})"
+                reason = f"HBase cannot store it: its row could not be built ({describe(error)})"
                 log.warning(f"poison message at {record.position}: {reason}")
                 work.invalid.append(self._quarantine_entry(self._message_of(work, record), record.position,
                                                            reason, None))
@@ -502,7 +502,7 @@ class Ingestor:
                 return outcome
             except Exception as caught:  # noqa: BLE001 - sorted below: outage or refusal
                 error = caught
-                outcome.error = f"{name} write failed: {type(caught).__name__}: {caught}"
+                outcome.error = f"{name} write failed: {describe(caught)}"
                 if attempt < attempts:
                     time.sleep(WRITE_RETRY_DELAY_S)
         if not is_outage(error):
@@ -523,7 +523,7 @@ class Ingestor:
                 group, group_error = groups.pop()
                 if len(group) == 1:
                     outcome.rejected[group[0].payment_id] = (
-                        f"{name} refused it: {type(group_error).__name__}: {group_error}")
+                        f"{name} refused it: {describe(group_error)}")
                     if not written and len(outcome.rejected) >= SYSTEMIC_REFUSALS:  # see below
                         raise RuntimeError(f"{name} refused {len(outcome.rejected)} payments one by one and "
                                            f"accepted none: the store is failing, not the messages ({group_error})")
@@ -539,7 +539,7 @@ class Ingestor:
                             raise
                         groups.append((part, part_error))
         except Exception as stop:  # noqa: BLE001 - an outage, or the store refusing everything
-            outcome.error = f"{name} write failed: {type(stop).__name__}: {stop}"
+            outcome.error = f"{name} write failed: {describe(stop)}"
             outcome.rejected.clear()
             outcome.failed = [r for r in todo if r.payment_id not in written]
             self._note_failure(name, state, outcome.error, log)

@@ -110,8 +110,8 @@ class ReplayResult:
 
 
 Writer = Callable[[Sequence[PaymentRecord]], int]
-Remover = Callable[[Sequence[PaymentRecord]], int]
-Probe = Callable[[], object]  # probe_writes: raises unless the store takes writes now, changing no payment  # remove_payments: only rows carrying the record's Kafka position
+Remover = Callable[[Sequence[PaymentRecord]], int]  # remove_payments: only rows carrying the record's Kafka position
+Probe = Callable[[], object]  # probe_writes: raises unless the store takes writes now, changing no payment
 QuarantineSink = Callable[[list[tuple[object, str]]], int]  # [(BackedUpPayment, reason)] -> stored
 
 
