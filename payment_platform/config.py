@@ -39,7 +39,7 @@ ENV_VARS = {
 DEFAULT_TOPIC_PARTITIONS = 3
 DEFAULT_MAX_RANGES_IN_FLIGHT = 3
 DEFAULT_BATCH_SIZE = 20_000
-DEFAULT_MAX_CONCURRENT_RUNS = 4
+DEFAULT_MAX_CONCURRENT_RUNS = 10
 MAX_SALT_BUCKETS = 100  # the salt prefix is two digits
 SCALING_VARS = {
     "PAYMENTS_TOPIC_PARTITIONS": f"partitions of the payments topic when the platform creates it (default "
