@@ -1,7 +1,7 @@
 """Settings of sensor-driven ingestion, as a resource so a deployment (or a test) can change them.
 
-The scaling knobs INGESTION_BATCH_SIZE and INGESTION_MAX_RANGES_IN_FLIGHT (config.py) apply where the resource
-leaves `max_batch_size` / `max_concurrent_ranges` unset.
+The scaling knobs INGESTION_BATCH_SIZE, INGESTION_MAX_RANGES_IN_FLIGHT, INGESTION_LEASE_SECONDS and
+INGESTION_LEASE_IDLE_SECONDS (config.py) apply where the resource leaves the matching setting unset.
 
 The valid window of a payment's dates is set here once: ingestion validates with it and the checks that look at
 dates (`recent_days_consistency`) read it from this same resource, so widening it never makes the checks flag
@@ -38,10 +38,10 @@ class IngestionSettingsResource(dg.ConfigurableResource):
     # Leases (ingestion/lease.py): one run ingests a partition for lease_seconds; its successor is requested
     # handover_seconds before the end and waits up to lease_acquire_seconds for it; a lease with nothing to read
     # for lease_idle_seconds ends early; range checks run every range_check_seconds over the batches landed since.
-    lease_seconds: float = DEFAULT_PLANNER.lease_seconds
+    lease_seconds: float | None = None  # None: INGESTION_LEASE_SECONDS (default 600)
     handover_seconds: float = DEFAULT_PLANNER.handover_seconds
     lease_acquire_seconds: float = DEFAULT_LEASE.acquire_seconds
-    lease_idle_seconds: float = DEFAULT_LEASE.idle_seconds
+    lease_idle_seconds: float | None = None  # None: INGESTION_LEASE_IDLE_SECONDS (default 120)
     range_check_seconds: float = 5.0
     max_batch_failures: int = DEFAULT_LEASE.max_failures
     chunk_size: int = 2000  # messages a run reads, validates and writes at a time (bounds its memory)
@@ -86,7 +86,7 @@ class IngestionSettingsResource(dg.ConfigurableResource):
             max_wait_seconds=self.max_wait_seconds,
             max_concurrent_ranges=in_flight,
             missing_run_seconds=self.missing_run_seconds,
-            lease_seconds=self.lease_seconds,
+            lease_seconds=self.lease_seconds if self.lease_seconds is not None else scaling.lease_seconds,
             handover_seconds=self.handover_seconds,
         )
 
@@ -98,7 +98,9 @@ class IngestionSettingsResource(dg.ConfigurableResource):
             raise ConfigError("ingestion_settings", str(error)) from None
         try:
             return LeaseSettings(lease_seconds=rules.lease_seconds, acquire_seconds=self.lease_acquire_seconds,
-                                 idle_seconds=self.lease_idle_seconds, min_batch_size=rules.min_batch_size,
+                                 idle_seconds=(self.lease_idle_seconds if self.lease_idle_seconds is not None
+                                               else scaling_from_env().lease_idle_seconds),
+                                 min_batch_size=rules.min_batch_size,
                                  max_batch_size=rules.max_batch_size, max_wait_seconds=rules.max_wait_seconds,
                                  chunk_size=self.chunk_size, max_failures=self.max_batch_failures)
         except ValueError as error:

@@ -151,7 +151,7 @@ class LeaseRunner:
                 batch, first_seen = self._next_batch(reader, batch_limit, min(1.0, deadline - now))
                 if not batch:
                     continue
-                idle_since = self.clock()
+                idle_since = self.clock()  # something to ingest (landed or failed): not idle
                 start = self._start
                 offset_range = OffsetRange(self.topic, self.partition, start, batch[-1].offset + 1)
                 try:
@@ -163,6 +163,7 @@ class LeaseRunner:
                     reader = None  # read again from the recorded progress
                     failed = self._failed(start, error, batch_limit)
                     batch_limit = failed.next_batch_size
+                    idle_since = self.clock()
                     yield failed
                     continue
                 self._start, self._streak = offset_range.end, _Streak()
