@@ -152,3 +152,18 @@ def test_a_lease_that_cannot_get_its_partition_ends_without_touching_it(stack, t
         assert ledger.read_progress(topic) == {}
     finally:
         ledger.close()
+
+
+def test_a_range_check_that_failed_earlier_in_a_lease_stays_failed_in_its_later_evaluations():
+    from payment_platform.defs.ingestion.lease_job import sticky
+
+    def evaluation(passed: bool, description: str) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(asset_key=asset_keys.HBASE_PAYMENTS, check_name="ingested_ranges_consistency",
+                                       passed=passed, description=description, metadata={})
+
+    failed_before: dict = {}
+    assert sticky(evaluation(True, "batch 1 consistent"), failed_before).passed
+    assert not sticky(evaluation(False, "2 lost"), failed_before).passed
+    later = sticky(evaluation(True, "batch 3 consistent"), failed_before)
+    assert not later.passed and "FAILED earlier in this lease: 2 lost" in later.description
+    assert later.metadata["failed_earlier_in_this_lease"].value == "2 lost"

@@ -47,6 +47,22 @@ def batch_materializations(batch: LandedBatch) -> Iterator[dg.AssetMaterializati
         yield dg.AssetMaterialization(asset_keys.QUARANTINE, description=description, metadata=metadata)
 
 
+def sticky(evaluation: dg.AssetCheckEvaluation, failed_before: dict) -> dg.AssetCheckEvaluation:
+    """A range check evaluated again later in the same lease keeps an earlier failure: Dagster keeps one execution
+    per check and run (the latest), so a passing later batch must not hide a failed earlier one."""
+    key = evaluation.asset_check_key
+    if not evaluation.passed:
+        failed_before.setdefault(key, evaluation.description or "failed")
+        return evaluation
+    if key not in failed_before:
+        return evaluation
+    return dg.AssetCheckEvaluation(
+        asset_key=evaluation.asset_key, check_name=evaluation.check_name, passed=False,
+        metadata={**evaluation.metadata, "failed_earlier_in_this_lease": failed_before[key]},
+        severity=evaluation.severity,
+        description=f"{evaluation.description}; FAILED earlier in this lease: {failed_before[key]}")
+
+
 @dg.op(name=LEASE_OP_NAME, out=dg.Out(dg.Nothing),
        description="Ingest one Kafka partition continuously for a lease: every micro-batch lands in HBase, Postgres "
                    "and Redis with exactly-once effects and is reported as a materialization with its checks.")
@@ -61,6 +77,7 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
     runner = LeaseRunner(ingestor, kafka.bootstrap_servers, config.topic, config.partition,
                          PartitionLease(postgres.dsn, config.topic, config.partition), settings, log=context.log)
     unchecked: list[LandedBatch] = []
+    failed_before: dict[dg.AssetCheckKey, str] = {}
     last_check = time.monotonic()
     try:
         for event in runner.run():
@@ -75,8 +92,9 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
                                  f"{event.batches} batches, {event.messages} messages")
             if unchecked and (isinstance(event, LeaseEnd) or
                               time.monotonic() - last_check >= ingestion_settings.range_check_seconds):
-                yield from range_check_events(context, [b.result.range for b in unchecked], hbase, postgres, backup,
-                                              kafka, checks_settings)
+                for evaluation in range_check_events(context, [b.result.range for b in unchecked], hbase, postgres,
+                                                     backup, kafka, checks_settings):
+                    yield sticky(evaluation, failed_before)
                 unchecked, last_check = [], time.monotonic()
     finally:
         ingestor.close()
