@@ -194,17 +194,19 @@ def ranges_for_run(context: dg.AssetCheckExecutionContext, postgres_reader: Post
 
 
 def range_verdicts(rows: list[tuple], which: str, hbase_reader: HBaseReader, postgres_reader: PostgresReader,
-                   backup: BackupResource, kafka: KafkaResource) -> dict[dg.AssetCheckKey, evaluate.Verdict]:
+                   backup: BackupResource, kafka: KafkaResource,
+                   count_unproven: bool = True) -> dict[dg.AssetCheckKey, evaluate.Verdict]:
     """The range checks' verdicts on the ingested ranges `rows` (as `recent_ranges` lists them); ranges proven
-    consistent are remembered."""
+    consistent are remembered. `count_unproven` counts the ranges never proven (a scan of every recorded range:
+    a lease, checking every few seconds, leaves it to the scheduled run)."""
     ranges = [evaluate.IngestedRange(*row) for row in rows]
     with kafka.client() as kafka_client:
         verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(), kafka_client)
     postgres_reader.ensure_range_checks()
     postgres_reader.record_range_checks(verdicts.consistency.outcomes)
-    _, unproven = postgres_reader.ranges_to_check(1)
-    verdicts.consistency.metadata.update({"ranges_unproven": unproven, "checked": which,
-                                          "rechecked_recent": which == RECHECKED_RECENT})
+    verdicts.consistency.metadata.update({"checked": which, "rechecked_recent": which == RECHECKED_RECENT})
+    if count_unproven:
+        verdicts.consistency.metadata["ranges_unproven"] = postgres_reader.ranges_to_check(1)[1]
     by_key = {dg.AssetCheckKey(HBASE_PAYMENTS, INGESTED_RANGES_CONSISTENCY): verdicts.consistency}
     for store, asset in STORE_ASSETS.items():
         by_key[dg.AssetCheckKey(asset, RANGE_NO_DUPLICATES)] = verdicts.duplicates[store]
@@ -222,7 +224,7 @@ def range_check_events(context, landed: list, hbase: HBaseResource, postgres: Po
         recent = postgres_reader.recent_ranges(max(50, 4 * len(wanted)))
         rows = [row for row in recent if tuple(row[1:5]) in wanted]
         by_key = range_verdicts(rows, "the micro-batches this lease landed", hbase_reader, postgres_reader, backup,
-                                kafka)
+                                kafka, count_unproven=False)
     except Exception as error:  # noqa: BLE001 - a store down fails the checks with the reason, not the lease
         context.log.warning(f"range checks could not read the stores: {error!r}")
         by_key = {key: unavailable(error) for key in RANGE_CHECK_KEYS}
