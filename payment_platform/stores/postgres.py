@@ -415,20 +415,17 @@ class PostgresLedger:
                     "value_date, hbase_row_key, document, kafka_topic, kafka_partition, kafka_offset, ingested_at")
 
     def payments_page(self, *, party_role: str | None, party_id: str | None, created_from, created_to,
-                      after: str | None, limit: int, payment_type: str | None = None, currency: str | None = None,
+                      after: tuple | None, limit: int, payment_type: str | None = None, currency: str | None = None,
                       status: str | None = None, min_amount=None, max_amount=None,
                       beneficiary_id: str | None = None) -> list[dict]:
-        """Payments newest first in HBase key order, so a page can continue one HBase started (and back):
-        by party (role "originator"/"beneficiary"): ordered by `{yyyyMMddHHmmss}_{paymentId}`, the party index key
-        without its party; across all parties: ordered by `hbase_row_key` unsalted. `after` is the last position of the
-        previous page (exclusive); created_from inclusive, created_to exclusive (either may be None)."""
+        """Payments exactly newest first, `ORDER BY created_at DESC, payment_id` (the order the read side serves
+        from HBase too), of one party (role "originator"/"beneficiary") or of all. `after` continues a previous
+        page: (created_at, payment_id) of its last payment, or (a moment, None) for everything before that moment;
+        created_from inclusive, created_to exclusive (either may be None)."""
         if party_role is not None:
             column = sql.Identifier({"originator": "originator_id", "beneficiary": "beneficiary_id"}[party_role])
-            position = sql.SQL("(to_char(created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS') || '_' || payment_id::text)")
             clauses, params = [sql.SQL("{} = %s").format(column)], [party_id]
         else:
-            # the HBase key without its salt prefix (`NN_`, HBASE_SALT_BUCKETS > 0): time order in either layout
-            position = sql.SQL("regexp_replace(hbase_row_key, '^[0-9]{2}_', '')")
             clauses, params = [], []
         for condition, value in (("created_at >= %s", created_from), ("created_at < %s", created_to),
                                  ("payment_type = %s", payment_type), ("currency = %s", currency),
@@ -438,13 +435,18 @@ class PostgresLedger:
                 clauses.append(sql.SQL(condition))
                 params.append(value)
         if after is not None:
-            clauses.append(sql.SQL('{} COLLATE "C" < %s').format(position))
-            params.append(after)
+            moment, last_id = after
+            if last_id is None:
+                clauses.append(sql.SQL("created_at < %s"))
+                params.append(moment)
+            else:
+                clauses.append(sql.SQL("(created_at < %s OR (created_at = %s AND payment_id > %s::uuid))"))
+                params += [moment, moment, last_id]
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
 
         def work(cur):
-            cur.execute(sql.SQL('SELECT {}, {} COLLATE "C" AS position FROM {}{} ORDER BY position DESC LIMIT %s').format(
-                sql.SQL(self.READ_COLUMNS), position, self._t("payments"), where), (*params, limit))
+            cur.execute(sql.SQL("SELECT {} FROM {}{} ORDER BY created_at DESC, payment_id LIMIT %s").format(
+                sql.SQL(self.READ_COLUMNS), self._t("payments"), where), (*params, limit))
             names = [d.name for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
         return self._run(work)
@@ -487,6 +489,14 @@ class PostgresLedger:
             cur.execute(sql.SQL("SELECT partition, next_offset FROM {} WHERE topic = %s")
                         .format(self._t("ingestion_progress")), (topic,))
             return {int(p): int(o) for p, o in cur.fetchall()}
+        return self._run(work)
+
+    def progress_rows(self, topic: str) -> dict[int, tuple[int, float]]:
+        """partition -> (next offset to ingest, when the last range landed as Unix time): for `/metrics`."""
+        def work(cur):
+            cur.execute(sql.SQL("SELECT partition, next_offset, extract(epoch FROM updated_at) FROM {} "
+                                "WHERE topic = %s").format(self._t("ingestion_progress")), (topic,))
+            return {int(p): (int(o), float(t)) for p, o, t in cur.fetchall()}
         return self._run(work)
 
     def _lock_progress(self, cur, topic: str, partition: int):
