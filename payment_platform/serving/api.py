@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import threading
 import uuid
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from fastapi import FastAPI, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BeforeValidator
 
 from payment_platform.domain.schema import RAILS, STATUS_CODES
 from payment_platform.serving import metrics, schemas
@@ -44,6 +46,17 @@ WINDOW_FROM = "Inclusive; ISO 8601 date or date-time, UTC when no zone is given"
 WINDOW_TO = "Exclusive; ISO 8601 date or date-time, UTC when no zone is given"
 _ERROR_TEXT = {400: "A parameter is malformed (`parameter` names it)", 401: "Missing or wrong bearer token",
                404: "No payment with that id", 503: "A store needed for the answer did not answer (`stores`)"}
+
+
+def _iso_text(value):
+    """Only ISO 8601 text is a moment here (pydantic alone would also take a number as Unix seconds)."""
+    if isinstance(value, str) and not _ISO_START.match(value.strip()):
+        raise ValueError("not an ISO 8601 date or date-time (e.g. 2026-11-24 or 2026-11-24T14:00:00Z)")
+    return value
+
+
+_ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+Moment = Annotated[datetime | None, BeforeValidator(_iso_text)]
 
 
 def _errors(*codes: int) -> dict:
@@ -193,8 +206,8 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
             payment_type: Annotated[str | None, Query(description=f"Rail, any case: {', '.join(RAILS)}")] = None,
             currency: Annotated[str | None, Query(description="ISO 4217 code, any case")] = None,
             status: Annotated[str | None, Query(description=f"ISO 20022 status: {', '.join(STATUS_CODES)}")] = None,
-            created_from: Annotated[datetime | None, Query(description=WINDOW_FROM)] = None,
-            created_to: Annotated[datetime | None, Query(description=WINDOW_TO)] = None,
+            created_from: Annotated[Moment, Query(description=WINDOW_FROM)] = None,
+            created_to: Annotated[Moment, Query(description=WINDOW_TO)] = None,
             min_amount: Annotated[Decimal | None, Query(ge=0, allow_inf_nan=False, description="Inclusive")] = None,
             max_amount: Annotated[Decimal | None, Query(ge=0, allow_inf_nan=False, description="Inclusive")] = None,
             limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
@@ -208,8 +221,8 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
 
     @app.get("/stats/daily", response_model=schemas.DailyTotalsOut, responses=_errors(400, 503),
              summary="Count and sum per UTC day x rail x currency (x status), from Postgres")
-    def daily(created_from: Annotated[datetime | None, Query(description=WINDOW_FROM)] = None,
-              created_to: Annotated[datetime | None, Query(description=WINDOW_TO)] = None,
+    def daily(created_from: Annotated[Moment, Query(description=WINDOW_FROM)] = None,
+              created_to: Annotated[Moment, Query(description=WINDOW_TO)] = None,
               payment_type: Annotated[str | None, Query(description=f"Rail, any case: {', '.join(RAILS)}")] = None,
               currency: Annotated[str | None, Query(description="ISO 4217 code, any case")] = None,
               by_status: Annotated[bool, Query(description="One row per status too")] = False) -> Response:

@@ -68,6 +68,15 @@ class Served:
         return PaymentQueries(stores.get("hbase") or self.hbase(timeout_ms=5000),
                               stores.get("postgres") or self.postgres(), stores.get("backup") or self.backup())
 
+    def probes(self):
+        """The monitoring probes of this slice (behind /health, /metrics, /status)."""
+        from payment_platform.monitoring.snapshot import Probes
+        from payment_platform.stores.kafka import KafkaClient
+
+        endpoints = self.stack.endpoints
+        return Probes(KafkaClient(endpoints.kafka, self.topic), self.postgres(), self.hbase(), self.backup(),
+                      RedisState(endpoints.redis, key_prefix=self.namespace))
+
     def ingestor(self, **stores) -> Ingestor:
         return Ingestor(self.stack.endpoints.kafka, stores.get("hbase") or self.hbase(),
                         stores.get("postgres") or self.postgres(), stores.get("backup") or self.backup(),
