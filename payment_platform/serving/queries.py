@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterator
 
+from payment_platform.config import pan_hash_key_from_env
+from payment_platform.domain.redaction import redact_message, redact_text
 from payment_platform.domain.rowkeys import (KEY_END, STAMP_FORMAT, STAMP_LENGTH, party_prefix, row_key,
                                              stamp_in_party_key, stamp_of, unsalted)
 from payment_platform.domain.schema import PARTY_FIELDS
@@ -73,13 +75,19 @@ def _party(doc: dict, role: str, party_id: str | None, name: str | None) -> Part
     section = doc.get(role) if isinstance(doc.get(role), dict) else {}
     identifiers = {k: section[k] for k in IDENTIFIER_FIELDS if isinstance(section.get(k), str)}
     return Party(party_id if party_id is not None else str(section.get("party_id", "")),
-                 name if name is not None else str(section.get("name", "")),
+                 _shown(name if name is not None else str(section.get("name", ""))),
                  section.get("country") if isinstance(section.get("country"), str) else None, identifiers)
 
 
 def _optional_text(doc: dict, key: str) -> str | None:
     value = doc.get(key)
-    return value if isinstance(value, str) else None
+    return _shown(value) if isinstance(value, str) else None
+
+
+def _shown(text: str | None) -> str | None:
+    """Free text as it may be shown: a full card number in it redacted (stored before redaction existed, or
+    arrived by a path that did not redact): the read side never shows one, whatever the stores hold."""
+    return redact_text(text, pan_hash_key_from_env()) if text else text
 
 
 def view_from_hbase(cells: dict[bytes, bytes], row_key: bytes, source: str = SOURCE_HBASE) -> PaymentView:
@@ -470,10 +478,13 @@ class PaymentQueries:
         size = params.limit(limit)
         before = cursors.decode(cursor, "quarantine", kind=int)
         rows = self._postgres_call(lambda p: p.quarantine_page(before, size + 1))
+        key = pan_hash_key_from_env()
         items = [QuarantinedMessage(
-            id=int(r["id"]), reason=r["reason"], field=r["field"], payment_id=r["payment_id"],
+            id=int(r["id"]), reason=redact_text(r["reason"], key), field=r["field"],
+            payment_id=redact_text(r["payment_id"], key),
             kafka_position=_position(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]),
-            raw_text=r["raw"].decode("utf-8", "replace"), quarantined_at=_iso(r["quarantined_at"]))
+            raw_text=redact_message(bytes(r["raw"]), key).decode("utf-8", "replace"),
+            quarantined_at=_iso(r["quarantined_at"]))
             for r in rows[:size]]
         next_cursor = cursors.encode("quarantine", items[-1].id) if len(rows) > size else None
         return QuarantinePage(items, next_cursor)
@@ -487,7 +498,7 @@ class PaymentQueries:
         for store in (SOURCE_HBASE, SOURCE_POSTGRES):
             entries = self.backup.list_oldest(size, store=store)
             stores.append(BackupStore(store, self.backup.size(store), self.backup.oldest_age_seconds(store), [
-                BackupItem(e.payment_id, e.store, e.error, e.attempts, _iso(e.first_attempt_at),
+                BackupItem(e.payment_id, e.store, _shown(e.error), e.attempts, _iso(e.first_attempt_at),
                            _iso(e.last_attempt_at),
                            _position(e.position.topic, e.position.partition, e.position.offset) if e.position else None,
                            e.location) for e in entries]))
