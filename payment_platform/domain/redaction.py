@@ -3,7 +3,8 @@ operator can still match a report. Plain Python, no I/O: the key is given by the
 
 What is a PAN here:
 - in any text: a run of 13 to 19 digits (single spaces or dashes allowed between them) that passes Luhn, standing
-  alone (no digit, and no decimal point before a digit, right before or after it);
+  as a word of its own (no letter, digit or underscore right before or after it, and not followed by a decimal
+  part): a number inside an alphanumeric code is part of that code;
 - in a card field (`card_token`, `card_bin`, `card_last4`, or a field named like `card_number`/`pan`): any value
   holding more than its safe form (a `tok_` token, a 6 or 8 digit BIN, 4 last digits).
 
@@ -29,8 +30,9 @@ CARD_FIELDS = ("card_token", "card_bin", "card_last4")
 PAN_FIELD_NAMES = ("card_number", "pan", "primary_account_number", "card_no", "cardnumber")
 _HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 
-# 13-19 digits, single space/dash separators; not inside a longer run, not the integer part of a decimal
-_RUN = r"(?<![\d.])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?!\.\d)"
+# 13-19 digits, single space/dash separators, standing as a word of its own: not inside a longer run, not part of
+# an alphanumeric code (a reference such as E2E20261102503830C404F5), not the integer part of a decimal
+_RUN = r"(?<![\w.])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?!\.\d)(?!\w)"
 _RUN_TEXT = re.compile(_RUN)
 _RUN_BYTES = re.compile(_RUN.encode())
 _CARD_VALUE = re.compile(

@@ -39,6 +39,7 @@ DEFAULT_DATABASE = "payments"
 DEFAULT_COLLECTION = "failed_payments"
 DEFAULT_FALLBACK_DIR = "failed_payments"
 FILE_SUFFIX = ".json"
+REDACTED_MARKER = ".pan_redacted"  # in the folder once its files stored before redaction are redacted
 
 
 class BackupUnavailable(RuntimeError):
@@ -165,7 +166,7 @@ class FailedPaymentBackup:
         except Exception as error:
             self._mongo_failed(error)
             raise
-        self.redact_stored()
+        self.redact_stored(max_entries=2000)  # bounded: a large backlog is finished by the next calls
 
     # -- full card numbers (PCI DSS 3.4) ---------------------------------------------------------------
     def _pan_key(self) -> bytes:
@@ -181,16 +182,18 @@ class FailedPaymentBackup:
             return record
         return PaymentRecord(decode(raw), raw, record.position, record.salt_buckets)
 
-    def redact_stored(self) -> dict:
+    def redact_stored(self, max_entries: int = 0) -> dict:
         """Migration: redact full card numbers in entries stored before redaction (raw, document, error), in
-        MongoDB and in the folder. Idempotent (a redacted entry has nothing left to redact); {"mongo": n,
-        "files": m} entries rewritten."""
+        MongoDB (at most `max_entries` per call, 0: all) and in the folder (once: a marker file remembers the
+        pass; entries written since are redacted as written). Idempotent; {"mongo": n, "files": m} rewritten."""
         key = self._pan_key()
         done = {"mongo": 0, "files": 0}
         if self._mongo_usable():
             collection = self._collection()
             # each entry once: entries written since redaction carry pan_redacted
-            for doc in list(collection.find({"pan_redacted": {"$ne": True}}, {"raw": 1, "error": 1, "document": 1})):
+            pending = collection.find({"pan_redacted": {"$ne": True}}, {"raw": 1, "error": 1, "document": 1},
+                                      limit=max_entries)
+            for doc in list(pending):
                 raw = doc.get("raw", "").encode("utf-8")
                 new_raw, new_error = redact_message(raw, key), redact_text(doc.get("error", ""), key)
                 changed = new_raw is not raw or new_error != doc.get("error", "")
@@ -198,6 +201,9 @@ class FailedPaymentBackup:
                     "raw": new_raw.decode("utf-8"), "error": new_error,
                     "document": redact_document(doc.get("document"), key)} if changed else {})}})
                 done["mongo"] += changed
+        marker_file = self.fallback_dir / REDACTED_MARKER
+        if marker_file.exists() or not self.fallback_dir.is_dir():
+            return done
         for path in self._files():
             body = json.loads(path.read_text(encoding="utf-8"))
             raw = body.get("raw", "").encode("utf-8")
@@ -208,6 +214,7 @@ class FailedPaymentBackup:
                         payment=redact_document(body.get("payment"), key))
             self._write_body(path, body)
             done["files"] += 1
+        marker_file.write_text("every entry file here has had its full card numbers redacted\n", encoding="utf-8")
         return done
 
     def health(self) -> dict:

@@ -262,7 +262,8 @@ class PostgresLedger:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
             cur.execute(sql.SQL(_SCHEMA_SQL).format(schema=sql.Identifier(self.schema)))
         self._run(work)
-        self.redact_quarantine()
+        # bounded, so the sensor's ensure_schema stays quick: a large backlog is finished by the next calls
+        self.redact_quarantine(max_batches=2)
 
     def _pan_key(self) -> bytes:
         if self.pan_key is None:
@@ -271,13 +272,14 @@ class PostgresLedger:
             self.pan_key = pan_hash_key_from_env()
         return self.pan_key
 
-    def redact_quarantine(self, batch_size: int = 1000) -> dict:
+    def redact_quarantine(self, batch_size: int = 1000, max_batches: int | None = None) -> dict:
         """Migration: redact the full card numbers of quarantine rows stored before redaction (raw, reason, Kafka
-        key), each row once (`pan_redacted`). Idempotent; {"examined": n, "redacted": m}."""
+        key), each row once (`pan_redacted`), at most `max_batches` batches (None: all). Idempotent;
+        {"examined": n, "redacted": m}."""
         from payment_platform.domain.redaction import redact_message, redact_text
 
         key = self._pan_key()
-        examined = redacted = 0
+        examined = redacted = batches = 0
         while True:
             def work(cur):
                 cur.execute(sql.SQL("SELECT id, raw, reason, kafka_key FROM {} WHERE NOT pan_redacted ORDER BY id "
@@ -295,8 +297,8 @@ class PostgresLedger:
                                  psycopg2.Binary(new_key) if new_key is not None else None, row_id))
                 return len(rows), changed
             seen, changed = self._run(work)
-            examined, redacted = examined + seen, redacted + changed
-            if seen < batch_size:
+            examined, redacted, batches = examined + seen, redacted + changed, batches + 1
+            if seen < batch_size or (max_batches is not None and batches >= max_batches):
                 return {"examined": examined, "redacted": redacted}
 
     def health(self) -> dict:

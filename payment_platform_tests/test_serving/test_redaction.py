@@ -126,7 +126,6 @@ def test_a_pan_never_shows_again_through_any_path(slice_, caplog):
 def test_rows_stored_before_redaction_are_migrated_once(slice_):
     ledger, backup = slice_.postgres(), slice_.backup()
     ledger.ensure_schema()
-    backup.ensure_schema()
     # as an older version stored them: raw PANs in the quarantine table and in the backup (Mongo and a file)
     position = KafkaPosition(slice_.topic, 0, 7)
     with psycopg2.connect(slice_.stack.endpoints.postgres) as conn, conn.cursor() as cur:
@@ -146,14 +145,28 @@ def test_rows_stored_before_redaction_are_migrated_once(slice_):
         "last_attempt_at": "2026-11-24T00:00:00+00:00", "kafka": None}))
     assert leaks(every_postgres_text(slice_)) == ["card"] and leaks(every_backup_entry(backup)) == ["remittance"]
 
-    assert ledger.redact_quarantine() == {"examined": 1, "redacted": 1}
-    assert backup.redact_stored() == {"mongo": 1, "files": 1}
-    assert leaks(every_postgres_text(slice_)) == [] and leaks(every_backup_entry(backup)) == []
-    # idempotent: run again (as every ensure_schema does), nothing left to change
+    # the migration is run by ensure_schema (as every ingestion and the sensor call it)
     ledger.ensure_schema()
+    backup.ensure_schema()
+    assert leaks(every_postgres_text(slice_)) == [] and leaks(every_backup_entry(backup)) == []
+    assert fingerprint(PANS["card"], pan_hash_key_from_env()) in every_postgres_text(slice_)
+    # idempotent: nothing left to change when run again
     assert ledger.redact_quarantine() == {"examined": 0, "redacted": 0}
     assert backup.redact_stored() == {"mongo": 0, "files": 0}
-    # still whole: the migrated backup entry replays as a payment, the quarantine row keeps its position
-    entry = backup.find(old["payment_id"], "postgres")
-    assert entry.record().payment.payment_id == old["payment_id"]
+    # still whole: the migrated backup entries replay as payments, the quarantine row keeps its position
+    for store in ("hbase", "postgres"):
+        assert backup.find(old["payment_id"], store).record().payment.payment_id == old["payment_id"]
     assert ledger.quarantine([QuarantineEntry(raw=b"again", position=position, reason="dup")]) == 0
+
+
+def test_the_quarantine_migration_goes_batch_by_batch(slice_):
+    ledger = slice_.postgres()
+    ledger.ensure_schema()
+    with psycopg2.connect(slice_.stack.endpoints.postgres) as conn, conn.cursor() as cur:
+        for offset in range(5):
+            cur.execute(f"INSERT INTO {slice_.namespace}.payments_quarantine (kafka_topic, kafka_partition, "
+                        f"kafka_offset, raw, reason, pan_redacted) VALUES (%s, 0, %s, %s, 'r', false)",
+                        (slice_.topic, offset, f"pan {PANS['card']}".encode() if offset % 2 else b"clean"))
+    assert ledger.redact_quarantine(batch_size=2, max_batches=1) == {"examined": 2, "redacted": 1}
+    assert ledger.redact_quarantine(batch_size=2) == {"examined": 3, "redacted": 1}
+    assert leaks(every_postgres_text(slice_)) == []
