@@ -73,7 +73,7 @@ def dead_hbase_queries(served: Served):
     return served.queries(hbase=served.hbase(port=free_port(), timeout_ms=1000))
 
 
-@pytest.mark.parametrize("limit", [1, 7, PER_SECOND, 1000])
+@pytest.mark.parametrize("limit", [5, PER_SECOND, 1000])
 def test_one_party_walked_exactly_newest_first(crowded, limit):
     served, party = crowded
     expected = postgres_order(served, "originator_id = %s", (party,))
