@@ -170,3 +170,16 @@ def test_the_quarantine_migration_goes_batch_by_batch(slice_):
     assert ledger.redact_quarantine(batch_size=2, max_batches=1) == {"examined": 2, "redacted": 1}
     assert ledger.redact_quarantine(batch_size=2) == {"examined": 3, "redacted": 1}
     assert leaks(every_postgres_text(slice_)) == []
+
+
+def test_an_operator_computes_the_marker_of_a_reported_number(monkeypatch, capsys):
+    import io
+
+    from payment_platform.cli import main
+
+    monkeypatch.setenv("PAN_HASH_KEY", "ab" * 32)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{PANS['spaced']}\n\n1234\n"))
+    assert main(["query", "pan-fingerprint"]) == 2  # one line was no card number
+    out, err = capsys.readouterr()
+    assert out.strip() == f"[PAN REDACTED hmac:{fingerprint(PANS['spaced'], bytes([0xAB]) * 32)}]"
+    assert "line 3: not a card number" in err and PANS["spaced"] not in out + err
