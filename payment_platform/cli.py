@@ -55,8 +55,10 @@ def _add_missing(subparsers, name: str, summary: str, failure: str) -> None:
     message = f"`{name}` is part of the local dev stack: {DEV_STACK_INSTALL}"
     if failure:
         message += f" (its entry points did not load: {failure})"
-    parser = subparsers.add_parser(name, help=f"{summary} (needs the local dev stack: devstack/)", add_help=False)
-    parser.add_argument("args", nargs=argparse.REMAINDER)
+    # no option characters: whatever follows the name (--data-dir, -h) is taken as is, never refused
+    parser = subparsers.add_parser(name, help=f"{summary} (needs the local dev stack: devstack/)", add_help=False,
+                                   prefix_chars="\0")
+    parser.add_argument("args", nargs="*")
 
     def missing(_args) -> int:
         raise UsageError(message)
