@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+import payment_platform
 from payment_platform.errors import UsageError
 from payment_platform.scaling.run_limits import apply_run_limits
-
-import payment_platform
 
 # The product's checkout (workspace.yaml, dagster.yaml): the folder holding the payment_platform package
 PROJECT_ROOT = Path(payment_platform.__file__).resolve().parents[1]
