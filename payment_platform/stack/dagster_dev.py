@@ -2,8 +2,15 @@
 (`payment-platform api`, on 127.0.0.1) in the foreground.
 
 Dagster's storage is the stack's Postgres (database `dagster`, via dagster.yaml and DAGSTER_POSTGRES_URL);
-DAGSTER_HOME is `<data dir>/dagster_home`. Ctrl+C or SIGTERM stops Dagster, then the stack, and leaves
-no process behind; the services are also tied to this process if it is killed outright.
+DAGSTER_HOME is `<data dir>/dagster_home`. Ctrl+C or SIGTERM stops Dagster, then the stack, within
+`STOP_BUDGET_S` even under load (Dagster gets a few seconds of grace, then its whole tree is killed: a run
+cut short is healed by the next start, as after a crash), and leaves no process behind.
+
+Killed outright (SIGKILL, a closed terminal), this process cannot clean up, so the kernel does: each service
+and the reaper in front of `dagster dev` die with it (PR_SET_PDEATHSIG), and the reaper, a child subreaper,
+kills every process of Dagster's tree (code servers and run workers included, however they were started).
+Every process of that tree carries `UP_MARK=<data dir>` in its environment, so `stack down` finds and stops
+any that escaped even that.
 """
 from __future__ import annotations
 
@@ -11,21 +18,28 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from payment_platform.config import parse_port
 from payment_platform.errors import UsageError
 from payment_platform.lib.stop_signals import StopSignals
 from payment_platform.serving import server as serving_server
-from payment_platform.stack import processes
+from payment_platform.stack import processes, reaper
 from payment_platform.stack.console import print_stack, start_from_args
 from payment_platform.stack.dagster_process import dagster_tool, initialise_instance_storage, prepare_dagster_home
 
-DAGSTER_STOP_TIMEOUT_S = 30.0
+STOP_BUDGET_S = 10.0  # Ctrl+C to the last process gone
+DAGSTER_GRACE_S = 4.0  # `dagster dev` stopping by itself; then the reaper kills what is left of its tree
+DAGSTER_STOP_TIMEOUT_S = DAGSTER_GRACE_S + 2.0  # then this process kills the reaper's tree itself
+SERVICE_STOP_TIMEOUT_S = 1.0  # at least, whatever the budget left
+UP_MARK = processes.UP_MARK
 
 
 def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
-    return [dagster_tool("dagster"), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+    """`dagster dev` behind a reaper, so nothing of its tree outlives it."""
+    return reaper.command([dagster_tool("dagster"), "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
+                          DAGSTER_GRACE_S)
 
 
 def run_dagster_dev(args) -> int:
@@ -54,7 +68,7 @@ def run_dagster_dev(args) -> int:
         try:
             print_stack(stack, time.monotonic() - began)
             home = prepare_dagster_home(stack.data_dir / "dagster_home", project_dir=project_dir)
-            env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home)}
+            env = {**os.environ, **stack.env(), "DAGSTER_HOME": str(home), UP_MARK: str(stack.data_dir)}
             initialise_instance_storage(home, env)
             # cwd is DAGSTER_HOME: Dagster warns about a dagster.yaml in its cwd that is not DAGSTER_HOME's;
             # workspace.yaml's working_directory is relative to the workspace file, not to the cwd.
@@ -64,7 +78,8 @@ def run_dagster_dev(args) -> int:
             print(f"dagster dev: UI on http://localhost:{ui_port} (log {log})")
             api_log = stack.data_dir / "logs" / "api.log"
             api = processes.spawn(serving_server.command("127.0.0.1", api_port), api_log,
-                                  env={**os.environ, **stack.env()}, cwd=project_dir, die_with_parent=True)
+                                  env={**os.environ, **stack.env(), UP_MARK: str(stack.data_dir)}, cwd=project_dir,
+                                  die_with_parent=True)
             api_ref = processes.ProcessRef.of(api.pid)
             print(f"REST API: http://127.0.0.1:{api_port} (docs /docs; log {api_log})")
             print("Ctrl+C stops Dagster, the API and the stack", flush=True)
@@ -74,12 +89,18 @@ def run_dagster_dev(args) -> int:
             print("interrupted: stopping Dagster and the stack", flush=True)
         finally:
             signals.stop_interrupting()  # a second Ctrl+C cannot cut the shutdown short
-            if api_ref is not None:
-                processes.stop(api_ref, signal.SIGTERM, timeout=10, popen=api)
-            if dagster_ref is not None:
-                processes.stop(dagster_ref, signal.SIGTERM, timeout=DAGSTER_STOP_TIMEOUT_S, popen=dagster)
+            stopping = time.monotonic()
+            with ThreadPoolExecutor(max_workers=2) as pool:  # the API and Dagster stop together
+                if api_ref is not None:
+                    pool.submit(processes.stop, api_ref, signal.SIGTERM, timeout=DAGSTER_STOP_TIMEOUT_S, popen=api)
+                if dagster_ref is not None:
+                    pool.submit(processes.stop, dagster_ref, signal.SIGTERM, timeout=DAGSTER_STOP_TIMEOUT_S,
+                                popen=dagster)
+            processes.stop_marked(UP_MARK, str(stack.data_dir), timeout=1.0)  # anything that escaped both
             if not stack.already_running:
-                stack.stop()
+                left = STOP_BUDGET_S - (time.monotonic() - stopping) - 0.5
+                stack.stop(timeout=max(SERVICE_STOP_TIMEOUT_S, left))
+            print(f"Dagster, the API and the stack shut down in {time.monotonic() - stopping:.1f} s", flush=True)
     if dagster is not None and dagster.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
         print(f"payment-platform up: error: dagster dev exited with status {dagster.returncode}; see {log}",
               file=sys.stderr)
