@@ -30,7 +30,7 @@ from payment_platform.stack.console import print_stack, start_from_args
 from payment_platform.stack.dagster_process import dagster_tool, initialise_instance_storage, prepare_dagster_home
 
 STOP_BUDGET_S = 10.0  # Ctrl+C to the last process gone
-DAGSTER_GRACE_S = 4.0  # `dagster dev` stopping by itself; then the reaper kills what is left of its tree
+DAGSTER_GRACE_S = 2.0  # `dagster dev` stopping by itself; then the reaper kills what is left of its tree
 DAGSTER_STOP_TIMEOUT_S = DAGSTER_GRACE_S + 2.0  # then this process kills the reaper's tree itself
 SERVICE_STOP_TIMEOUT_S = 1.0  # at least, whatever the budget left
 UP_MARK = processes.UP_MARK
@@ -64,6 +64,7 @@ def run_dagster_dev(args) -> int:
             print(f"payment-platform up: error: {error}", file=sys.stderr)
             return 1
         dagster, dagster_ref, api, api_ref = None, None, None, None
+        name = None  # the signal that stopped `up`, if one did
         log = stack.data_dir / "logs" / "dagster.log"
         try:
             print_stack(stack, time.monotonic() - began)
@@ -85,7 +86,8 @@ def run_dagster_dev(args) -> int:
             print("Ctrl+C stops Dagster, the API and the stack", flush=True)
             name = signals.wait(stop_when=lambda: dagster.poll() is not None)
             print(f"{name or 'dagster dev exited'}: stopping Dagster and the stack", flush=True)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
+            name = str(interrupt) or "interrupted"
             print("interrupted: stopping Dagster and the stack", flush=True)
         finally:
             signals.stop_interrupting()  # a second Ctrl+C cannot cut the shutdown short
@@ -97,11 +99,14 @@ def run_dagster_dev(args) -> int:
                     pool.submit(processes.stop, dagster_ref, signal.SIGTERM, timeout=DAGSTER_STOP_TIMEOUT_S,
                                 popen=dagster)
             processes.stop_marked(UP_MARK, str(stack.data_dir), timeout=1.0)  # anything that escaped both
+            dagster_s = time.monotonic() - stopping
             if not stack.already_running:
-                left = STOP_BUDGET_S - (time.monotonic() - stopping) - 0.5
+                left = STOP_BUDGET_S - dagster_s - 0.5
                 stack.stop(timeout=max(SERVICE_STOP_TIMEOUT_S, left))
-            print(f"Dagster, the API and the stack shut down in {time.monotonic() - stopping:.1f} s", flush=True)
-    if dagster is not None and dagster.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
+            print(f"shut down in {time.monotonic() - stopping:.1f} s (Dagster and the API {dagster_s:.1f} s, "
+                  f"then the stack)", flush=True)
+    stopped_by_us = name is not None
+    if dagster is not None and not stopped_by_us and dagster.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
         print(f"payment-platform up: error: dagster dev exited with status {dagster.returncode}; see {log}",
               file=sys.stderr)
         return 1

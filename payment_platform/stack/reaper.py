@@ -81,8 +81,10 @@ def _alive(proc: psutil.Process) -> bool:
 def run(command: list[str], grace_s: float) -> int:
     become_subreaper()
     stop_at: list[float] = []
+    received: list[int] = []
 
     def on_signal(signum, frame) -> None:
+        received.append(signum)
         if not stop_at:
             stop_at.append(time.monotonic() + grace_s)
             try:
@@ -102,7 +104,9 @@ def run(command: list[str], grace_s: float) -> int:
     killed = kill_tree()
     if killed:
         print(f"reaper: killed {killed} process(es) left of {' '.join(command[:2])}", file=sys.stderr, flush=True)
-    return status if status is not None else -signal.SIGKILL
+    if status is None:  # COMMAND outlived its grace: it ended as the signal that stopped it asked
+        status = -received[0] if received else -signal.SIGKILL
+    return status
 
 
 def reap_others(child: subprocess.Popen) -> None:
@@ -132,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("COMMAND is missing")
     status = run(target, args.grace)
     if status < 0:  # COMMAND died of a signal: die of the same one, so the launcher sees what COMMAND did
-        signal.signal(-status, signal.SIG_DFL)
+        if -status != signal.SIGKILL:
+            signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
     return status
 
