@@ -33,6 +33,7 @@ STOP_BUDGET_S = 10.0  # Ctrl+C to the last process gone
 DAGSTER_GRACE_S = 2.0  # `dagster dev` stopping by itself; then the reaper kills what is left of its tree
 DAGSTER_STOP_TIMEOUT_S = DAGSTER_GRACE_S + 2.0  # then this process kills the reaper's tree itself
 SERVICE_STOP_TIMEOUT_S = 1.0  # at least, whatever the budget left
+MAX_RESTARTS, RESTART_WINDOW_S = 5, 600.0  # dagster dev started again after exiting by itself, this often at most
 UP_MARK = processes.UP_MARK
 
 
@@ -73,9 +74,12 @@ def run_dagster_dev(args) -> int:
             initialise_instance_storage(home, env)
             # cwd is DAGSTER_HOME: Dagster warns about a dagster.yaml in its cwd that is not DAGSTER_HOME's;
             # workspace.yaml's working_directory is relative to the workspace file, not to the cwd.
-            dagster = processes.spawn(dagster_command(workspace, "127.0.0.1", ui_port), log, env=env,
-                                      cwd=home, die_with_parent=True, death_signal=signal.SIGTERM)
-            dagster_ref = processes.ProcessRef.of(dagster.pid)
+            def start_dagster():
+                started = processes.spawn(dagster_command(workspace, "127.0.0.1", ui_port), log, env=env,
+                                          cwd=home, die_with_parent=True, death_signal=signal.SIGTERM)
+                return started, processes.ProcessRef.of(started.pid)
+
+            dagster, dagster_ref = start_dagster()
             print(f"dagster dev: UI on http://localhost:{ui_port} (log {log})")
             api_log = stack.data_dir / "logs" / "api.log"
             api = processes.spawn(serving_server.command("127.0.0.1", api_port), api_log,
@@ -84,8 +88,24 @@ def run_dagster_dev(args) -> int:
             api_ref = processes.ProcessRef.of(api.pid)
             print(f"REST API: http://127.0.0.1:{api_port} (docs /docs; log {api_log})")
             print("Ctrl+C stops Dagster, the API and the stack", flush=True)
-            name = signals.wait(stop_when=lambda: dagster.poll() is not None)
-            print(f"{name or 'dagster dev exited'}: stopping Dagster and the stack", flush=True)
+            restarts: list[float] = []
+            while True:
+                name = signals.wait(stop_when=lambda running=dagster: running.poll() is not None)
+                if name is not None:
+                    break
+                # dagster dev ends when its daemon or webserver dies (an OOM kill, a crash): the platform must
+                # not end with it. Its tree is gone (the reaper); start it again, unless it keeps failing.
+                restarts = [t for t in restarts if time.monotonic() - t < RESTART_WINDOW_S] + [time.monotonic()]
+                if len(restarts) > MAX_RESTARTS:
+                    print(f"dagster dev exited {len(restarts)} times in {RESTART_WINDOW_S / 60:.0f} min: "
+                          f"stopping Dagster and the stack (see {log})", flush=True)
+                    break
+                print(f"dagster dev exited with status {dagster.returncode}: starting it again (see {log})",
+                      flush=True)
+                processes.stop(dagster_ref, signal.SIGTERM, timeout=DAGSTER_STOP_TIMEOUT_S, popen=dagster)
+                dagster, dagster_ref = start_dagster()
+            if name is not None:
+                print(f"{name}: stopping Dagster and the stack", flush=True)
         except KeyboardInterrupt as interrupt:
             name = str(interrupt) or "interrupted"
             print("interrupted: stopping Dagster and the stack", flush=True)
