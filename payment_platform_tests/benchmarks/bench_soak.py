@@ -371,10 +371,13 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
                         record["recovered_s"] = round(s.t - record["at"], 1)
                 next_lag = now + lag_every_s
             if now >= next_prune:
-                run_id = platform.launch_pruning(keep_runs_hours)
-                result.pruning_runs.append(run_id)
-                first_prune_t = first_prune_t or (now - began)
-                next_prune = now + prune_every_s
+                try:
+                    result.pruning_runs.append(platform.launch_pruning(keep_runs_hours))
+                    first_prune_t = first_prune_t or (now - began)
+                    next_prune = now + prune_every_s
+                except (OSError, KeyError, ValueError) as error:  # the UI restarting after a fault: try again soon
+                    log(f"t={now - began:6.0f}s could not launch the housekeeping job yet: {error}")
+                    next_prune = now + 15
             if now >= next_fault and faults and now < end_at - 120:
                 fault = faults[fault_index % len(faults)]
                 fault_index += 1
