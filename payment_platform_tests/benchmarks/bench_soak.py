@@ -44,6 +44,8 @@ GRAPHQL_LAUNCH = """mutation($params: ExecutionParams!) { launchPipelineExecutio
 # ---------------------------------------------------------------- processes of `up`, by role
 def role_of(cmdline: list[str]) -> str | None:
     text = " ".join(cmdline)
+    if "resource_tracker" in text:  # multiprocessing's helper beside the run workers, not one of them
+        return "mp_tracker"
     for needle, role in (("tansu", "kafka"), ("redis-server", "redis"), ("nx-27017", "mongo"),
                          ("hbase-gateway", "hbase_gateway"), ("stack.reaper", "reaper"),
                          ("dagster_webserver", "webserver"), ("dagster._daemon", "daemon"),
