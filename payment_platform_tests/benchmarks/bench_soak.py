@@ -96,7 +96,7 @@ class Platform:
     env: dict[str, str] = field(default_factory=dict)
 
     def stack_env(self) -> dict[str, str]:
-        from payment_platform.stack.manager import load_stack
+        from devstack.stack.manager import load_stack
 
         stack = load_stack(self.data_dir)
         return {**os.environ, **stack.env()} if stack else {}
@@ -124,8 +124,8 @@ class Platform:
 
 
 def start_up(data_dir: Path, extra_env: dict[str, str]) -> Platform:
-    from payment_platform.stack.manager import free_ports
-    from payment_platform.stack.services import SERVICES
+    from devstack.stack.manager import free_ports
+    from devstack.stack.services import SERVICES
 
     *service_ports, ui_port, api_port = free_ports(len(SERVICES) + 2)
     ports = [arg for name, port in zip(SERVICES, service_ports) for arg in ("--port", f"{name}={port}")]
@@ -431,7 +431,7 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
                 platform.up.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 platform.up.kill()
-        from payment_platform.stack.manager import remove_data_dir
+        from devstack.stack.manager import remove_data_dir
 
         if not os.environ.get("SOAK_KEEP_DATA"):
             remove_data_dir(root)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from payment_platform.stack import processes, reaper
+from devstack.stack import processes, reaper
 from payment_platform_tests.test_stack.conftest import cli, clean_env, wait_until_gone
 
 # A stand-in for `dagster dev`: a child in a session of its own (a code server) and an orphan (a run worker whose
@@ -65,7 +65,7 @@ def test_killing_the_launcher_outright_ends_the_whole_tree(tmp_path):
     launcher.write_text(textwrap.dedent("""
         import signal, sys, time
         from pathlib import Path
-        from payment_platform.stack import processes
+        from devstack.stack import processes
         processes.spawn(sys.argv[1:], Path(sys.argv[0]).with_name("reaper.log"), die_with_parent=True,
                         death_signal=signal.SIGTERM)
         time.sleep(600)

@@ -25,9 +25,9 @@ from payment_platform.config import parse_port
 from payment_platform.errors import UsageError
 from payment_platform.lib.stop_signals import StopSignals
 from payment_platform.serving import server as serving_server
-from payment_platform.stack import processes, reaper
-from payment_platform.stack.console import print_stack, start_from_args
-from payment_platform.stack.dagster_process import dagster_tool, initialise_instance_storage, prepare_dagster_home
+from devstack.stack import processes, reaper
+from devstack.stack.console import print_stack, start_from_args
+from devstack.stack.dagster_process import dagster_tool, initialise_instance_storage, prepare_dagster_home
 
 STOP_BUDGET_S = 10.0  # Ctrl+C to the last process gone
 DAGSTER_GRACE_S = 2.0  # `dagster dev` stopping by itself; then the reaper kills what is left of its tree
@@ -44,7 +44,7 @@ def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
 
 
 def run_dagster_dev(args) -> int:
-    from payment_platform.stack.manager import StackStartError, port_in_use
+    from devstack.stack.manager import StackStartError, port_in_use
 
     project_dir = Path.cwd()
     workspace = (project_dir / args.workspace).absolute()

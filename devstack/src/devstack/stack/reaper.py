@@ -1,4 +1,4 @@
-"""`python -m payment_platform.stack.reaper --grace S -- COMMAND...`: runs COMMAND and, when it ends or is told
+"""`python -m devstack.stack.reaper --grace S -- COMMAND...`: runs COMMAND and, when it ends or is told
 to stop, leaves none of its descendants behind.
 
 `dagster dev` starts the webserver, the daemon, code servers (`dagster code-server start`, which starts
@@ -123,7 +123,7 @@ def reap_others(child: subprocess.Popen) -> None:
 
 def command(target: list[str], grace_s: float) -> list[str]:
     """The command line that runs `target` under a reaper."""
-    return [sys.executable, "-m", "payment_platform.stack.reaper", "--grace", str(grace_s), "--", *target]
+    return [sys.executable, "-m", "devstack.stack.reaper", "--grace", str(grace_s), "--", *target]
 
 
 def main(argv: list[str] | None = None) -> int:
