@@ -16,11 +16,11 @@ from typing import Optional
 import dagster as dg
 
 from payment_platform.config import retention_from_env
-from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME
+from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, LEASE_JOB_NAME
 from payment_platform.defs.replay.replay import REPLAY_JOB
 
 PRUNE_JOB = "prune_dagster_runs_job"
-PRUNED_JOBS = (INGEST_JOB_NAME, REPLAY_JOB, PRUNE_JOB)  # the jobs that start many runs a day
+PRUNED_JOBS = (LEASE_JOB_NAME, INGEST_JOB_NAME, REPLAY_JOB, PRUNE_JOB)  # the jobs that start many runs a day
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.CANCELED)
 FAILED = (dg.DagsterRunStatus.FAILURE,)
 BATCH = 200  # runs read per query
