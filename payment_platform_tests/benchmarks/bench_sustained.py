@@ -317,6 +317,7 @@ def measure_rate(platform: Platform, rate: float, seconds: float, seed: int, sam
         "carried_rate": len(rows) / (drained_at - first_created) if drained_at else None,
         "postgres_latency_s": spread(latency),
         "lag_samples": lags, "max_lag": max((lag for _, lag in lags), default=0),
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
     result["sustained"] = bool(drained) and result["drain_s"] <= DRAIN_LIMIT_S and len(rows) == published
 
@@ -397,7 +398,8 @@ def print_report(results: list[dict], loader: dict, checks, partitions: int) -> 
                      f"{fmt(fc['in_run']['p50'], 2)} s")
         if "loader" in fc:
             line += f"; batch p50 {fmt(fc['batch']['p50'], 2)} s, loader p50 {fmt(fc['loader']['p50'], 2)} s"
-        print(line + f"; max lag while producing {r['max_lag']:,} messages")
+        print(line + f"; max lag while producing {r['max_lag']:,} messages; load average after "
+                     f"{r['load_average_1m']:.1f} on {os.cpu_count()} cores")
     print("\ntargets (issue 18; printed, not asserted):")
     for target, met, said in checks:
         print(f"  {'n/a   ' if met is None else 'met   ' if met else 'MISSED'}  {target}: {said}")
