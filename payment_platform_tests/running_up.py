@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from payment_platform.config import ALL_ENV_VARS
+from payment_platform.stack import processes
 from payment_platform.stack.manager import PORTS_SETTING, Stack, free_ports, load_stack
 from payment_platform.stack.services import SERVICES
 
@@ -58,14 +59,12 @@ class RunningUp:
 
     def start(self) -> "RunningUp":
         ports = [arg for name, port in zip(SERVICES, self.service_ports) for arg in ("--port", f"{name}={port}")]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            # its own session: a Ctrl+C in the terminal reaches only this process, which stops `up` deliberately
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "payment_platform.cli", "up", "--data-dir", str(self.data_dir),
-                 "--dagster-port", str(self.ui_port), "--api-port", str(self.api_port), *ports],
-                cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        # its own session: a Ctrl+C in the terminal reaches only this process, which stops `up` deliberately; and
+        # SIGINT (its Ctrl+C) if this process dies, even by SIGKILL: `up` never outlives whoever started it
+        self.process = processes.spawn(
+            [sys.executable, "-m", "payment_platform.cli", "up", "--data-dir", str(self.data_dir),
+             "--dagster-port", str(self.ui_port), "--api-port", str(self.api_port), *ports],
+            self.log_path, env=self.env, cwd=PROJECT_ROOT, die_with_parent=True, death_signal=signal.SIGINT)
         return self
 
     def wait_ready(self) -> Stack:

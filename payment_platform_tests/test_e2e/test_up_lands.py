@@ -52,7 +52,7 @@ def test_a_payment_published_to_a_running_up_lands_in_both_stores(running_up):
                     found[store] = read()
                 except Exception as error:  # noqa: BLE001 - tables not created yet by the first run
                     found[store] = None
-                    hbase.reset() if store == "hbase" else ledger.reset()
+                    (hbase if store == "hbase" else ledger).reset()
                     found[f"{store}_error"] = str(error)[:200]
             return found
 
