@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from payment_platform.config import ALL_ENV_VARS
+from payment_platform.config import ALL_ENV_VARS, ENV_VARS
 from payment_platform.stack import processes
 from payment_platform.stack.manager import PORTS_SETTING, Stack, free_ports, load_stack
 from payment_platform.stack.services import SERVICES
@@ -31,10 +31,12 @@ class UpFailed(RuntimeError):
     """`payment-platform up` exited or did not get ready in time; the message carries the end of its logs."""
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any platform setting (services, scaling knobs, DAGSTER_HOME): `up`
-    runs with its own defaults."""
-    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV_VARS and k not in (PORTS_SETTING, "DAGSTER_HOME")}
+def clean_env(*, keep_scaling: bool = True, **extra: str) -> dict[str, str]:
+    """This process's environment without the settings that would point `up` elsewhere (services, ports,
+    DAGSTER_HOME). The scaling knobs (HBASE_SALT_BUCKETS, batch sizes...) pass through as in the rest of the suite,
+    unless keep_scaling=False: then `up` runs with every default of its own (the benchmark)."""
+    dropped = set(ENV_VARS if keep_scaling else ALL_ENV_VARS) | {PORTS_SETTING, "DAGSTER_HOME"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(extra)
     return env
 
@@ -42,12 +44,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 class RunningUp:
     """`payment-platform up --data-dir DATA_DIR` on free ports; a context manager (started and ready on enter)."""
 
-    def __init__(self, data_dir: Path, *, ready_timeout_s: float = 240.0, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, *, ready_timeout_s: float = 240.0, keep_scaling: bool = True):
         self.data_dir = Path(data_dir)
         self.ready_timeout_s = ready_timeout_s
         # the webserver's and daemon's calls to the code server time out after 60 s by default: on the shared
         # 2-core machine under load that would refuse runs that start fine a little later (as test_ui does)
-        self.env = env if env is not None else clean_env(DAGSTER_GRPC_TIMEOUT_SECONDS="300")
+        self.env = clean_env(keep_scaling=keep_scaling, DAGSTER_GRPC_TIMEOUT_SECONDS="300")
         *self.service_ports, self.ui_port, self.api_port = free_ports(len(SERVICES) + 2)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-up.log"
         self.process: subprocess.Popen | None = None

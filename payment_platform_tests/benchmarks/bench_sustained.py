@@ -122,7 +122,7 @@ class Platform:
         if count is not None:
             command += ["--count", str(count)]
         with open(log, "ab") as out:
-            return subprocess.Popen(command, cwd=PROJECT_ROOT, env={**clean_env(), **self.stack.env()},
+            return subprocess.Popen(command, cwd=PROJECT_ROOT, env={**clean_env(keep_scaling=False), **self.stack.env()},
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
@@ -475,7 +475,7 @@ def main() -> int:
     print(f"load average at start (2-core machine shared with other work): "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; cores: {os.cpu_count()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-sustained-"))
-    up = RunningUp(work / "data", ready_timeout_s=args.ready_timeout)
+    up = RunningUp(work / "data", ready_timeout_s=args.ready_timeout, keep_scaling=False)  # `up` as it comes
     platform = None
     results, loader = [], None
     try:
