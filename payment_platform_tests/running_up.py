@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 
 from payment_platform.config import ALL_ENV_VARS, ENV_VARS
-from payment_platform.stack import processes
-from payment_platform.stack.manager import PORTS_SETTING, Stack, free_ports, load_stack
-from payment_platform.stack.services import SERVICES
+from devstack.stack import processes
+from devstack.stack.manager import PORTS_SETTING, Stack, free_ports, load_stack
+from devstack.stack.services import SERVICES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCATIONS_QUERY = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "

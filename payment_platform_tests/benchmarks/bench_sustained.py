@@ -468,7 +468,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     sys.path.insert(0, str(PROJECT_ROOT))  # payment_platform_tests.running_up, shared with the suite's test
     from payment_platform.defs.ingestion_settings import IngestionSettingsResource
-    from payment_platform.stack.manager import remove_data_dir
+    from devstack.stack.manager import remove_data_dir
     from payment_platform_tests.running_up import RunningUp, UpFailed
 
     chunk_size = IngestionSettingsResource().chunk_size  # the platform's default, as `up` runs it

@@ -8,7 +8,7 @@ import pytest
 
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
-from payment_platform.stack.manager import remove_data_dir
+from devstack.stack.manager import remove_data_dir
 from payment_platform.stores import kafka
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
