@@ -42,15 +42,21 @@ ENV_VARS = {
 DEFAULT_TOPIC_PARTITIONS = 3
 DEFAULT_MAX_RANGES_IN_FLIGHT = 3
 DEFAULT_BATCH_SIZE = 20_000
-DEFAULT_MAX_CONCURRENT_RUNS = 4
+DEFAULT_MAX_CONCURRENT_RUNS = 10
+DEFAULT_LEASE_SECONDS = 600
+DEFAULT_LEASE_IDLE_SECONDS = 120
 MAX_SALT_BUCKETS = 100  # the salt prefix is two digits
 SCALING_VARS = {
     "PAYMENTS_TOPIC_PARTITIONS": f"partitions of the payments topic when the platform creates it (default "
                                  f"{DEFAULT_TOPIC_PARTITIONS}; an existing topic keeps its own count)",
-    "INGESTION_MAX_RANGES_IN_FLIGHT": f"offset ranges being ingested at once across partitions, never more than one "
-                                      f"per partition (default {DEFAULT_MAX_RANGES_IN_FLIGHT})",
-    "INGESTION_BATCH_SIZE": f"micro-batch size: most messages in one range, i.e. one ingestion run "
+    "INGESTION_MAX_RANGES_IN_FLIGHT": f"partitions ingested at once (each by one lease run; its successor overlaps "
+                                      f"its last seconds) (default {DEFAULT_MAX_RANGES_IN_FLIGHT})",
+    "INGESTION_BATCH_SIZE": f"micro-batch size: most messages in one batch of a lease "
                             f"(default {DEFAULT_BATCH_SIZE})",
+    "INGESTION_LEASE_SECONDS": f"how long one ingestion run ingests its partition before its successor takes over "
+                               f"(default {DEFAULT_LEASE_SECONDS})",
+    "INGESTION_LEASE_IDLE_SECONDS": f"a lease with nothing to read for this long ends early; the next message starts "
+                                    f"a new one (default {DEFAULT_LEASE_IDLE_SECONDS})",
     "DAGSTER_MAX_CONCURRENT_RUNS": f"runs the QueuedRunCoordinator launches at once, all jobs together (default "
                                    f"{DEFAULT_MAX_CONCURRENT_RUNS}); written into DAGSTER_HOME's dagster.yaml by "
                                    f"`payment-platform up` and the daemon harness",
@@ -208,16 +214,21 @@ def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Scaling:
-    """How far ingestion spreads: topic partitions, ranges and runs in flight, micro-batch size, HBase salt."""
+    """How far ingestion spreads: topic partitions, leases and runs at once, micro-batch size, lease length,
+    HBase salt."""
 
     topic_partitions: int = DEFAULT_TOPIC_PARTITIONS
     max_ranges_in_flight: int = DEFAULT_MAX_RANGES_IN_FLIGHT
     batch_size: int = DEFAULT_BATCH_SIZE
     max_concurrent_runs: int = DEFAULT_MAX_CONCURRENT_RUNS
     hbase_salt_buckets: int = 0
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    lease_idle_seconds: int = DEFAULT_LEASE_IDLE_SECONDS
 
     def to_env(self) -> dict[str, str]:
         return {"PAYMENTS_TOPIC_PARTITIONS": str(self.topic_partitions),
+                "INGESTION_LEASE_SECONDS": str(self.lease_seconds),
+                "INGESTION_LEASE_IDLE_SECONDS": str(self.lease_idle_seconds),
                 "INGESTION_MAX_RANGES_IN_FLIGHT": str(self.max_ranges_in_flight),
                 "INGESTION_BATCH_SIZE": str(self.batch_size),
                 "DAGSTER_MAX_CONCURRENT_RUNS": str(self.max_concurrent_runs),
@@ -255,6 +266,10 @@ def scaling_from_env(env: Mapping[str, str] | None = None) -> Scaling:
         max_concurrent_runs=_int_setting("DAGSTER_MAX_CONCURRENT_RUNS", env.get("DAGSTER_MAX_CONCURRENT_RUNS"),
                                          DEFAULT_MAX_CONCURRENT_RUNS, 1, 10_000),
         hbase_salt_buckets=salt_buckets_from_env(env),
+        lease_seconds=_int_setting("INGESTION_LEASE_SECONDS", env.get("INGESTION_LEASE_SECONDS"),
+                                   DEFAULT_LEASE_SECONDS, 5, 86_400),
+        lease_idle_seconds=_int_setting("INGESTION_LEASE_IDLE_SECONDS", env.get("INGESTION_LEASE_IDLE_SECONDS"),
+                                        DEFAULT_LEASE_IDLE_SECONDS, 1, 86_400),
     )
 
 
