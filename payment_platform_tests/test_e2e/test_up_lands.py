@@ -17,7 +17,7 @@ from payment_platform_tests.running_up import RunningUp
 
 pytestmark = pytest.mark.slow
 
-LAND_WAIT_S = 60.0  # a bounded wait for a landing, not a timing: the benchmark (bench_sustained.py) times it
+LAND_WAIT_S = 90.0  # a bounded wait, not a timing (bench_sustained.py times it): 40 s were seen under load 20 on 2 cores
 
 
 @pytest.fixture
