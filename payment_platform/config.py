@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 DEFAULT_TOPIC = "payment-transactions"
 DEFAULT_DATA_DIR = ".data"
 
-# environment variable -> what it holds (the README's configuration table is built from these)
+# environment variable -> what it holds (docs/configuration.md's tables are generated from these: docs/generate.py)
 ENV_VARS = {
     "KAFKA_BOOTSTRAP_SERVERS": "Kafka bootstrap servers, host:port[,host:port...]",
     "PAYMENTS_TOPIC": f"Kafka topic of payment messages (default {DEFAULT_TOPIC})",
@@ -35,7 +35,7 @@ ENV_VARS = {
                               "(default: a fixed key)",
 }
 
-# Scaling knobs (README "Scaling"): all optional, each with the default the embedded stack uses.
+# Scaling knobs (docs/scaling.md): all optional, each with the default the embedded stack uses.
 DEFAULT_TOPIC_PARTITIONS = 3
 DEFAULT_MAX_RANGES_IN_FLIGHT = 3
 DEFAULT_BATCH_SIZE = 20_000
