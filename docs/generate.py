@@ -28,14 +28,20 @@ def _cell(text: str) -> str:
 
 
 def settings_tables() -> str:
-    """The two tables of config.py: where the services are (ENV_VARS) and the scaling knobs (SCALING_VARS)."""
-    from payment_platform.config import ENV_VARS, SCALING_VARS
+    """One table per group of config.py's settings: where the services are (ENV_VARS), the scaling knobs
+    (SCALING_VARS), then every other setting of ALL_ENV_VARS (retention and whatever comes next)."""
+    from payment_platform import config
 
-    lines = ["### Services and the API", "", "| variable | what it holds |", "|---|---|"]
-    lines += [f"| `{name}` | {_cell(text)} |" for name, text in ENV_VARS.items()]
-    lines += ["", "### Scaling knobs", "", "| variable | what it holds |", "|---|---|"]
-    lines += [f"| `{name}` | {_cell(text)} |" for name, text in SCALING_VARS.items()]
-    return "\n".join(lines)
+    groups = {"Services and the API": config.ENV_VARS, "Scaling knobs": config.SCALING_VARS}
+    grouped = {name for group in groups.values() for name in group}
+    groups["Retention and other settings"] = {name: text for name, text in config.ALL_ENV_VARS.items()
+                                              if name not in grouped}
+    lines = []
+    for title, group in groups.items():
+        if group:
+            lines += [f"### {title}", "", "| variable | what it holds |", "|---|---|"]
+            lines += [f"| `{name}` | {_cell(text)} |" for name, text in group.items()] + [""]
+    return "\n".join(lines).rstrip("\n")
 
 
 def configuration_page(current: str) -> str:
