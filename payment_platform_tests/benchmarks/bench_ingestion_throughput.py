@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
+from figures import record_figures
+
 CHILD = r"""
 import json, sys, time
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
@@ -223,6 +225,12 @@ def main() -> int:
     for line in context:
         print(f"  n/a     {line}")
     print("RESULT:", "all targets met" if all(verdicts.values()) else "some targets MISSED (see above)")
+    record_figures(__file__, ["range", "ingest payments/s", "stock kafka-python msg/s", "ratio",
+                              "crc32c kafka-python msg/s", "ratio", "HBase raw puts/s", "peak RSS MB"],
+                   [(f"{size:,}", f"{rate:,.0f}", f"{stock:,.0f}", f"{rate / stock:.2f}", f"{raw:,.0f}",
+                     f"{rate / raw:.2f}", f"{hbase:,.0f}", f"{run['peak_rss_kb'] / 1024:.0f}")
+                    for size, stock, raw, hbase, rate, run in rows],
+                   note="; ".join([f"{'met' if met else 'MISSED'}: {t}" for t, met in verdicts.items()] + context))
     # The exit status says whether the pipeline worked (every payment landed, nothing backed up), so `make bench`
     # runs the benchmarks after this one; the target verdicts are the lines above.
     return 0 if ok else 1
