@@ -3,9 +3,9 @@
 Every landed micro-batch is reported as it lands: a materialization of `hbase/payments` and `postgres/payments`
 (and of the backup or quarantine when the batch put payments there) with its offset range and counts, and the
 range checks of what landed (consistency, duplicates, rail validity), evaluated every `range_check_seconds` over
-the batches landed since, so each batch is checked. The sensor (sensors.py) keeps a lease running per partition
-with work and starts the next one before the current one ends; the successor waits for the lease and carries on
-from the recorded progress.
+the batches landed since, so each batch is checked; the landed offsets then go to the Kafka consumer group.
+The sensor (sensors.py) keeps a lease running per partition with work and starts the next one before the
+current one ends; the successor waits for the lease and carries on from the recorded progress.
 """
 
 import time
@@ -15,6 +15,7 @@ import dagster as dg
 
 from payment_platform.defs import asset_keys
 from payment_platform.defs.checks.checks import range_check_events
+from payment_platform.defs.ingestion.assets import commit_consumer_group
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, LEASE_OP_NAME
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
@@ -95,6 +96,9 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
                 for evaluation in range_check_events(context, [b.result.range for b in unchecked], hbase, postgres,
                                                      backup, kafka, checks_settings):
                     yield sticky(evaluation, failed_before)
+                # Kafka's own tools (kafka-consumer-groups.sh, Kafka UI) see the lag; Postgres stays the truth
+                commit_consumer_group(context, kafka, [b.result for b in unchecked],
+                                      ingestion_settings.io_timeout_seconds)
                 unchecked, last_check = [], time.monotonic()
     finally:
         ingestor.close()
