@@ -73,24 +73,27 @@ def build_override(image: str, stack_env: dict[str, str], workspace: Path, ports
     services = {}
     for store, setting in STORES.items():
         port = _port_of(setting, stack_env[setting])
-        services[store] = {
-            "image": image, "command": _tagged("!override", ["sleep", "infinity"]), "network_mode": "host",
-            "environment": _tagged("!reset", {}), "volumes": _tagged("!reset", []), "ports": _tagged("!reset", []),
+        services[store] = {  # (their environment is left as written: unused by `sleep`)
+            "image": image, "command": ["sleep", "infinity"], "network_mode": "host",
             "healthcheck": {"test": _tagged("!override", [
                 "CMD", "python", "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}), 3).close()"]),
                 "interval": "2s", "retries": 60},
         }
+        # podman-compose keeps a merge tag on a key the file lacks: tag only what the service has
+        services[store].update({key: _tagged("!reset", []) for key in ("volumes", "ports")
+                                if key in spec["services"][store]})
     replaced = {COMPOSE_PORTS[name]: ports[name] for name in COMPOSE_PORTS}
     for name in PLATFORM:
         service = spec["services"][name]
-        override = {"network_mode": "host", "extra_hosts": ["dagster-code:127.0.0.1"],
-                    "ports": _tagged("!reset", [])}
+        override = {"network_mode": "host", "extra_hosts": ["dagster-code:127.0.0.1"]}
+        if "ports" in service:
+            override["ports"] = _tagged("!reset", [])
         command = _with_ports(service["command"], replaced)
         if "-h" in command:
             command[command.index("-h") + 1] = "127.0.0.1"
         if "--host" in command:
             command[command.index("--host") + 1] = "127.0.0.1"
-        override["command"] = _tagged("!override", command)
+        override["command"] = command  # a command replaces the file's as it is
         override["healthcheck"] = {"test": _tagged("!override", _with_ports(service["healthcheck"]["test"], replaced))}
         env = {key: stack_env[key] for key in service.get("environment", {}) if key in stack_env}
         override["environment"] = env
