@@ -77,3 +77,22 @@ def test_build_context_builds_the_whole_package(tmp_path):
                if "__pycache__" not in p.parts}
     assert modules and not modules - packaged, f"missing from the image's package: {sorted(modules - packaged)}"
     assert "payment-platform = payment_platform.cli:main" in entry_points
+
+
+def test_every_deployment_names_the_image_make_image_builds():
+    """`make image` (infra/image/build.sh) tags payment-platform:<pyproject version>: the compose services, the Helm
+    user deployment (whose image the run pods use too) and the API manifest name exactly that."""
+    version = tomllib.loads((infra.REPO / "pyproject.toml").read_text())["project"]["version"]
+    built = f"payment-platform:{version}"
+    script = (infra.INFRA / "image" / "engine.sh").read_text()
+    assert 'IMAGE="${IMAGE:-payment-platform:$(project_version)}"' in script
+    services = infra.load_compose()["services"]
+    named = {f"compose {name}": s["image"] for name, s in services.items() if "build" in s}
+    values = infra.load_yaml(infra.HELM_VALUES)
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    named["helm user deployment"] = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    for path, doc in infra.k8s_manifests():
+        if doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                named[f"{path.name} {container['name']}"] = container["image"]
+    assert len(named) >= 6 and set(named.values()) == {built}, named
