@@ -68,7 +68,7 @@ bench: $(STAMP) runtime-dir
 image:
 	bash infra/image/build.sh
 
-# podman-compose runs infra/docker-compose.yml in the image test (infra/image/README.md)
+# podman-compose runs infra/docker-compose.yml in the image test (docs/deployment.md)
 IMAGE_TOOLS := $(VENV)/.image-tools
 $(IMAGE_TOOLS): $(STAMP)
 	$(BIN)/python -m pip install --quiet podman-compose==1.6.0

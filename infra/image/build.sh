@@ -37,15 +37,19 @@ build_local_base() {
         rootfs="$(mktemp -d)"
         trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
         echo "== debootstrap bookworm from $mirror (once; kept as $LOCAL_ROOTFS)"
+        local began=$SECONDS
         debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
             bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; exit 1; }
         rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs.log"
         tar -C "$rootfs" -c . | "$CONTAINER_ENGINE" import - "$LOCAL_ROOTFS" >/dev/null
         rm -rf "$rootfs"
+        echo "== $LOCAL_ROOTFS in $((SECONDS - began)) s"
     fi
     echo "== $LOCAL_BASE from $LOCAL_ROOTFS"
+    local step=$SECONDS
     "$CONTAINER_ENGINE" build --quiet --build-arg "ROOTFS_IMAGE=$LOCAL_ROOTFS" -t "$LOCAL_BASE" \
         -f infra/image/base.Containerfile infra/image >/dev/null
+    echo "== $LOCAL_BASE in $((SECONDS - step)) s"
 }
 
 choose_base() {

