@@ -5,12 +5,10 @@ suite without it (it needs root, podman and a built image), `make image-test` ru
 Figures measured along the way are printed at the end of the run."""
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -114,9 +112,10 @@ class HostStack:
         return {k: v for k, v in self.env.items() if k not in HOST_ONLY_VARIABLES}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def host_stack():
-    """One embedded stack per module, stopped and its data removed at the end, also on failure."""
+    """One embedded stack for the session (the compose run holds no payment; the deployment test counts its own
+    1,000), stopped and its data removed at the end, also on failure."""
     data_dir = Path(tempfile.mkdtemp(prefix="pp-image-stack-"))
     stack = HostStack(data_dir)
     try:
@@ -126,13 +125,3 @@ def host_stack():
         problem = stack.down()
         subprocess.run(["rm", "-rf", str(data_dir)], check=False)
         assert problem is None, f"stack down failed: {problem}"
-
-
-@pytest.fixture(scope="session")
-def started():
-    """Monotonic clock of the session's start (for figures)."""
-    return time.monotonic()
-
-
-def host_env(stack: HostStack) -> dict[str, str]:
-    return {**os.environ, **stack.env}
