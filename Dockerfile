@@ -6,8 +6,8 @@
 #   docker run --rm -p 4000:4000 --env-file infra/platform.env payment-platform:0.1.0
 #
 # The stores are external services, configured by the environment variables of payment_platform/config.py.
-# `pip install .` installs the base dependencies only: the embedded servers of the local stack (the `local`
-# extra) are not needed here, nothing in the image runs `payment-platform stack`.
+# Only the product is installed: the local dev stack (devstack/, a second distribution with the embedded servers'
+# wheels) is not copied in, nothing in the image runs `payment-platform stack`; `make image-test` checks both.
 #
 # BASE_IMAGE: the official Python image. Where no registry can be reached, `make image` (infra/image/build.sh)
 # builds a stand-in from Debian's packages (python3 in a virtualenv on PATH) and passes it here.

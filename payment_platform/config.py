@@ -33,6 +33,9 @@ ENV_VARS = {
     "PAYMENT_API_TOKEN": "bearer token the REST API requires on every request (unset: no token required)",
     "PAYMENT_API_CURSOR_KEY": "HMAC key of the API's page cursors; the same on every API replica "
                               "(default: a fixed key)",
+    "PAN_HASH_KEY": "HMAC key (at least 32 hex digits, e.g. `openssl rand -hex 32`) of the fingerprints that "
+                    "replace full card numbers in stored and shown text; the same everywhere, or a report cannot "
+                    "be matched (unset: a fixed development key)",
 }
 
 # Scaling knobs (README "Scaling"): all optional, each with the default the embedded stack uses.
@@ -253,3 +256,25 @@ def scaling_from_env(env: Mapping[str, str] | None = None) -> Scaling:
                                          DEFAULT_MAX_CONCURRENT_RUNS, 1, 10_000),
         hbase_salt_buckets=salt_buckets_from_env(env),
     )
+
+
+PAN_HASH_KEY_SETTING = "PAN_HASH_KEY"
+_DEVELOPMENT_PAN_HASH_KEY = b"payment_platform development PAN fingerprint key: set PAN_HASH_KEY in production"
+
+
+def pan_hash_key_from_env(env: Mapping[str, str] | None = None) -> bytes:
+    """The key of PAN fingerprints (domain.redaction): PAN_HASH_KEY as hex, at least 16 bytes; a fixed development
+    key when unset. Raises ConfigError naming the setting (never echoing it: it is a secret) when malformed."""
+    env = os.environ if env is None else env
+    text = (env.get(PAN_HASH_KEY_SETTING) or "").strip()
+    if not text:
+        return _DEVELOPMENT_PAN_HASH_KEY
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(PAN_HASH_KEY_SETTING, f"not hexadecimal ({len(text)} characters given); generate one "
+                                                f"with `openssl rand -hex 32`") from None
+    if len(key) < 16:
+        raise ConfigError(PAN_HASH_KEY_SETTING, f"too short: {len(key) * 8} bits, at least 128 (32 hex digits) "
+                                                f"needed; generate one with `openssl rand -hex 32`")
+    return key

@@ -35,7 +35,7 @@ def stack_data_dir(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def stack():
     """The embedded stack (Kafka, Postgres, Redis, MongoDB, HBase gateway), healthy, on free ports."""
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.manager import remove_data_dir, start_stack
 
     env = {key: value for key, value in os.environ.items() if key not in _STACK_SETTINGS}
     data_dir = stack_data_dir("payment-platform-test-stack-")

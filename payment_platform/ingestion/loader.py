@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable, Iterator, Sequence
 
+from payment_platform.config import pan_hash_key_from_env
+from payment_platform.domain.redaction import redact_message, redact_text
 from payment_platform.domain.schema import InvalidMessage
 from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow, parse_and_validate
 from payment_platform.lib.collections_pause import fewer_collections
@@ -293,10 +295,14 @@ class Ingestor:
         work = _Chunk(started=time.monotonic(), messages=chunk)
         result.messages += len(chunk)
         seen: set[str] = set()
+        pan_key = pan_hash_key_from_env()
         for message in chunk:
             position = KafkaPosition(offset_range.topic, message.partition, message.offset)
             try:
                 payment = parse_and_validate(message.value, window=self.window)
+                value = redact_message(message.value, pan_key)
+                if value is not message.value:  # a full card number in free text: the payment lands without it
+                    payment = parse_and_validate(value, window=self.window)
             except InvalidMessage as error:
                 work.invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
                 continue
@@ -308,7 +314,7 @@ class Ingestor:
                 work.in_chunk_duplicates += 1
                 continue
             seen.add(payment.payment_id)
-            work.records.append(PaymentRecord(payment, message.value, position, self.hbase.salt_buckets))
+            work.records.append(PaymentRecord(payment, value, position, self.hbase.salt_buckets))
         ids = [r.payment_id for r in work.records]
         work.landed = self._redis_call(state, result, log, self.redis.landed_ids, ids) or set()
         work.candidates = work.records  # the stores decide; Redis claims are cross-checked in _finish
@@ -407,7 +413,8 @@ class Ingestor:
                                           None) for r in poison]
         for record in poison:
             log.warning(f"{offset_range}: poison message at offset {record.position.offset} (payment "
-                        f"{record.payment_id}) quarantined: {'; '.join(reasons[record.payment_id])}")
+                        f"{record.payment_id}) quarantined: "
+                        f"{redact_text('; '.join(reasons[record.payment_id]), pan_hash_key_from_env())}")
         writers = state.writers
         quarantined = writers[STORE_POSTGRES].submit(self._quarantine, entries, offset_range)
         removals = {}

@@ -111,8 +111,8 @@ def main() -> int:
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bench-xdg-"))
     from payment_platform.generation.generator import generate
-    from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.dagster_process import DagsterDaemon, wait_for
+    from devstack.stack.manager import remove_data_dir, start_stack
     from payment_platform.stores import kafka
     from payment_platform.stores.hbase import HBaseStore
     from payment_platform.stores.postgres import PostgresLedger

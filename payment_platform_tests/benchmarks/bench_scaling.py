@@ -58,7 +58,7 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 def measure(stack, work: Path, partitions: int, count: int, batch_size: int, timeout_s: float) -> dict:
     from payment_platform.generation.generator import generate
     from payment_platform.generation.settings import GenerationSettings
-    from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+    from devstack.stack.dagster_process import DagsterDaemon, wait_for
     from payment_platform.stores import kafka
     from payment_platform.stores.postgres import PostgresLedger
 
@@ -118,7 +118,7 @@ def main() -> int:
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bench-xdg-"))
     from payment_platform.config import ALL_ENV_VARS
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.manager import remove_data_dir, start_stack
 
     print(f"load average at start (2-core machine shared with other work): "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; cores: {os.cpu_count()}")

@@ -9,12 +9,12 @@ import pytest
 
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
-from payment_platform.demo.accounting import account
+from devstack.demo.accounting import account
 from payment_platform.domain.rowkeys import row_key
 from payment_platform.domain.validation import parse_and_validate
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
-from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore

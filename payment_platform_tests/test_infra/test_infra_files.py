@@ -536,7 +536,7 @@ def test_run_queue_limits_follow_the_scaling_knobs():
     """Dagster reads the run queue's limits from dagster.yaml / the Helm values only; they must be what the
     knobs the code location sees ask for (the same block `payment-platform scaling` prints)."""
     from payment_platform.config import scaling_from_env
-    from payment_platform.stack.run_limits import run_coordinator_limits
+    from payment_platform.scaling.run_limits import run_coordinator_limits
 
     compose_env = {k: str(v) for k, v in compose()["services"]["dagster-code"]["environment"].items()}
     expected = run_coordinator_limits(scaling_from_env(compose_env))

@@ -227,14 +227,14 @@ class PrivateBroker:
     """A Tansu broker of this test's own (memory storage), on a fixed port so a restart keeps the address."""
 
     def __init__(self, folder: Path):
-        from payment_platform.stack import services
+        from devstack.stack import services
 
         self.folder, self.port, self.proc = folder, dead_port(), None
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._services = services
 
     def start(self) -> str:
-        from payment_platform.stack import processes
+        from devstack.stack import processes
 
         launch = self._services.kafka_launch(self.folder, self.port)
         self.proc = processes.spawn(launch.command, self.folder / "tansu.log", die_with_parent=True)

@@ -11,9 +11,9 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from payment_platform.config import ConfigError
 from payment_platform.defs.ingestion.sensors import run_request
-from payment_platform.stack.dagster_process import PROJECT_ROOT, prepare_dagster_home
+from devstack.stack.dagster_process import PROJECT_ROOT, prepare_dagster_home
 from payment_platform.ingestion.planner import PlannedRange
-from payment_platform.stack.run_limits import PARTITION_TAG, apply_run_limits
+from payment_platform.scaling.run_limits import PARTITION_TAG, apply_run_limits
 
 
 def _coordinator_config(path):

@@ -12,8 +12,8 @@ import urllib.request
 import psutil
 import pytest
 
-from payment_platform.stack.manager import free_ports
-from payment_platform.stack.services import SERVICES
+from devstack.stack.manager import free_ports
+from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, processes_under, wait_until_gone
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,9 @@ from payment_platform.config import parse_port
 from payment_platform.errors import UsageError
 from payment_platform.lib.stop_signals import StopSignals
 from payment_platform.serving import server as serving_server
-from payment_platform.stack import processes
-from payment_platform.stack.console import print_stack, start_from_args
-from payment_platform.stack.dagster_process import dagster_tool, initialise_instance_storage, prepare_dagster_home
+from devstack.stack import processes
+from devstack.stack.console import print_stack, start_from_args
+from devstack.stack.dagster_process import dagster_tool, initialise_instance_storage, prepare_dagster_home
 
 DAGSTER_STOP_TIMEOUT_S = 30.0
 
@@ -29,7 +29,7 @@ def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
 
 
 def run_dagster_dev(args) -> int:
-    from payment_platform.stack.manager import StackStartError, port_in_use
+    from devstack.stack.manager import StackStartError, port_in_use
 
     project_dir = Path.cwd()
     workspace = (project_dir / args.workspace).absolute()

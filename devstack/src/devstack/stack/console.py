@@ -38,7 +38,7 @@ def ensure_runtime_dir() -> None:
 
 
 def start_from_args(args, *, owned: bool, use_default_ports: bool = True):
-    from payment_platform.stack.manager import parse_port_overrides, start_stack
+    from devstack.stack.manager import parse_port_overrides, start_stack
 
     ensure_runtime_dir()
     data_dir, setting = resolve_data_dir(args)

@@ -10,7 +10,7 @@ import json
 
 from payment_platform.config import SCALING_VARS, scaling_from_env
 from payment_platform.domain.rowkeys import hbase_shell_create
-from payment_platform.stack.run_limits import run_coordinator_limits
+from payment_platform.scaling.run_limits import run_coordinator_limits
 
 
 def register(subparsers) -> None:

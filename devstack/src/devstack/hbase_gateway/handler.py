@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 
-from payment_platform.hbase_gateway import filters as hfilters
-from payment_platform.hbase_gateway.filter_language import parse_filter
-from payment_platform.hbase_gateway.storage import (
+from devstack.hbase_gateway import filters as hfilters
+from devstack.hbase_gateway.filter_language import parse_filter
+from devstack.hbase_gateway.storage import (
     FOREVER,
     LATEST_TIMESTAMP,
     VALID_BLOOM_TYPES,

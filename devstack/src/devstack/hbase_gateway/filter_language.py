@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from payment_platform.hbase_gateway.filters import (
+from devstack.hbase_gateway.filters import (
     AndFilter,
     ColumnCountGetFilter,
     ColumnPaginationFilter,

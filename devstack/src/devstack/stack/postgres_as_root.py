@@ -61,7 +61,7 @@ class PostgresReachError(RuntimeError):
 
 def user_can_enter(path: Path, user: str) -> bool:
     """Whether `user` can traverse to and enter `path` (asked of the kernel as that user, ACLs included)."""
-    from payment_platform.stack.processes import as_user
+    from devstack.stack.processes import as_user
 
     result = subprocess.run(["test", "-x", str(path)], capture_output=True, timeout=10, **as_user(user))
     return result.returncode == 0

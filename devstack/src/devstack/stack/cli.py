@@ -7,7 +7,7 @@ import time
 
 from payment_platform.config import parse_number
 from payment_platform.lib.stop_signals import StopSignals
-from payment_platform.stack.console import (
+from devstack.stack.console import (
     add_data_dir,
     add_ports,
     ensure_runtime_dir,
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
 
 
 def stack_up(args) -> int:
-    from payment_platform.stack.manager import StackStartError
+    from devstack.stack.manager import StackStartError
 
     began = time.monotonic()
     with StopSignals() as signals:
@@ -97,7 +97,7 @@ def stack_up(args) -> int:
 
 
 def stack_down(args) -> int:
-    from payment_platform.stack.manager import stop_stack
+    from devstack.stack.manager import stop_stack
 
     data_dir, _ = resolve_data_dir(args)
     stack = stop_stack(data_dir)
@@ -110,7 +110,7 @@ def stack_down(args) -> int:
 
 
 def stack_restart(args) -> int:
-    from payment_platform.stack.manager import StackStartError, restart_service
+    from devstack.stack.manager import StackStartError, restart_service
 
     ensure_runtime_dir()
     data_dir, setting = resolve_data_dir(args)
@@ -125,7 +125,7 @@ def stack_restart(args) -> int:
 
 
 def stack_status(args) -> int:
-    from payment_platform.stack.manager import load_stack
+    from devstack.stack.manager import load_stack
 
     data_dir, _ = resolve_data_dir(args)
     stack = load_stack(data_dir)
@@ -149,7 +149,7 @@ def stack_status(args) -> int:
 
 def stack_gc(args) -> int:
     """Lists, and unless --dry-run removes, every orphaned cluster (no data dir links to it, no server runs on it)."""
-    from payment_platform.stack import postgres_as_root
+    from devstack.stack import postgres_as_root
 
     found = postgres_as_root.orphans()
     if not found:
@@ -164,7 +164,7 @@ def stack_gc(args) -> int:
 
 
 def stack_env(args) -> int:
-    from payment_platform.stack.manager import load_stack
+    from devstack.stack.manager import load_stack
 
     data_dir, setting = resolve_data_dir(args)
     stack = load_stack(data_dir)
@@ -184,7 +184,7 @@ def _shell_quote(value: str) -> str:
 
 
 def dagster_up(args) -> int:
-    from payment_platform.stack.dagster_dev import run_dagster_dev
+    from devstack.stack.dagster_dev import run_dagster_dev
 
     ensure_runtime_dir()
     return run_dagster_dev(args)

@@ -41,6 +41,6 @@ def apply_run_limits(dagster_yaml: Path, env: Mapping[str, str] | None = None) -
     config = coordinator.get("config") or {}
     config.update(run_coordinator_limits(scaling))
     coordinator["config"] = config
-    dagster_yaml.write_text("# written from dagster.yaml and the scaling knobs (payment_platform/stack/run_limits.py)\n"
+    dagster_yaml.write_text("# written from dagster.yaml and the scaling knobs (payment_platform/scaling/run_limits.py)\n"
                             + yaml.safe_dump(settings, sort_keys=False))
     return scaling

@@ -1,7 +1,7 @@
 """`payment-platform demo`."""
 from __future__ import annotations
 
-from payment_platform.stack.console import add_data_dir, ensure_runtime_dir
+from devstack.stack.console import add_data_dir, ensure_runtime_dir
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
 
 
 def run_demo(args) -> int:
-    from payment_platform.demo.run import main as demo_main
+    from devstack.demo.run import main as demo_main
 
     ensure_runtime_dir()
     return demo_main(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -25,19 +26,22 @@ from thriftpy2.transport import (
     TTransportException,
 )
 
-from payment_platform.errors import UsageError
-from payment_platform.hbase_gateway.handler import IllegalArgument, IOError_, HbaseHandler, checked, service_module
-from payment_platform.hbase_gateway.storage import LATEST_TIMESTAMP, Store
-from payment_platform.hbase_gateway.wire import (
+from devstack.hbase_gateway.handler import IllegalArgument, IOError_, HbaseHandler, checked, service_module
+from devstack.hbase_gateway.storage import LATEST_TIMESTAMP, Store
+from devstack.hbase_gateway.wire import (
     CheckedCompactProtocol,
     ColumnNameCache,
     MessageReader,
     encode_row_results,
     message_name,
 )
-from payment_platform.lib.collections_pause import fewer_collections
 
-log = logging.getLogger("payment_platform.hbase_gateway")
+log = logging.getLogger("devstack.hbase_gateway")
+
+
+class UsageError(ValueError):
+    """A setting the gateway cannot start with (port, folder): the message names the option; the command
+    prints it on one line and exits 2. The gateway imports nothing of payment_platform: it stands on its own."""
 _SCANNER_CALLS = (b"scannerGetList", b"scannerGet")
 # Row reads answered on the fast path, and how each one's arguments map to (rows, columns, timestamp).
 _ROW_CALLS = {
@@ -286,8 +290,13 @@ def run(host: str, port, data_dir: str, framed: bool, compact: bool) -> int:
         )
         # A 2,000-row mutateRows decodes into ~30,000 objects that live until it is stored: with the default
         # gen-0 threshold the collector walks them many times per call (HBase puts alone: +5% without that).
-        with fewer_collections():
+        # The gateway's own process: the threshold is set for its life and given back when serving ends.
+        saved = gc.get_threshold()
+        gc.set_threshold(max(saved[0], 100_000), *saved[1:])
+        try:
             gateway.serve_forever()
+        finally:
+            gc.set_threshold(*saved)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

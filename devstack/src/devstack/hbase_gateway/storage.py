@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS hb_markers(
     PRIMARY KEY(table_id, row, family, whole_family, qualifier)) WITHOUT ROWID;
 """
 
-log = logging.getLogger("payment_platform.hbase_gateway")
+log = logging.getLogger("devstack.hbase_gateway")
 _pack_i64 = struct.Struct(">q")
 CHECKPOINT_INTERVAL_S = 1.0  # how often the background thread copies the WAL into the database (when written)
 WAL_LIMIT_PAGES = 4096  # 64 MiB of 16 KiB pages: past this the writer checkpoints too (see Store.__init__)

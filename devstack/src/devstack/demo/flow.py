@@ -1,5 +1,5 @@
 """The demo's Dagster steps: start the real `dagster-daemon`, publish the demo batch, wait until every message
-of it is accounted for (`payment_platform.demo.accounting`), stop the daemon.
+of it is accounted for (`devstack.demo.accounting`), stop the daemon.
 
 The demo publishes exactly what `payment-platform generate --count N --seed S --bad-fraction 0.02`
 writes (same generator, same settings), lets the real `dagster-daemon` (sensor and schedules on) ingest
@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from payment_platform.demo.accounting import account
-from payment_platform.demo.state import DemoRun
+from devstack.demo.accounting import account
+from devstack.demo.state import DemoRun
 
 DEMO_BAD_FRACTION = 0.02  # a little labelled bad data: it must land in quarantine, never be lost
 GENERATION_SCHEDULE = "generate_payments_every_minute"
@@ -36,7 +36,7 @@ def _stores(run: DemoRun):
 
 def start_dagster_daemon(run: DemoRun) -> None:
     """Starts `dagster-daemon run` with the project's workspace against the stack (sensor and schedules on)."""
-    from payment_platform.stack.dagster_process import DagsterDaemon
+    from devstack.stack.dagster_process import DagsterDaemon
 
     data_dir = Path(run.stack.data_dir)
     env = run.stack.env()

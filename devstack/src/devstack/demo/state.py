@@ -9,8 +9,8 @@ from payment_platform.config import parse_number
 
 if TYPE_CHECKING:
     from payment_platform.generation.generator import GeneratedMessage
-    from payment_platform.stack.dagster_process import DagsterDaemon
-    from payment_platform.stack.manager import Stack
+    from devstack.stack.dagster_process import DagsterDaemon
+    from devstack.stack.manager import Stack
 
 
 @dataclass

@@ -23,8 +23,8 @@ import psutil
 
 from payment_platform.config import ConfigError, Endpoints, endpoints_from_env, parse_port
 from payment_platform.errors import UsageError
-from payment_platform.stack import postgres_as_root, processes, services
-from payment_platform.stack.services import SERVICES
+from devstack.stack import postgres_as_root, processes, services
+from devstack.stack.services import SERVICES
 
 STATE_FILE = "stack.json"
 LOG_DIR = "logs"

@@ -2,7 +2,7 @@
 
 Each step reads what it needs from the `DemoRun` and records what it did in `run.summary`; the summary
 is printed at the end (as text, or as JSON with --json). The steps after "check health" (start the Dagster
-daemon, generate and publish, wait for ingestion, stop the daemon) live in `payment_platform.demo.flow`;
+daemon, generate and publish, wait for ingestion, stop the daemon) live in `devstack.demo.flow`;
 a step added to `STEPS` runs without touching the others.
 """
 from __future__ import annotations
@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Callable
 
 from payment_platform.config import ConfigError
-from payment_platform.demo import flow as demo_flow
-from payment_platform.demo.accounting import SUMMARY_KEYS
-from payment_platform.demo.state import DemoOptions, DemoRun, DemoStepFailed
+from devstack.demo import flow as demo_flow
+from devstack.demo.accounting import SUMMARY_KEYS
+from devstack.demo.state import DemoOptions, DemoRun, DemoStepFailed
 from payment_platform.errors import UsageError
 from payment_platform.lib.stop_signals import StopSignals
 
 # ---------------------------------------------------------------- steps
 def start_stack(run: DemoRun) -> None:
     """Brings up the embedded stack (services named by the environment are used instead)."""
-    from payment_platform.stack.manager import start_stack as start
+    from devstack.stack.manager import start_stack as start
 
     data_dir = run.options.data_dir
     if data_dir is None:
@@ -74,7 +74,7 @@ def tear_down(run: DemoRun) -> None:
 
 def _remove_temporary(run: DemoRun) -> None:
     if run.temporary_dir is not None:
-        from payment_platform.stack.manager import remove_data_dir
+        from devstack.stack.manager import remove_data_dir
 
         remove_data_dir(run.temporary_dir)  # and its Postgres cluster, kept outside it when private (root)
         run.summary["data_dir_removed"] = True

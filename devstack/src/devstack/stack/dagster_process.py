@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+import payment_platform
 from payment_platform.errors import UsageError
-from payment_platform.stack.run_limits import apply_run_limits
+from payment_platform.scaling.run_limits import apply_run_limits
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The product's checkout (workspace.yaml, dagster.yaml): the folder holding the payment_platform package
+PROJECT_ROOT = Path(payment_platform.__file__).resolve().parents[1]
 
 
 class DaemonError(RuntimeError):

