@@ -19,7 +19,7 @@ def dev_only_modules() -> list[str]:
     devstack = REPO / "devstack"
     packages = sorted({init.parent.name for init in devstack.glob("**/__init__.py")
                        if not (init.parent.parent / "__init__.py").exists() and "test" not in init.parent.name})
-    return ["devstack", *EMBEDDED_SERVER_MODULES, *packages]
+    return list(dict.fromkeys(["devstack", *EMBEDDED_SERVER_MODULES, *packages]))
 
 
 def _run(engine, image, *command: str) -> str:
