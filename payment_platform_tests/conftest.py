@@ -22,6 +22,10 @@ if not os.environ.get("XDG_RUNTIME_DIR"):
     os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="payment-platform-xdg-")
     os.chmod(os.environ["XDG_RUNTIME_DIR"], 0o700)
 
+# Lease runs end a few seconds after their partition went quiet (not the 2 minutes `up` keeps them warm), so a test
+# that waits for its ingestion runs to finish waits seconds; it reaches every Dagster process through the stack's env.
+os.environ.setdefault("INGESTION_LEASE_IDLE_SECONDS", "4")
+
 # The test stack is always the embedded one, whatever the developer's shell points at.
 _STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS"}
 

@@ -36,7 +36,7 @@ from payment_platform.domain.redaction import redact_message, redact_text
 from payment_platform.domain.schema import InvalidMessage
 from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow, parse_and_validate
 from payment_platform.lib.collections_pause import fewer_collections
-from payment_platform.lib.read_ahead import read_ahead
+from payment_platform.lib.read_ahead import in_batches, read_ahead
 from payment_platform.stores import kafka as kafka_store
 from payment_platform.stores.backup import BackupUnavailable, FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
@@ -228,8 +228,12 @@ class Ingestor:
         self._schemas_ready = True
 
     # -- the range -------------------------------------------------------------------------------------
-    def ingest(self, offset_range: OffsetRange, chunk_size: int = 2000, log=None) -> RangeResult:
-        """Land every message of `offset_range`, then record progress. Raises IngestionError if it cannot settle."""
+    def ingest(self, offset_range: OffsetRange, chunk_size: int = 2000, log=None,
+               messages: Sequence[kafka_store.KafkaMessage] | None = None) -> RangeResult:
+        """Land every message of `offset_range`, then record progress. Raises IngestionError if it cannot settle.
+
+        `messages`: the range's messages when the caller has read them already (a lease's PartitionReader); they
+        must be exactly the messages of [start, end) (offsets may skip, as Kafka's may); None reads the range."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         log = log or logger
@@ -238,8 +242,13 @@ class Ingestor:
             self.ensure_schemas(log)
         result = RangeResult(range=offset_range)
         self._refuse_gap(offset_range)
-        chunks = kafka_store.read_range(self.kafka_bootstrap, offset_range.topic, offset_range.partition,
-                                        offset_range.start, offset_range.end, batch=chunk_size)
+        if messages is None:
+            chunks = kafka_store.read_range(self.kafka_bootstrap, offset_range.topic, offset_range.partition,
+                                            offset_range.start, offset_range.end, batch=chunk_size)
+        else:
+            if any(not offset_range.start <= m.offset < offset_range.end for m in messages):
+                raise ValueError(f"{offset_range}: messages given outside the range")
+            chunks = in_batches(messages, chunk_size)
         try:
             with fewer_collections(), \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \

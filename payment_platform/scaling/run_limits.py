@@ -16,13 +16,14 @@ PARTITION_TAG = "payment_platform/partition"  # set on every ingestion run by th
 
 
 def run_coordinator_limits(scaling: Scaling) -> dict:
-    """QueuedRunCoordinator config: all runs bounded; ingestion runs at most one per partition and at most
-    `max_ranges_in_flight` together (the planner keeps the same bounds; these hold even if it did not)."""
+    """QueuedRunCoordinator config: all runs bounded; ingestion runs at most two per partition (a lease and its
+    successor, which waits for the lease) and at most twice `max_ranges_in_flight` together (the planner keeps
+    the same bounds; these hold even if it did not)."""
     return {
         "max_concurrent_runs": scaling.max_concurrent_runs,
         "tag_concurrency_limits": [
-            {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
-            {"key": PARTITION_TAG, "limit": scaling.max_ranges_in_flight},
+            {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 2},
+            {"key": PARTITION_TAG, "limit": 2 * scaling.max_ranges_in_flight},
         ],
     }
 

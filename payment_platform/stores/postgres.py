@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -192,6 +193,62 @@ def payment_csv_row(record: PaymentRecord) -> tuple:
 # psycopg2 reads the COPY data 8 KiB per call by default, taking the GIL back from the parsing thread each time;
 # a chunk's CSV (~3 MB) goes in a few calls instead.
 COPY_READ_BYTES = 1 << 20
+
+
+class PartitionLease:
+    """The right to ingest one partition, held by one run at a time: a session-level advisory lock on a
+    connection of its own. A run whose process dies loses the connection and with it the lease, at once, so the
+    next run takes over without waiting for anyone to judge the dead one. (Progress keeps its own per-transaction
+    check in `record_progress`: even two writers could never record a gap or an overlap.)"""
+
+    _KEY = "SELECT {}(hashtext(%s), %s)"
+
+    def __init__(self, dsn: str, topic: str, partition: int, connect_timeout_s: int = 5):
+        self.dsn, self.topic, self.partition = dsn, topic, partition
+        self.connect_timeout_s = connect_timeout_s
+        self._conn = None
+
+    def _call(self, function: str) -> bool:
+        with self._conn.cursor() as cur:
+            cur.execute(sql.SQL(self._KEY).format(sql.SQL(function)), (f"lease:{self.topic}", self.partition))
+            return bool(cur.fetchone()[0])
+
+    def acquire(self, wait_s: float, should_stop=lambda: False, poll_s: float = 0.05) -> bool:
+        """Take the lease, waiting up to `wait_s` for the run holding it to let go; False if it did not."""
+        deadline = time.monotonic() + wait_s
+        try:
+            self._conn = psycopg2.connect(self.dsn, connect_timeout=self.connect_timeout_s, application_name=(
+                f"payment_platform lease {self.topic}[{self.partition}]"))
+            self._conn.autocommit = True
+            while not self._call("pg_try_advisory_lock"):
+                if time.monotonic() >= deadline or should_stop():
+                    self.release()
+                    return False
+                time.sleep(poll_s)
+            return True
+        except psycopg2.Error as error:
+            self.release()
+            raise PostgresUnavailable(f"PostgreSQL {_redact_dsn(self.dsn)}: cannot take the lease of "
+                                      f"{self.topic}[{self.partition}]: {str(error).strip()}") from error
+
+    def held(self) -> bool:
+        """Whether the lease's session is still alive (a lost session means another run may hold it now)."""
+        if self._conn is None or self._conn.closed:
+            return False
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            return True
+        except psycopg2.Error:
+            return False
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # ending the session releases its advisory locks
+            except Exception:  # noqa: BLE001 - a broken connection: the server released the lock already
+                pass
 
 
 class PostgresLedger:
