@@ -107,7 +107,7 @@ class Engine:
         """Every container and volume this engine object made: removed, whatever state they are in."""
         problems = []
         for name in reversed(self.containers):
-            done = self("rm", "-f", "-t", "5", name, check=False, timeout=60)
+            done = self("rm", "-f", "-v", "-t", "5", name, check=False, timeout=60)
             if done.returncode != 0 and "no such container" not in done.stderr.lower():
                 problems.append(done.stderr.strip())
         for name in self.volumes:

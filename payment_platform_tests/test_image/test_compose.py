@@ -148,7 +148,7 @@ def compose_project(engine, image, host_stack, tmp_path_factory):
         down = podman_compose(["down", "-v", "-t", "5"], files, project, env)
         left = _containers(engine, project)
         for name in (c["Names"][0] for c in left.values()):
-            engine("rm", "-f", name, check=False)
+            engine("rm", "-f", "-v", name, check=False)
         assert down.returncode == 0 and not left, f"podman-compose down left {list(left)}:\n{down.stderr[-2000:]}"
 
 

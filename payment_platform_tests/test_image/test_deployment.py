@@ -124,7 +124,7 @@ def deployment(engine, image, host_stack, tmp_path_factory, figures):
         assert answered, f"{url} did not answer within {START_TIMEOUT_S} s:\n{deployed.logs()}"
     yield deployed
     for container in deployed.containers():
-        engine("rm", "-f", "-t", "5", container.name, check=False, timeout=60)
+        engine("rm", "-f", "-v", "-t", "5", container.name, check=False, timeout=60)
 
 
 def _status(url: str) -> int | None:
