@@ -139,16 +139,23 @@ def compose_project(engine, image, host_stack, tmp_path_factory):
     project = f"{engine.prefix}-compose"
     env = {**engine.env, "POSTGRES_PASSWORD": "unused-the-host-stack-trusts-local-connections"}
     files = [infra.COMPOSE_FILE, override]
+    volumes_before = set(engine("volume", "ls", "-q").stdout.split())
     began = time.monotonic()
     try:
         up = podman_compose(["up", "-d", *PLATFORM], files, project, env)
         assert up.returncode == 0, f"podman-compose up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         yield {"project": project, "ports": ports, "files": files, "env": env, "began": began, "up": up}
     finally:
+        # first the containers with their anonymous volumes (the image's VOLUME: `down -v` keeps those), then
+        # compose's own named volumes
+        for name in (c["Names"][0] for c in _containers(engine, project).values()):
+            engine("rm", "-f", "-v", "-t", "5", name, check=False, timeout=60)
         down = podman_compose(["down", "-v", "-t", "5"], files, project, env)
+        # podman-compose's containers leave anonymous volumes behind even so: those made during this run go too
+        for volume in set(engine("volume", "ls", "-q").stdout.split()) - volumes_before:
+            if engine("volume", "inspect", "--format", "{{.Anonymous}}", volume, check=False).stdout.strip() == "true":
+                engine("volume", "rm", volume, check=False)
         left = _containers(engine, project)
-        for name in (c["Names"][0] for c in left.values()):
-            engine("rm", "-f", "-v", name, check=False)
         assert down.returncode == 0 and not left, f"podman-compose down left {list(left)}:\n{down.stderr[-2000:]}"
 
 
