@@ -49,6 +49,13 @@ test-salted: $(STAMP) runtime-dir
 ## Ruff over the package, devstack and the tests (rules in pyproject.toml [tool.ruff]); .ci/run runs it before the tests.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## The docs site (docs/, mkdocs.yml) with live reload on http://127.0.0.1:8001. `make lint` builds it with
+## --strict: a broken link or anchor, or a page missing from the nav, fails the build (site/ is not kept).
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8001
 
 ## The embedded services alone, detached (stop with `make down`); `make status` shows their health.
 stack: $(STAMP) runtime-dir

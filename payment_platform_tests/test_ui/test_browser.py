@@ -2,7 +2,7 @@
 Playwright (`executable_path`, nothing downloaded). It opens the lineage, an asset's overview (schema,
 owner), a Checks tab and a run page, fails on any error the page shows (a JavaScript exception, an error panel), and
 saves a screenshot of each page (folder: $UI_SCREENSHOTS_DIR, default a temporary one; UI_SCREENSHOTS_DIR=
-docs/screenshots refreshes the README's pictures).
+docs/screenshots refreshes the pictures of docs/ui.md).
 
 Chromium missing is a failure with the command that installs it, never a skip."""
 from __future__ import annotations
