@@ -5,6 +5,7 @@ suite without it (it needs root, podman and a built image), `make image-test` ru
 Figures measured along the way are printed at the end of the run."""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -108,8 +109,10 @@ class HostStack:
 
     @property
     def container_env(self) -> dict[str, str]:
-        """The stores' settings for a container on the host network (the stack listens on 127.0.0.1)."""
-        return {k: v for k, v in self.env.items() if k not in HOST_ONLY_VARIABLES}
+        """The stores' settings for a container on the host network (the stack listens on 127.0.0.1), and lease runs
+        that end a few seconds after their partition went quiet (the test waits for its runs to finish)."""
+        return {**{k: v for k, v in self.env.items() if k not in HOST_ONLY_VARIABLES},
+                "INGESTION_LEASE_IDLE_SECONDS": os.environ.get("INGESTION_LEASE_IDLE_SECONDS", "4")}
 
 
 @pytest.fixture(scope="session")
