@@ -32,7 +32,7 @@ from payment_platform_tests.test_healing.conftest import private_hbase  # noqa: 
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-RATE = 100  # payments per second the producer publishes, the whole test long
+RATE = 20  # payments per second the producer publishes, the whole test long
 RUN_WAIT_S = 120
 # every id segment in each run (a full pass every 0.25 h): the tampered rows are older than the last proven cut
 EVERY_SEGMENT = {"resources": {"checks_settings": {"config": {"full_pass_hours": 0.25, "settle_seconds": 0.5}}}}
@@ -154,7 +154,7 @@ def test_checks_hold_while_payments_flow_and_name_tampering_below_the_cut(stack,
                     return None
                 return progress if sum(progress.values()) >= at_least else None
 
-            assert wait_for(lambda: landed(600), RUN_WAIT_S, daemon=daemon), daemon.log_tail()
+            assert wait_for(lambda: landed(200), RUN_WAIT_S, daemon=daemon), daemon.log_tail()
 
             # clean data, payments landing all along: every check of the stores passes
             clean = launch(daemon, CHECKS_JOB)
