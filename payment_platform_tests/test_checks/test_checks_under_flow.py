@@ -71,21 +71,31 @@ def private_database(stack):
     yield psycopg2.extensions.make_dsn(stack.endpoints.postgres, dbname=name)
 
 
-def launch(daemon: DagsterDaemon, job: str, run_config: dict | None = None) -> str:
-    """Queue a run of `job` (the daemon's run coordinator launches it); returns its run id."""
-    run_id = str(uuid.uuid4())
-    done = subprocess.run([dagster_tool("dagster"), "job", "launch", "-j", job, *_code_location_args(),
-                           "--run-id", run_id, "--config-json", json.dumps(run_config or {})],
-                          cwd=PROJECT_ROOT, env=daemon.env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return run_id
+def launch(daemon: DagsterDaemon, runs: list[tuple[str, dict]]) -> list[str]:
+    """Queue runs (job, run config) through the daemon's run coordinator, the launch commands side by side (each
+    loads the code location); returns their run ids in order."""
+    ids = [str(uuid.uuid4()) for _ in runs]
+    commands = [subprocess.Popen([dagster_tool("dagster"), "job", "launch", "-j", job, *_code_location_args(),
+                                  "--run-id", run_id, "--config-json", json.dumps(config)],
+                                 cwd=PROJECT_ROOT, env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True) for run_id, (job, config) in zip(ids, runs)]
+    for command in commands:
+        output, _ = command.communicate(timeout=180)
+        assert command.returncode == 0, output
+    return ids
 
 
-def finished(instance: dg.DagsterInstance, run_id: str, daemon: DagsterDaemon) -> dg.DagsterRun:
-    run = wait_for(lambda: (r := instance.get_run_by_id(run_id)) is not None and r.is_finished and r, RUN_WAIT_S,
-                   daemon=daemon)
-    assert run, f"run {run_id} did not finish in {RUN_WAIT_S}s; daemon log: {daemon.log_tail()}"
-    return run
+def finished(instance: dg.DagsterInstance, run_ids: list[str], daemon: DagsterDaemon) -> list[dg.DagsterRun]:
+    def all_done():
+        runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+        return all(r is not None and r.is_finished for r in runs) and runs
+
+    runs = wait_for(all_done, RUN_WAIT_S, daemon=daemon)
+    assert runs, f"runs {run_ids} did not finish in {RUN_WAIT_S}s; daemon log: {daemon.log_tail()}"
+    for run in runs:  # a run that never started (its worker could not be launched) is no verdict on the checks
+        started = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
+        assert started, f"run {run.run_id} of {run.job_name} never started: {daemon.log_tail(30)}"
+    return runs
 
 
 def evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[tuple[str, str], object]:
@@ -156,9 +166,9 @@ def test_checks_hold_while_payments_flow_and_name_tampering_below_the_cut(stack,
 
             assert wait_for(lambda: landed(200), RUN_WAIT_S, daemon=daemon), daemon.log_tail()
 
-            # clean data, payments landing all along: every check of the stores passes
-            clean = launch(daemon, CHECKS_JOB)
-            finished(instance, clean, daemon)
+            # clean data, payments landing all along: every check of the stores passes, the summary is built
+            clean, summary = launch(daemon, [(CHECKS_JOB, {}), (SUMMARY_JOB, {})])
+            finished(instance, [clean, summary], daemon)
             results = evaluations(instance, clean)
             for key in (("hbase/payments", CROSS_STORE_CONSISTENCY), ("postgres/payments", CROSS_STORE_CONSISTENCY),
                         ("postgres/payments", RECENT_DAYS_CONSISTENCY)):
@@ -167,30 +177,24 @@ def test_checks_hold_while_payments_flow_and_name_tampering_below_the_cut(stack,
             assert cut and all(k.startswith(f"{topic}[") for k in cut)
             after = ledger.read_progress(topic)
             assert sum(after.values()) > sum(cut.values())  # ingestion kept landing past the cut meanwhile
-
-            summary = launch(daemon, SUMMARY_JOB)
-            finished(instance, summary, daemon)
             assert materialized(instance, summary, DAILY_SETTLEMENT_SUMMARY), evaluations(instance, summary)
 
-            # tampered below the cut (older than the last proven cut too), still flowing: exactly those ids
+            # tampered below the cut (older than the last proven cut too), still flowing: exactly those ids, and
+            # the summary is not built
             victims = below_cut_ids(private_database, topic, ledger.read_progress(topic), 4)
             assert len(victims) == 4
             tamper(private_database, hbase, victims)
             tampered = {pid for pid, _ in victims}
-            red = launch(daemon, CHECKS_JOB, EVERY_SEGMENT)
-            finished(instance, red, daemon)
+            red, blocked = launch(daemon, [(CHECKS_JOB, EVERY_SEGMENT), (SUMMARY_JOB, EVERY_SEGMENT)])
+            finished(instance, [red, blocked], daemon)
             results = evaluations(instance, red)
             for key in (("hbase/payments", CROSS_STORE_CONSISTENCY), ("postgres/payments", RECENT_DAYS_CONSISTENCY)):
                 assert not results[key].passed
                 assert sample(results[key]) == tampered, (key, results[key].metadata)
                 assert results[key].metadata["mismatch_count"].value == 4
             assert results[("hbase/payments", CROSS_STORE_CONSISTENCY)].metadata["guarantee_hours"].value == 0.5
-
-            blocked = launch(daemon, SUMMARY_JOB, EVERY_SEGMENT)
-            finished(instance, blocked, daemon)
             assert not materialized(instance, blocked, DAILY_SETTLEMENT_SUMMARY)
-            checks = evaluations(instance, blocked)
-            assert sample(checks[("postgres/payments", CROSS_STORE_CONSISTENCY)]) == tampered
+            assert sample(evaluations(instance, blocked)[("postgres/payments", CROSS_STORE_CONSISTENCY)]) == tampered
         finally:
             producer.stop_event.set()
             producer.join(timeout=10)
