@@ -159,11 +159,14 @@ def _with_out_of_window(verdict: Verdict, found: dict) -> Verdict:
 
 
 def window_consistency(hbase_reader, postgres_reader, days: int, window: ValidityWindow, backup=None,
-                       settle_s: float = 0.0, now: datetime | None = None, cut: Cut | None = None) -> Verdict:
-    """The recent days; under a `cut`, only the payments below it (what lands meanwhile is in flight)."""
+                       settle_s: float = 0.0, now: datetime | None = None, cut: Cut | None = None,
+                       select: Callable[[list[TimeWindow]], list[TimeWindow]] | None = None) -> Verdict:
+    """The recent days; under a `cut`, only the payments below it (what lands meanwhile is in flight); `select`
+    picks the windows of this run out of the days (the rotation of `scheduled.recent_slices`)."""
     found = out_of_window(postgres_reader, window, now)
+    windows = recent_days(postgres_reader, days, window, now)
     verdict = _recent_windows_verdict(hbase_reader, postgres_reader, days, backup, settle_s,
-                                      recent_days(postgres_reader, days, window, now), cut)
+                                      select(windows) if select and windows else windows, cut)
     if cut is not None:
         verdict.metadata.update(cut.metadata())
     return _with_out_of_window(verdict, found)
@@ -185,7 +188,7 @@ def _recent_windows_verdict(hbase_reader, postgres_reader, days: int, backup, se
                 "window_results": {r.scope: r.describe() for r in reports},
                 "seconds": round(sum(r.seconds for r in reports), 3)}
     if not bad:
-        return Verdict(True, f"HBase and Postgres agree on the last {len(reports)} days", metadata)
+        return Verdict(True, f"HBase and Postgres agree on {len(reports)} windows of the last {days} days", metadata)
     first = consistency_verdict(bad[0], backup)
     metadata.update({k: v for k, v in first.metadata.items() if k.startswith("pending_in_backup")})
     return Verdict(False, f"{len(bad)} of {len(reports)} daily windows differ; first: {first.description}", metadata)

@@ -386,15 +386,23 @@ class PostgresReader:
     def reconciliation_memory(self) -> tuple[dict | None, int, list[str]]:
         """(the last proven cut as stored, where the rotation continues, the segments still failing)."""
         self.ensure_cuts()
-        proven = self._query(sql.SQL("SELECT cut FROM {} WHERE passed ORDER BY id DESC LIMIT 1").format(
-            self._t("reconciliation_cuts")))
+        proven = self._query(sql.SQL("SELECT cut FROM {} WHERE passed AND kind IN ('incremental', 'full') "
+                                     "ORDER BY id DESC LIMIT 1").format(self._t("reconciliation_cuts")))
         table = self._t("reconciliation_cuts")
         rotation = self._query(sql.SQL("SELECT next_segment FROM {} WHERE kind = 'incremental' ORDER BY id DESC "
                                        "LIMIT 1").format(table))
-        latest = self._query(sql.SQL("SELECT failing_segments FROM {} ORDER BY id DESC LIMIT 1").format(table))
+        latest = self._query(sql.SQL("SELECT failing_segments FROM {} WHERE kind IN ('incremental', 'full') "
+                                     "ORDER BY id DESC LIMIT 1").format(table))
         next_segment = int(rotation[0][0]) if rotation else 0
         failing = list(latest[0][0]) if latest else []
         return (proven[0][0] if proven else None), next_segment, failing
+
+    def rotation_position(self, kind: str) -> int:
+        """Where the rotation of this kind of run continues (0 at first)."""
+        self.ensure_cuts()
+        rows = self._query(sql.SQL("SELECT next_segment FROM {} WHERE kind = %s ORDER BY id DESC LIMIT 1").format(
+            self._t("reconciliation_cuts")), [kind])
+        return int(rows[0][0]) if rows else 0
 
     def record_cut(self, kind: str, cut: dict, passed: bool, next_segment: int, failing: list[str],
                    summary: str) -> None:

@@ -8,20 +8,24 @@ the ledger's `reconciliation_cuts` table (the last passing one is the next run's
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from payment_platform.domain.validation import ValidityWindow
 from payment_platform.reconciliation.compare import (
     AllPayments,
     BelowCut,
     IdSegments,
     ReconciliationReport,
+    TimeWindow,
     choose_depth,
     reconcile,
 )
 from payment_platform.reconciliation.cut import SEGMENT_DEPTH, Cut, Increment, Rotation, plan_increment
 from payment_platform.reconciliation.evaluate import settled
 
-INCREMENTAL, FULL = "incremental", "full"
+INCREMENTAL, FULL, RECENT_DAYS = "incremental", "full", "recent_days"
 
 
 def take_cut(postgres_reader) -> Cut:
@@ -85,3 +89,53 @@ def full_reconciliation(hbase_reader, postgres_reader, target_rows_per_segment: 
         postgres_reader.record_cut(FULL, cut.as_json(), report.consistent, 0, _failing_segments(report),
                                    report.describe())
     return CutReconciliation(FULL, cut, report, {**cut.metadata(), "mode": FULL})
+
+
+def hour_slices(days: list[TimeWindow]) -> list[TimeWindow]:
+    """The days cut into hours, newest first."""
+    return [TimeWindow(day.start + timedelta(hours=h), day.start + timedelta(hours=h + 1))
+            for day in days for h in reversed(range(int((day.end - day.start) / timedelta(hours=1))))]
+
+
+@dataclass
+class RecentSlices:
+    """Which hours of the recent days one run of `recent_days_consistency` compares: the newest hour that holds
+    payments (where a live flow lands) and its slice of a rotation over all the hours, so every hour is compared
+    again within the rotation's full pass."""
+
+    rotation: Rotation
+    next_slice: int = 0
+    newest: datetime | None = None  # the latest created_at in the ledger (inside the valid window)
+    chosen: list[TimeWindow] = field(default_factory=list)
+    total: int = 0
+
+    def __call__(self, days: list[TimeWindow]) -> list[TimeWindow]:
+        slices = hour_slices(days)
+        self.total = len(slices)
+        per_run = math.ceil(len(slices) / self.rotation.runs_per_pass)
+        start = self.next_slice % len(slices)
+        picked = {slices[(start + i) % len(slices)] for i in range(min(per_run, len(slices)))}
+        self.next_slice = (start + len(picked)) % len(slices)
+        picked |= {w for w in slices if self.newest is not None and w.start <= self.newest < w.end}
+        self.chosen = sorted(picked, key=lambda w: w.start, reverse=True)
+        return self.chosen
+
+    def metadata(self) -> dict:
+        return {"hours_compared": len(self.chosen), "hours_in_window": self.total, "next_hour_slice": self.next_slice,
+                "guarantee": self.rotation.describe().replace("id segments", "hours of the recent days"),
+                "guarantee_hours": self.rotation.guarantee_hours}
+
+
+def recent_days_reconciliation(hbase_reader, postgres_reader, rotation: Rotation, window: ValidityWindow, compare,
+                               remember: bool = True):
+    """`compare(cut, select)` (evaluate.window_consistency with its settings) under a cut taken now, on this run's
+    hours of the recent days; the rotation's place is kept in `reconciliation_cuts` (kind recent_days)."""
+    cut = take_cut(postgres_reader)
+    newest = postgres_reader.latest_created_at(window.earliest_created_at, window.latest_created_at())
+    select = RecentSlices(rotation, postgres_reader.rotation_position(RECENT_DAYS), newest)
+    verdict = compare(cut, select)
+    verdict.metadata.update(select.metadata())
+    if remember:
+        postgres_reader.record_cut(RECENT_DAYS, cut.as_json(), verdict.passed, select.next_slice, [],
+                                   verdict.description)
+    return verdict

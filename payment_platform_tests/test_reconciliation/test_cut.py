@@ -78,3 +78,23 @@ def test_the_throttle_pauses_in_proportion_to_the_work():
 
 def test_runs_of_store_checks_carry_the_tag_the_run_coordinator_limits():
     assert CHECKS_TAG == LIMITED_TAG
+
+
+def test_recent_days_are_compared_an_hour_slice_at_a_time_with_the_newest_hour_every_run():
+    from datetime import datetime, timedelta, timezone
+
+    from payment_platform.reconciliation.compare import TimeWindow
+    from payment_platform.reconciliation.scheduled import RecentSlices, hour_slices
+
+    day = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    days = [TimeWindow(day, day + timedelta(days=1)), TimeWindow(day - timedelta(days=1), day)]
+    assert len(hour_slices(days)) == 48 and hour_slices(days)[0].start == day + timedelta(hours=23)
+    newest = day + timedelta(hours=9, minutes=30)
+    rotation, seen, position = Rotation.for_full_pass(6, 15), set(), 0
+    for _ in range(rotation.runs_per_pass):
+        select = RecentSlices(rotation, position, newest)
+        chosen = select(days)
+        assert any(w.start <= newest < w.end for w in chosen) and len(chosen) <= 3
+        seen |= set(chosen)
+        position = select.next_slice
+    assert seen == set(hour_slices(days))

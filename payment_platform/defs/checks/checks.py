@@ -186,17 +186,20 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
 def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, backup: BackupResource,
                             checks_settings: ChecksSettingsResource, ingestion_settings: IngestionSettingsResource
                             ) -> dg.AssetCheckResult:
-    """Time-window reconciliation: the most recent days, each a row-key range in HBase and a created_at range, inside
-    the valid window ingestion validates with (`ingestion_settings`): what ingestion accepted is never flagged.
-    Only payments below the cut are compared: those landing meanwhile are in flight."""
+    """Time-window reconciliation: hours of the most recent days, each a row-key range in HBase and a created_at
+    range, inside the valid window ingestion validates with (`ingestion_settings`): what ingestion accepted is never
+    flagged. Only payments below the cut are compared: those landing meanwhile are in flight. Each run compares the
+    newest hour and its slice of a rotation over all the hours (every hour within the stated guarantee)."""
     settings = checks_settings.validated()
     window = ingestion_settings.validity_window()  # a malformed setting fails the check's step, naming it
     lower_priority(settings.niceness)
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres, settings)
-        verdict = evaluate.window_consistency(hbase_reader, postgres_reader, settings.window_days, window,
-                                              backup.client(), settings.settle_seconds,
-                                              cut=scheduled.take_cut(postgres_reader))
+        verdict = scheduled.recent_days_reconciliation(
+            hbase_reader, postgres_reader, settings.rotation(CHECKS_INTERVAL_MINUTES), window,
+            lambda cut, select: evaluate.window_consistency(hbase_reader, postgres_reader, settings.window_days,
+                                                            window, backup.client(), settings.settle_seconds,
+                                                            cut=cut, select=select))
     except Exception as error:  # noqa: BLE001
         verdict = unavailable(error)
     return result(POSTGRES_PAYMENTS, RECENT_DAYS_CONSISTENCY, verdict)
