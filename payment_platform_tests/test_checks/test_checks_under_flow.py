@@ -31,7 +31,7 @@ from payment_platform.stores.hbase import Q_AMOUNT_VALUE, HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform_tests.test_healing.conftest import private_hbase  # noqa: F401 - a fixture, used by name
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]  # a hang guard: ~2 min on a quiet machine
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]  # a hang guard, not a timing
 
 RATE = 20  # payments per second the producer publishes, the whole test long
 RUN_WAIT_S = 360
