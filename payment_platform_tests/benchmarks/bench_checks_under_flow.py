@@ -70,8 +70,16 @@ class Flow(threading.Thread):
             with self.lock:
                 batch = list(self.pending)[:5000]
             if batch:
-                in_pg = ledger.existing_ids(batch)
-                in_both = hbase.existing_ids(list(in_pg)) if in_pg else set()
+                try:
+                    in_pg = ledger.existing_ids(batch)
+                    in_both = hbase.existing_ids(list(in_pg)) if in_pg else set()
+                except Exception as error:  # noqa: BLE001 - a dropped connection: counted, reconnected, polled again
+                    self.poll_errors += 1
+                    print(f"poller: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+                    ledger.reset()
+                    hbase.reset()
+                    time.sleep(1)
+                    continue
                 now = time.monotonic()
                 with self.lock:
                     for pid in in_both:
@@ -82,6 +90,7 @@ class Flow(threading.Thread):
             time.sleep(0.25)
 
     drain_until = float("inf")
+    poll_errors = 0
 
     def window(self, start: float, end: float) -> dict:
         """Latency of the payments published in [start, end) and the rate payments landed in it."""
@@ -185,7 +194,7 @@ def main() -> int:
         flow.stopping.set()
         flow.join()
         time.sleep(5)
-        print(f"history {published} payments; flow {args.rate:g}/s")
+        print(f"history {published} payments; flow {args.rate:g}/s; poller errors (reconnected): {flow.poll_errors}")
         print(line("no checks running", base, None))
         worst = 0.0
         for name, start, end in windows:
