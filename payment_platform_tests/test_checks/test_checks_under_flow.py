@@ -34,7 +34,7 @@ from payment_platform_tests.test_healing.conftest import private_hbase  # noqa: 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]  # a hang guard, not a timing
 
 RATE = 20  # payments per second the producer publishes, the whole test long
-RUN_WAIT_S = 360
+RUN_WAIT_S = 600  # runs of store checks queue one at a time (the schedule may add its own): bounded, not a timing
 # every id segment in each run (a full pass every 0.25 h): the tampered rows are older than the last proven cut
 EVERY_SEGMENT = {"resources": {"checks_settings": {"config": {"full_pass_hours": 0.25, "settle_seconds": 0.5}}}}
 
