@@ -9,13 +9,14 @@ export XDG_RUNTIME_DIR ?= /tmp/payment-platform-runtime-$(shell id -u)
 
 .PHONY: install runtime-dir up demo test test-salted lint stack status down bench clean
 
+# The product and, beside it, the local dev stack it does not ship (devstack/: embedded servers, up, demo).
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed; run: make PYTHON=python3.11 ...") if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./devstack
 	touch $(STAMP)
 
 runtime-dir:
@@ -45,7 +46,7 @@ test: $(STAMP) runtime-dir
 test-salted: $(STAMP) runtime-dir
 	HBASE_SALT_BUCKETS=8 $(BIN)/python -m pytest $(SALTED_TESTS)
 
-## Ruff over the package and its tests (rules in pyproject.toml [tool.ruff]); .ci/run runs it before the tests.
+## Ruff over the package, devstack and the tests (rules in pyproject.toml [tool.ruff]); .ci/run runs it before the tests.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -33,30 +33,53 @@ ENV_VARS = {
     "PAYMENT_API_TOKEN": "bearer token the REST API requires on every request (unset: no token required)",
     "PAYMENT_API_CURSOR_KEY": "HMAC key of the API's page cursors; the same on every API replica "
                               "(default: a fixed key)",
+    "PAN_HASH_KEY": "HMAC key (at least 32 hex digits, e.g. `openssl rand -hex 32`) of the fingerprints that "
+                    "replace full card numbers in stored and shown text; the same everywhere, or a report cannot "
+                    "be matched (unset: a fixed development key)",
 }
 
 # Scaling knobs (README "Scaling"): all optional, each with the default the embedded stack uses.
 DEFAULT_TOPIC_PARTITIONS = 3
 DEFAULT_MAX_RANGES_IN_FLIGHT = 3
 DEFAULT_BATCH_SIZE = 20_000
-DEFAULT_MAX_CONCURRENT_RUNS = 4
+DEFAULT_MAX_CONCURRENT_RUNS = 10
+DEFAULT_LEASE_SECONDS = 600
+DEFAULT_LEASE_IDLE_SECONDS = 120
 MAX_SALT_BUCKETS = 100  # the salt prefix is two digits
 SCALING_VARS = {
     "PAYMENTS_TOPIC_PARTITIONS": f"partitions of the payments topic when the platform creates it (default "
                                  f"{DEFAULT_TOPIC_PARTITIONS}; an existing topic keeps its own count)",
-    "INGESTION_MAX_RANGES_IN_FLIGHT": f"offset ranges being ingested at once across partitions, never more than one "
-                                      f"per partition (default {DEFAULT_MAX_RANGES_IN_FLIGHT})",
-    "INGESTION_BATCH_SIZE": f"micro-batch size: most messages in one range, i.e. one ingestion run "
+    "INGESTION_MAX_RANGES_IN_FLIGHT": f"partitions ingested at once (each by one lease run; its successor overlaps "
+                                      f"its last seconds) (default {DEFAULT_MAX_RANGES_IN_FLIGHT})",
+    "INGESTION_BATCH_SIZE": f"micro-batch size: most messages in one batch of a lease "
                             f"(default {DEFAULT_BATCH_SIZE})",
+    "INGESTION_LEASE_SECONDS": f"how long one ingestion run ingests its partition before its successor takes over "
+                               f"(default {DEFAULT_LEASE_SECONDS})",
+    "INGESTION_LEASE_IDLE_SECONDS": f"a lease with nothing to read for this long ends early; the next message starts "
+                                    f"a new one (default {DEFAULT_LEASE_IDLE_SECONDS})",
     "DAGSTER_MAX_CONCURRENT_RUNS": f"runs the QueuedRunCoordinator launches at once, all jobs together (default "
                                    f"{DEFAULT_MAX_CONCURRENT_RUNS}); written into DAGSTER_HOME's dagster.yaml by "
                                    f"`payment-platform up` and the daemon harness",
     "HBASE_SALT_BUCKETS": f"0 (default): row keys start with the time; N in 1-{MAX_SALT_BUCKETS - 1}: row keys start "
                           f"with a salt bucket `NN_` (hash of the payment id mod N) so writes spread over N regions",
 }
+# How long the platform keeps what has settled (docs "Operating for days"): all optional.
+DEFAULT_REDIS_LANDED_TTL_S = 900
+DEFAULT_KEEP_RUNS_HOURS = 24.0
+DEFAULT_KEEP_FAILED_RUNS_HOURS = 168.0
+RETENTION_VARS = {
+    "REDIS_LANDED_TTL_S": f"seconds a landed payment id is remembered in Redis (default {DEFAULT_REDIS_LANDED_TTL_S}): "
+                          f"longer than any range can wait to be read again; Postgres' primary key refuses "
+                          f"duplicates beyond it",
+    "HOUSEKEEPING_KEEP_RUNS_HOURS": f"hours finished (succeeded, canceled) ingestion and replay runs are kept in "
+                                    f"Dagster before the housekeeping job deletes them with their events and "
+                                    f"compute logs (default {DEFAULT_KEEP_RUNS_HOURS:g})",
+    "HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS": f"hours failed ingestion and replay runs are kept (default "
+                                           f"{DEFAULT_KEEP_FAILED_RUNS_HOURS:g})",
+}
 # Every variable the platform reads. The scaling knobs are kept apart from ENV_VARS (where the services are): a
 # test stack strips ENV_VARS from its environment, but a layout setting such as HBASE_SALT_BUCKETS must reach it.
-ALL_ENV_VARS = {**ENV_VARS, **SCALING_VARS}
+ALL_ENV_VARS = {**ENV_VARS, **SCALING_VARS, **RETENTION_VARS}
 
 
 class ConfigError(ValueError):
@@ -205,16 +228,21 @@ def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Scaling:
-    """How far ingestion spreads: topic partitions, ranges and runs in flight, micro-batch size, HBase salt."""
+    """How far ingestion spreads: topic partitions, leases and runs at once, micro-batch size, lease length,
+    HBase salt."""
 
     topic_partitions: int = DEFAULT_TOPIC_PARTITIONS
     max_ranges_in_flight: int = DEFAULT_MAX_RANGES_IN_FLIGHT
     batch_size: int = DEFAULT_BATCH_SIZE
     max_concurrent_runs: int = DEFAULT_MAX_CONCURRENT_RUNS
     hbase_salt_buckets: int = 0
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    lease_idle_seconds: int = DEFAULT_LEASE_IDLE_SECONDS
 
     def to_env(self) -> dict[str, str]:
         return {"PAYMENTS_TOPIC_PARTITIONS": str(self.topic_partitions),
+                "INGESTION_LEASE_SECONDS": str(self.lease_seconds),
+                "INGESTION_LEASE_IDLE_SECONDS": str(self.lease_idle_seconds),
                 "INGESTION_MAX_RANGES_IN_FLIGHT": str(self.max_ranges_in_flight),
                 "INGESTION_BATCH_SIZE": str(self.batch_size),
                 "DAGSTER_MAX_CONCURRENT_RUNS": str(self.max_concurrent_runs),
@@ -252,4 +280,59 @@ def scaling_from_env(env: Mapping[str, str] | None = None) -> Scaling:
         max_concurrent_runs=_int_setting("DAGSTER_MAX_CONCURRENT_RUNS", env.get("DAGSTER_MAX_CONCURRENT_RUNS"),
                                          DEFAULT_MAX_CONCURRENT_RUNS, 1, 10_000),
         hbase_salt_buckets=salt_buckets_from_env(env),
+        lease_seconds=_int_setting("INGESTION_LEASE_SECONDS", env.get("INGESTION_LEASE_SECONDS"),
+                                   DEFAULT_LEASE_SECONDS, 5, 86_400),
+        lease_idle_seconds=_int_setting("INGESTION_LEASE_IDLE_SECONDS", env.get("INGESTION_LEASE_IDLE_SECONDS"),
+                                        DEFAULT_LEASE_IDLE_SECONDS, 1, 86_400),
     )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long settled things are kept: landed ids in Redis, finished runs in Dagster."""
+
+    redis_landed_ttl_s: int = DEFAULT_REDIS_LANDED_TTL_S
+    keep_runs_hours: float = DEFAULT_KEEP_RUNS_HOURS
+    keep_failed_runs_hours: float = DEFAULT_KEEP_FAILED_RUNS_HOURS
+
+
+def _hours_setting(name: str, value: str | None, default: float) -> float:
+    if value is None or value.strip() == "":
+        return default
+    return parse_number(name, value, 0.0, 24.0 * 3650, unit="hours")
+
+
+def retention_from_env(env: Mapping[str, str] | None = None) -> Retention:
+    """Read and validate the retention settings; raises ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    return Retention(
+        redis_landed_ttl_s=_int_setting("REDIS_LANDED_TTL_S", env.get("REDIS_LANDED_TTL_S"),
+                                        DEFAULT_REDIS_LANDED_TTL_S, 1, 365 * 24 * 3600),
+        keep_runs_hours=_hours_setting("HOUSEKEEPING_KEEP_RUNS_HOURS", env.get("HOUSEKEEPING_KEEP_RUNS_HOURS"),
+                                       DEFAULT_KEEP_RUNS_HOURS),
+        keep_failed_runs_hours=_hours_setting("HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS",
+                                              env.get("HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS"),
+                                              DEFAULT_KEEP_FAILED_RUNS_HOURS),
+    )
+
+
+PAN_HASH_KEY_SETTING = "PAN_HASH_KEY"
+_DEVELOPMENT_PAN_HASH_KEY = b"payment_platform development PAN fingerprint key: set PAN_HASH_KEY in production"
+
+
+def pan_hash_key_from_env(env: Mapping[str, str] | None = None) -> bytes:
+    """The key of PAN fingerprints (domain.redaction): PAN_HASH_KEY as hex, at least 16 bytes; a fixed development
+    key when unset. Raises ConfigError naming the setting (never echoing it: it is a secret) when malformed."""
+    env = os.environ if env is None else env
+    text = (env.get(PAN_HASH_KEY_SETTING) or "").strip()
+    if not text:
+        return _DEVELOPMENT_PAN_HASH_KEY
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(PAN_HASH_KEY_SETTING, f"not hexadecimal ({len(text)} characters given); generate one "
+                                                f"with `openssl rand -hex 32`") from None
+    if len(key) < 16:
+        raise ConfigError(PAN_HASH_KEY_SETTING, f"too short: {len(key) * 8} bits, at least 128 (32 hex digits) "
+                                                f"needed; generate one with `openssl rand -hex 32`")
+    return key

@@ -22,6 +22,10 @@ if not os.environ.get("XDG_RUNTIME_DIR"):
     os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="payment-platform-xdg-")
     os.chmod(os.environ["XDG_RUNTIME_DIR"], 0o700)
 
+# Lease runs end a few seconds after their partition went quiet (not the 2 minutes `up` keeps them warm), so a test
+# that waits for its ingestion runs to finish waits seconds; it reaches every Dagster process through the stack's env.
+os.environ.setdefault("INGESTION_LEASE_IDLE_SECONDS", "4")
+
 # The test stack is always the embedded one, whatever the developer's shell points at.
 _STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS"}
 
@@ -35,7 +39,7 @@ def stack_data_dir(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def stack():
     """The embedded stack (Kafka, Postgres, Redis, MongoDB, HBase gateway), healthy, on free ports."""
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.manager import remove_data_dir, start_stack
 
     env = {key: value for key, value in os.environ.items() if key not in _STACK_SETTINGS}
     data_dir = stack_data_dir("payment-platform-test-stack-")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from payment_platform.stack import services
-from payment_platform.stack.processes import spawn
+from devstack.stack import services
+from devstack.stack.processes import spawn
 
 
 def start_postgres(data_dir, port):

@@ -1,20 +1,22 @@
 """The scaling knobs: defaults, values, and one clear error naming a bad variable."""
 import pytest
 
-from payment_platform.config import ALL_ENV_VARS, ENV_VARS, SCALING_VARS, ConfigError, Scaling, scaling_from_env
+from payment_platform.config import ALL_ENV_VARS, ENV_VARS, RETENTION_VARS, SCALING_VARS, ConfigError, Scaling, scaling_from_env
 
 
 def test_defaults_when_unset_or_empty():
     assert scaling_from_env({}) == Scaling() == scaling_from_env({name: "" for name in SCALING_VARS})
     assert Scaling() == Scaling(topic_partitions=3, max_ranges_in_flight=3, batch_size=20_000,
-                                max_concurrent_runs=4, hbase_salt_buckets=0)
+                                max_concurrent_runs=10, hbase_salt_buckets=0, lease_seconds=600,
+                                lease_idle_seconds=120)
 
 
 def test_values_are_read_and_round_trip():
     env = {"PAYMENTS_TOPIC_PARTITIONS": "6", "INGESTION_MAX_RANGES_IN_FLIGHT": " 6 ", "INGESTION_BATCH_SIZE": "5000",
-           "DAGSTER_MAX_CONCURRENT_RUNS": "8", "HBASE_SALT_BUCKETS": "8"}
+           "DAGSTER_MAX_CONCURRENT_RUNS": "8", "HBASE_SALT_BUCKETS": "8", "INGESTION_LEASE_SECONDS": "300",
+           "INGESTION_LEASE_IDLE_SECONDS": "30"}
     scaling = scaling_from_env(env)
-    assert scaling == Scaling(6, 6, 5000, 8, 8)
+    assert scaling == Scaling(6, 6, 5000, 8, 8, 300, 30)
     assert scaling_from_env(scaling.to_env()) == scaling
 
 
@@ -35,4 +37,4 @@ def test_a_bad_value_names_its_variable(name, value, problem):
 
 def test_every_knob_is_documented_apart_from_the_endpoints():
     assert set(SCALING_VARS) == set(Scaling().to_env())
-    assert not set(SCALING_VARS) & set(ENV_VARS) and set(ALL_ENV_VARS) == set(ENV_VARS) | set(SCALING_VARS)
+    assert not set(SCALING_VARS) & set(ENV_VARS) and set(ALL_ENV_VARS) == set(ENV_VARS) | set(SCALING_VARS) | set(RETENTION_VARS)

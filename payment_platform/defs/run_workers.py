@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import dagster as dg
 import psutil
@@ -39,10 +40,24 @@ def record_worker(context) -> None:
         context.log.warning(f"could not record the run worker's pid in the run's tags: {error!r}")
 
 
-def dead_worker(run: dg.DagsterRun, host: str | None = None) -> str | None:
-    """Why this STARTED run's worker is known to be dead, or None (alive, or not knowable from here)."""
+# A run records its worker as the first thing its op does, within seconds of STARTED. One STARTED this long without
+# a record of its own was killed while starting (before it could record anything): judged dead, not left to
+# max_runtime.
+UNRECORDED_WORKER_SECONDS = 30.0
+
+
+def dead_worker(run: dg.DagsterRun, host: str | None = None, started_at: float | None = None,
+                now: float | None = None) -> str | None:
+    """Why this STARTED run's worker is known to be dead, or None (alive, or not knowable from here).
+    `started_at`: when the run started (its record's start_time), to judge a run that never recorded its worker."""
     tags = run.tags
-    if run.status != dg.DagsterRunStatus.STARTED or WORKER_PID_TAG not in tags or tags.get(WORKER_RUN_TAG) != run.run_id:
+    if run.status != dg.DagsterRunStatus.STARTED:
+        return None
+    if WORKER_PID_TAG not in tags or tags.get(WORKER_RUN_TAG) != run.run_id:
+        now = time.time() if now is None else now
+        if started_at is not None and now - started_at > UNRECORDED_WORKER_SECONDS:
+            return (f"it started {now - started_at:.0f}s ago and never recorded its worker process (killed while "
+                    f"starting)")
         return None
     here = host or socket.gethostname()
     if tags.get(WORKER_HOST_TAG) != here:
@@ -66,7 +81,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, records, log=None) -> list[str]
     failed = []
     for record in records:
         run = record.dagster_run
-        why = dead_worker(run)
+        why = dead_worker(run, started_at=record.start_time)
         if why is None:
             continue
         message = (f"run worker died: {why}; marked failed by payment_platform so its work is planned again "

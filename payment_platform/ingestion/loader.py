@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable, Iterator, Sequence
 
+from payment_platform.config import pan_hash_key_from_env
+from payment_platform.domain.redaction import redact_message, redact_text
 from payment_platform.domain.schema import InvalidMessage
 from payment_platform.domain.validation import DEFAULT_WINDOW, ValidityWindow, parse_and_validate
 from payment_platform.lib.collections_pause import fewer_collections
-from payment_platform.lib.read_ahead import read_ahead
+from payment_platform.lib.read_ahead import in_batches, read_ahead
 from payment_platform.stores import kafka as kafka_store
 from payment_platform.stores.backup import BackupUnavailable, FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
@@ -226,8 +228,12 @@ class Ingestor:
         self._schemas_ready = True
 
     # -- the range -------------------------------------------------------------------------------------
-    def ingest(self, offset_range: OffsetRange, chunk_size: int = 2000, log=None) -> RangeResult:
-        """Land every message of `offset_range`, then record progress. Raises IngestionError if it cannot settle."""
+    def ingest(self, offset_range: OffsetRange, chunk_size: int = 2000, log=None,
+               messages: Sequence[kafka_store.KafkaMessage] | None = None) -> RangeResult:
+        """Land every message of `offset_range`, then record progress. Raises IngestionError if it cannot settle.
+
+        `messages`: the range's messages when the caller has read them already (a lease's PartitionReader); they
+        must be exactly the messages of [start, end) (offsets may skip, as Kafka's may); None reads the range."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         log = log or logger
@@ -236,8 +242,13 @@ class Ingestor:
             self.ensure_schemas(log)
         result = RangeResult(range=offset_range)
         self._refuse_gap(offset_range)
-        chunks = kafka_store.read_range(self.kafka_bootstrap, offset_range.topic, offset_range.partition,
-                                        offset_range.start, offset_range.end, batch=chunk_size)
+        if messages is None:
+            chunks = kafka_store.read_range(self.kafka_bootstrap, offset_range.topic, offset_range.partition,
+                                            offset_range.start, offset_range.end, batch=chunk_size)
+        else:
+            if any(not offset_range.start <= m.offset < offset_range.end for m in messages):
+                raise ValueError(f"{offset_range}: messages given outside the range")
+            chunks = in_batches(messages, chunk_size)
         try:
             with fewer_collections(), \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="hbase-writer") as hbase_writer, \
@@ -293,10 +304,14 @@ class Ingestor:
         work = _Chunk(started=time.monotonic(), messages=chunk)
         result.messages += len(chunk)
         seen: set[str] = set()
+        pan_key = pan_hash_key_from_env()
         for message in chunk:
             position = KafkaPosition(offset_range.topic, message.partition, message.offset)
             try:
                 payment = parse_and_validate(message.value, window=self.window)
+                value = redact_message(message.value, pan_key)
+                if value is not message.value:  # a full card number in free text: the payment lands without it
+                    payment = parse_and_validate(value, window=self.window)
             except InvalidMessage as error:
                 work.invalid.append(self._quarantine_entry(message, position, error.reason, error.field))
                 continue
@@ -308,7 +323,7 @@ class Ingestor:
                 work.in_chunk_duplicates += 1
                 continue
             seen.add(payment.payment_id)
-            work.records.append(PaymentRecord(payment, message.value, position, self.hbase.salt_buckets))
+            work.records.append(PaymentRecord(payment, value, position, self.hbase.salt_buckets))
         ids = [r.payment_id for r in work.records]
         work.landed = self._redis_call(state, result, log, self.redis.landed_ids, ids) or set()
         work.candidates = work.records  # the stores decide; Redis claims are cross-checked in _finish
@@ -407,7 +422,8 @@ class Ingestor:
                                           None) for r in poison]
         for record in poison:
             log.warning(f"{offset_range}: poison message at offset {record.position.offset} (payment "
-                        f"{record.payment_id}) quarantined: {'; '.join(reasons[record.payment_id])}")
+                        f"{record.payment_id}) quarantined: "
+                        f"{redact_text('; '.join(reasons[record.payment_id]), pan_hash_key_from_env())}")
         writers = state.writers
         quarantined = writers[STORE_POSTGRES].submit(self._quarantine, entries, offset_range)
         removals = {}

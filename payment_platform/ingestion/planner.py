@@ -6,15 +6,16 @@ The sensor reads only offsets (the topic's end offsets and the progress recorded
 in Dagster.
 
 Rules (each one is tested):
-- One range per partition in flight at a time, so recorded progress stays contiguous; at most
-  `max_concurrent_ranges` ranges in flight across partitions.
-- A range starts at the recorded progress (next offset to ingest) and holds at most `max_batch_size`
-  messages. It is planned at once when `min_batch_size` messages wait, or with whatever waits (>= 1)
-  once the oldest unplanned message has waited `max_wait_seconds` (measured from the tick that first
-  saw it: payloads, and so their timestamps, are never read).
-- A range is done when recorded progress reaches its end. If its runs failed for good (Dagster's run
-  retries included), the same range is requested again under a new run key (`...:retry{n}`): a failed
-  range is never skipped. A run that never appeared within `missing_run_seconds` is requested again too.
+- Ingestion runs are leases (ingestion/lease.py): a run ingests one partition continuously for `lease_seconds`.
+  A partition with messages waiting and no lease gets one at once (no batch to fill first: the lease forms its own
+  micro-batches); at most `max_concurrent_ranges` partitions are leased at a time, the longest-waiting first.
+- A lease whose run has been going for `lease_seconds - handover_seconds` gets its successor requested, so the
+  successor's launch (seconds) overlaps the end of the lease: it waits for the lease and carries on at once. No
+  successor is requested while another partition with messages waits for a slot (leases then rotate).
+- A lease is over when its run finished. A lease whose run failed is followed by a new one (from the recorded
+  progress, so nothing is skipped) after a pause that grows with the failures in a row of that partition
+  (`failure_pause`); the streak is reported in the notes and on the topic's lag observation. A requested run that
+  never appeared within `missing_run_seconds` is dropped and requested again.
 - An end offset below the recorded progress or below the last end offset seen (memory broker restarted,
   topic recreated) is reported as a reset: progress goes back to the partition's first offset and
   ingestion carries on from the new data (writes are idempotent by payment_id, so re-reading is safe).
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Mapping
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2  # 1: one run per range (in_flight ranges); 2: leases
 
 
 class PlanError(ValueError):
@@ -35,13 +36,15 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class PlannerSettings:
-    """How the sensor sizes micro-batches. A run costs seconds to launch, so batches amortise it."""
+    """How the sensor keeps partitions leased."""
 
-    min_batch_size: int = 500  # plan at once when this many messages wait in a partition
-    max_batch_size: int = 20_000  # never more than this many messages in one range
-    max_wait_seconds: float = 2.0  # a smaller batch (>= 1 message) waits at most this long
-    max_concurrent_ranges: int = 3  # ranges in flight across all partitions
-    missing_run_seconds: float = 300.0  # a requested run that never showed up is requested again
+    min_batch_size: int = 500  # a lease closes a micro-batch once this many messages wait ...
+    max_batch_size: int = 20_000  # ... never holds more than this many ...
+    max_wait_seconds: float = 0.5  # ... and makes the first message of a batch wait at most this long
+    max_concurrent_ranges: int = 3  # partitions leased at once
+    missing_run_seconds: float = 120.0  # a requested run that never showed up is requested again
+    lease_seconds: float = 600.0  # how long one run ingests its partition
+    handover_seconds: float = 30.0  # the successor is requested this long before the lease ends
 
     def __post_init__(self) -> None:
         if self.min_batch_size < 1:
@@ -55,56 +58,65 @@ class PlannerSettings:
             raise PlanError(f"max_concurrent_ranges: must be >= 1, got {self.max_concurrent_ranges}")
         if self.missing_run_seconds <= 0:
             raise PlanError(f"missing_run_seconds: must be > 0, got {self.missing_run_seconds}")
+        if self.lease_seconds <= 0:
+            raise PlanError(f"lease_seconds: must be > 0, got {self.lease_seconds}")
+        if not 0 <= self.handover_seconds < self.lease_seconds:
+            raise PlanError(f"handover_seconds: must be >= 0 and below lease_seconds ({self.lease_seconds:g}), got "
+                            f"{self.handover_seconds}")
 
 
 class RunState(str, Enum):
-    """What the sensor found in Dagster for the run(s) of one in-flight range attempt."""
+    """What the sensor found in Dagster for the run of one lease."""
 
     MISSING = "missing"  # no run with this run key (yet)
-    ACTIVE = "active"  # queued, running, or failed with a Dagster run retry still to come
+    ACTIVE = "active"  # queued or running
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # failed for good: no retry left
-
-
-def range_run_key(topic: str, partition: int, start: int, end: int, attempt: int = 0, epoch: int = 0) -> str:
-    """Stable run key of a range; a deliberate re-try after a failure gets a suffix.
-
-    After offsets went backwards the same offsets hold new messages, so ranges of a later epoch (one per
-    recorded reset) get a `:reset{n}` suffix: Dagster never launches a run key twice.
-    """
-    key = f"ingest:{topic}:{partition}:{start}-{end}"
-    if epoch:
-        key += f":reset{epoch}"
-    return key if attempt == 0 else f"{key}:retry{attempt}"
+    FAILED = "failed"  # failed or canceled
 
 
 @dataclass(frozen=True)
-class PlannedRange:
-    """A range [start, end) of one partition that a run is requested for."""
+class RunInfo:
+    state: RunState
+    started_at: float | None = None  # when the run started (None: not started yet)
+    error: str | None = None  # why it failed, when it did
+
+
+def lease_run_key(topic: str, partition: int, now: float, epoch: int = 0) -> str:
+    """A lease's run key: unique in time (a lost cursor can never make the sensor ask for a used key again)."""
+    key = f"ingest:{topic}:{partition}:lease:{int(now * 1000)}"
+    return f"{key}:reset{epoch}" if epoch else key
+
+
+@dataclass(frozen=True)
+class PlannedLease:
+    """A lease of one partition that a run is requested for."""
 
     topic: str
     partition: int
-    start: int
-    end: int
-    attempt: int = 0
-    epoch: int = 0
-
-    @property
-    def run_key(self) -> str:
-        return range_run_key(self.topic, self.partition, self.start, self.end, self.attempt, self.epoch)
-
-    @property
-    def messages(self) -> int:
-        return self.end - self.start
+    start_offset: int  # the recorded progress when requested (the run reads it again under the lease)
+    run_key: str
+    successor: bool = False  # requested to take over from a running lease
 
 
 @dataclass(frozen=True)
-class InFlight:
-    start: int
-    end: int
-    attempt: int
+class Lease:
+    run_key: str
     requested_at: float
-    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class FailureStreak:
+    """Leases of one partition that failed in a row, at which progress, and the last error."""
+
+    count: int
+    offset: int
+    last_at: float
+    error: str = ""
+
+
+def failure_pause(count: int) -> float:
+    """How long the sensor waits before the next lease after `count` failed leases in a row."""
+    return 0.0 if count <= 1 else min(60.0, 5.0 * 2 ** (count - 2))
 
 
 @dataclass(frozen=True)
@@ -139,8 +151,8 @@ class CursorState:
     topic: str | None = None
     topic_id: str | None = None  # the broker's id of the topic: changes when it is recreated (broker epoch)
     end_offsets: dict[int, int] = field(default_factory=dict)  # last end offsets seen
-    in_flight: dict[int, InFlight] = field(default_factory=dict)
-    waiting_since: dict[int, float] = field(default_factory=dict)  # first tick that saw unplanned messages
+    leases: dict[int, list[Lease]] = field(default_factory=dict)  # requested, not known to be over (oldest first)
+    failures: dict[int, FailureStreak] = field(default_factory=dict)
     resets: int = 0  # progress resets reported so far (offsets going backwards)
     lag_observed: dict[str, float] = field(default_factory=dict)  # last lag observation emitted (+ "at")
 
@@ -150,8 +162,8 @@ class CursorState:
             "topic": self.topic,
             "topic_id": self.topic_id,
             "end_offsets": {str(p): o for p, o in sorted(self.end_offsets.items())},
-            "in_flight": {str(p): asdict(r) for p, r in sorted(self.in_flight.items())},
-            "waiting_since": {str(p): t for p, t in sorted(self.waiting_since.items())},
+            "leases": {str(p): [asdict(lease) for lease in leases] for p, leases in sorted(self.leases.items())},
+            "failures": {str(p): asdict(f) for p, f in sorted(self.failures.items())},
             "resets": self.resets,
             "lag_observed": self.lag_observed,
         }, sort_keys=True)
@@ -169,10 +181,10 @@ class CursorState:
                 topic=raw.get("topic"),
                 topic_id=raw.get("topic_id"),
                 end_offsets={int(p): int(o) for p, o in raw.get("end_offsets", {}).items()},
-                in_flight={int(p): InFlight(int(r["start"]), int(r["end"]), int(r["attempt"]),
-                                            float(r["requested_at"]), int(r.get("epoch", 0)))
-                           for p, r in raw.get("in_flight", {}).items()},
-                waiting_since={int(p): float(t) for p, t in raw.get("waiting_since", {}).items()},
+                leases={int(p): [Lease(str(x["run_key"]), float(x["requested_at"])) for x in leases]
+                        for p, leases in raw.get("leases", {}).items()},
+                failures={int(p): FailureStreak(int(f["count"]), int(f["offset"]), float(f["last_at"]),
+                                                str(f.get("error", ""))) for p, f in raw.get("failures", {}).items()},
                 resets=int(raw.get("resets", 0)),
                 lag_observed={str(k): float(v) for k, v in raw.get("lag_observed", {}).items()},
             )
@@ -181,24 +193,22 @@ class CursorState:
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise PlanError(f"cursor: not a valid ingestion cursor ({error}): {text[:200]!r}") from None
 
-    def in_flight_ranges(self) -> list[PlannedRange]:
-        if self.topic is None:
-            return []
-        return [PlannedRange(self.topic, p, r.start, r.end, r.attempt, r.epoch)
-                for p, r in sorted(self.in_flight.items())]
+    def lease_keys(self) -> list[str]:
+        return [lease.run_key for _, leases in sorted(self.leases.items()) for lease in leases]
 
 
 @dataclass
 class Plan:
-    ranges: list[PlannedRange]  # run requests to make now
+    leases: list[PlannedLease]  # run requests to make now
     resets: list[ProgressReset]  # progress resets to record before anything else
     cursor: CursorState
     lag: Lag
     notes: list[str]  # why things happened (or did not): for the tick's log and SkipReason
 
     def summary(self) -> str:
-        if self.ranges:
-            return "; ".join(f"requested {r.run_key} ({r.messages} messages)" for r in self.ranges)
+        if self.leases:
+            return "; ".join(f"requested {'successor ' if r.successor else ''}lease {r.run_key} (from offset "
+                             f"{r.start_offset})" for r in self.leases)
         return "; ".join(self.notes) or "nothing to do"
 
 
@@ -230,7 +240,7 @@ def backwards_partitions(cursor: CursorState, topic: str, end_offsets: Mapping[i
     for partition, end in sorted(end_offsets.items()):
         seen = cursor.end_offsets.get(partition, 0) if same_topic else 0
         if end < progress.get(partition, 0) or end < seen or (
-                recreated and (partition in progress or partition in cursor.in_flight)):
+                recreated and (partition in progress or partition in cursor.leases)):
             found.append(partition)
     return found
 
@@ -248,7 +258,7 @@ class _Tick:
     notes: list[str] = field(default_factory=list)
 
     def next_offset(self, partition: int) -> int:
-        """Where the partition's next range starts: recorded progress, else its first available offset."""
+        """Where the partition's ingestion carries on: recorded progress, else its first available offset."""
         return self.progress.get(partition, self.first_offsets.get(partition, 0))
 
 
@@ -258,18 +268,18 @@ def plan(
     end_offsets: Mapping[int, int],
     progress: Mapping[int, int],
     cursor: CursorState,
-    run_states: Mapping[str, RunState],
+    run_infos: Mapping[str, RunInfo],
     now: float,
     settings: PlannerSettings = PlannerSettings(),
     first_offsets: Mapping[int, int] | None = None,
     topic_id: str | None = None,
 ) -> Plan:
-    """Decide which ranges to request, which resets to record, and the next cursor.
+    """Decide which leases to request, which resets to record, and the next cursor.
 
     `end_offsets` and `progress` are partition -> offset (progress: next offset to ingest; a missing
     partition starts at `first_offsets` or 0). `topic_id` is the broker's id of the topic if known (a new id
-    means the topic was recreated: every partition starts again). `run_states` maps the run key of each in-flight range (as
-    listed by `cursor.in_flight_ranges()`) to what Dagster says about it; a key that is absent is MISSING.
+    means the topic was recreated: every partition starts again). `run_infos` maps the run key of each lease in
+    the cursor (`cursor.lease_keys()`) to what Dagster says about its run; a key that is absent is MISSING.
     """
     tick = _Tick(topic, end_offsets, dict(progress), dict(first_offsets or {}), now, settings)
     if cursor.topic is not None and cursor.topic != topic:
@@ -281,13 +291,13 @@ def plan(
     resets, backwards = _progress_resets(tick, cursor, topic_id)
     next_cursor.resets += backwards  # an epoch per backwards move: later run keys never repeat old ones
     reset_partitions = {r.partition for r in resets}
-    requests = _in_flight_requests(tick, cursor, next_cursor, run_states, reset_partitions)
-    requests += _new_ranges(tick, cursor, next_cursor, reset_partitions)
+    running = _leases_still_on(tick, cursor, next_cursor, run_infos, reset_partitions)
+    requests = _new_leases(tick, next_cursor, running, reset_partitions)
 
     lag = lag_of(end_offsets, tick.progress, tick.first_offsets)
     if not requests and not resets:
         tick.notes.append(_idle_note(tick, next_cursor, lag))
-    return Plan(ranges=requests, resets=resets, cursor=next_cursor, lag=lag, notes=tick.notes)
+    return Plan(leases=requests, resets=resets, cursor=next_cursor, lag=lag, notes=tick.notes)
 
 
 def _progress_resets(tick: _Tick, cursor: CursorState, topic_id: str | None) -> tuple[list[ProgressReset], int]:
@@ -321,89 +331,86 @@ def _progress_resets(tick: _Tick, cursor: CursorState, topic_id: str | None) -> 
     return resets, backwards
 
 
-def _in_flight_requests(tick: _Tick, cursor: CursorState, next_cursor: CursorState,
-                        run_states: Mapping[str, RunState], reset_partitions: set[int]) -> list[PlannedRange]:
-    """Phase 2: each in-flight range is done, still running, or failed for good (then requested again, never
-    skipped); the ones still in flight are carried into `next_cursor`."""
-    topic, settings, now = tick.topic, tick.settings, tick.now
-    requests: list[PlannedRange] = []
-    for partition, flight in sorted(cursor.in_flight.items()):
-        key = range_run_key(topic, partition, flight.start, flight.end, flight.attempt, flight.epoch)
+def _leases_still_on(tick: _Tick, cursor: CursorState, next_cursor: CursorState, run_infos: Mapping[str, RunInfo],
+                     reset_partitions: set[int]) -> dict[int, list[tuple[Lease, RunInfo]]]:
+    """Phase 2: the leases of the cursor that are still on (queued, running, or requested recently) go into
+    `next_cursor`; finished ones are dropped, a failed one adding to its partition's failure streak."""
+    running: dict[int, list[tuple[Lease, RunInfo]]] = {}
+    next_cursor.failures = {p: f for p, f in cursor.failures.items() if p in tick.end_offsets}
+    for partition, leases in sorted(cursor.leases.items()):
+        for lease in leases:
+            info = run_infos.get(lease.run_key, RunInfo(RunState.MISSING))
+            if info.state == RunState.ACTIVE or (
+                    info.state == RunState.MISSING and tick.now - lease.requested_at < tick.settings.missing_run_seconds):
+                running.setdefault(partition, []).append((lease, info))
+                continue
+            if info.state == RunState.SUCCEEDED:
+                next_cursor.failures.pop(partition, None)
+            elif info.state == RunState.FAILED:
+                offset = tick.next_offset(partition)
+                streak = next_cursor.failures.get(partition)
+                count = streak.count + 1 if streak and streak.offset == offset else 1
+                next_cursor.failures[partition] = FailureStreak(count, offset, tick.now, (info.error or "")[:500])
+                tick.notes.append(f"lease {lease.run_key} of {tick.topic}[{partition}] failed ({count} in a row at "
+                                  f"offset {offset}): {info.error or 'no error recorded'}")
+            else:
+                tick.notes.append(f"lease {lease.run_key} never started within "
+                                  f"{tick.settings.missing_run_seconds:g}s: requesting another")
+    for partition, leases in running.items():
         if partition in reset_partitions or partition not in tick.end_offsets:
-            tick.notes.append(f"dropped in-flight range {key} (partition reset or gone)")
-            continue
-        state = run_states.get(key, RunState.MISSING)
-        recorded = tick.next_offset(partition)
-        if recorded >= flight.end:
-            continue  # done (the sensor reads run states before progress, so progress is never older)
-        if state == RunState.SUCCEEDED:
-            # A run succeeded yet progress is short of its end: progress was reset under it. Plan afresh.
-            tick.notes.append(f"{key} succeeded but progress is {recorded} < {flight.end}: replanning")
-            continue
-        if state == RunState.FAILED and recorded != flight.start:
-            # Another range moved progress into this one (e.g. runs left from a lost cursor): retrying it would
-            # overlap recorded progress and fail forever. Plan afresh from the recorded progress instead.
-            tick.notes.append(f"{key} failed and progress is now {recorded}, not its start {flight.start}: "
-                              f"replanning from {recorded}")
-            continue
-        retry = state == RunState.FAILED or (
-            state == RunState.MISSING and now - flight.requested_at >= settings.missing_run_seconds)
-        if retry:
-            again = PlannedRange(topic, partition, flight.start, flight.end, flight.attempt + 1, flight.epoch)
-            why = "failed for good" if state == RunState.FAILED else "never started"
-            tick.notes.append(f"{key} {why}: requesting the same range again as {again.run_key}")
-            requests.append(again)
-            next_cursor.in_flight[partition] = InFlight(again.start, again.end, again.attempt, now, again.epoch)
-        else:
-            next_cursor.in_flight[partition] = flight
-    return requests
+            tick.notes.append(f"leases of {tick.topic}[{partition}] left to end by themselves (partition reset or "
+                              f"gone): the next one starts from the new progress")
+        next_cursor.leases[partition] = [lease for lease, _ in leases]
+    return running
 
 
-def _new_ranges(tick: _Tick, cursor: CursorState, next_cursor: CursorState,
-                reset_partitions: set[int]) -> list[PlannedRange]:
-    """Phase 3: new ranges, oldest wait first, up to the concurrency limit; the waiting clocks of partitions
-    still waiting carry over into `next_cursor`."""
+def _new_leases(tick: _Tick, next_cursor: CursorState, running: dict[int, list[tuple[Lease, RunInfo]]],
+                reset_partitions: set[int]) -> list[PlannedLease]:
+    """Phase 3: a lease for each partition with messages waiting and none on (longest failure pause honoured),
+    up to the limit; then successors for leases about to end."""
     settings, now = tick.settings, tick.now
-    waiting = {p: t for p, t in cursor.waiting_since.items() if p in tick.end_offsets and p not in reset_partitions}
-    candidates = []
+    requests: list[PlannedLease] = []
+    slots = settings.max_concurrent_ranges - len(running)
+    waiting = []
     for partition, end in sorted(tick.end_offsets.items()):
-        if partition in reset_partitions:
-            continue
         start = tick.next_offset(partition)
-        available = end - start
-        if available <= 0:
-            waiting.pop(partition, None)
+        if partition in reset_partitions or partition in running or end <= start:
             continue
-        since = waiting.setdefault(partition, now)
-        if partition in next_cursor.in_flight:
+        streak = next_cursor.failures.get(partition)
+        pause = failure_pause(streak.count) if streak else 0.0
+        if streak and now - streak.last_at < pause:
+            tick.notes.append(f"{tick.topic}[{partition}]: next lease in {pause - (now - streak.last_at):.0f}s "
+                              f"({streak.count} failed in a row at offset {streak.offset})")
             continue
-        if available >= settings.min_batch_size or now - since >= settings.max_wait_seconds:
-            candidates.append((since, -available, partition, start, end))
-    requests: list[PlannedRange] = []
-    slots = settings.max_concurrent_ranges - len(next_cursor.in_flight)
-    candidates.sort()
-    for _since, _, partition, start, end in candidates:
+        waiting.append((-(end - start), partition, start))
+    for _, partition, start in sorted(waiting):
         if slots <= 0:
-            tick.notes.append(f"partition {partition} waits: {settings.max_concurrent_ranges} ranges already in flight")
+            tick.notes.append(f"{tick.topic}[{partition}] waits: {settings.max_concurrent_ranges} partitions leased")
             continue
-        stop = min(end, start + settings.max_batch_size)
-        planned = PlannedRange(tick.topic, partition, start, stop, epoch=next_cursor.resets)
-        requests.append(planned)
-        next_cursor.in_flight[partition] = InFlight(start, stop, 0, now, planned.epoch)
-        if stop >= end:
-            waiting.pop(partition, None)  # everything seen so far is planned
+        requests.append(_request(tick, next_cursor, partition, start, successor=False))
         slots -= 1
-    next_cursor.waiting_since = waiting
+    if len(requests) < len(waiting):
+        return requests  # partitions wait for a slot: expiring leases end and free theirs (no successors)
+    for partition, leases in sorted(running.items()):
+        if len(leases) != 1 or partition in reset_partitions or partition not in tick.end_offsets:
+            continue
+        lease, info = leases[0]
+        if info.started_at is not None and now - info.started_at >= settings.lease_seconds - settings.handover_seconds:
+            requests.append(_request(tick, next_cursor, partition, tick.next_offset(partition), successor=True))
     return requests
+
+
+def _request(tick: _Tick, next_cursor: CursorState, partition: int, start: int, successor: bool) -> PlannedLease:
+    planned = PlannedLease(tick.topic, partition, start, lease_run_key(tick.topic, partition, tick.now,
+                                                                       next_cursor.resets), successor)
+    next_cursor.leases.setdefault(partition, []).append(Lease(planned.run_key, tick.now))
+    return planned
 
 
 def _idle_note(tick: _Tick, next_cursor: CursorState, lag: Lag) -> str:
     """Why a tick that requests nothing and resets nothing did so."""
-    end_offsets, progress = tick.end_offsets, tick.progress
     if lag.lag == 0:
         return f"no new messages in {tick.topic} (end offsets sum {lag.end_offset_sum})"
-    if next_cursor.in_flight and len(next_cursor.in_flight) >= sum(1 for p in end_offsets
-                                                                   if end_offsets[p] > progress.get(p, 0)):
-        return f"{len(next_cursor.in_flight)} range(s) in flight, lag {lag.lag}"
-    return (f"{lag.lag} message(s) waiting to fill a batch "
-            f"(min {tick.settings.min_batch_size} or {tick.settings.max_wait_seconds:g}s)")
+    leased = sorted(next_cursor.leases)
+    return f"{lag.lag} message(s) waiting; partitions {leased} leased, ingesting" if leased else \
+        f"{lag.lag} message(s) waiting"

@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
+from payment_platform.config import pan_hash_key_from_env
+from payment_platform.domain.redaction import redact_text
 from payment_platform.stores.records import DATA_STORES, PaymentRecord
 from payment_platform.stores.refusals import SYSTEMIC_REFUSALS, describe, is_outage
 
@@ -323,7 +325,7 @@ class Replayer:
         outcome.quarantined_sample.extend(e.payment_id for e, _, _ in rejected[:max(room, 0)])
         for entry, _, reason in rejected:
             self._info(f"replay {store}: quarantined payment {entry.payment_id} "
-                       f"(Kafka {_position_text(entry.position)}): {reason}")
+                       f"(Kafka {_position_text(entry.position)}): {redact_text(reason, pan_hash_key_from_env())}")
 
     def _take_back(self, store: str, rejected: list[tuple], outcome: StoreOutcome) -> BaseException | None:
         """Every other store gives back the rows these very messages wrote (same Kafka position), and its backup

@@ -2,7 +2,8 @@
 
     GET /payments/{payment_id}     GET /payments?originator_id=&beneficiary_id=&...&limit=&cursor=
     GET /stats/daily               GET /quarantine?limit=&cursor=      GET /backup
-    GET /health                    GET /metrics                        (OpenAPI: /openapi.json, docs: /docs)
+    GET /health                    GET /metrics (Prometheus text)       GET /status (the same figures as JSON)
+    (OpenAPI: /openapi.json, docs: /docs)
     GET /livez                     (the process answers; no store asked, no token: for liveness probes)
 
 Errors are JSON `{"error": ..., "parameter": ...}`: a malformed parameter is a 400 naming it, an unknown id a 404,
@@ -16,20 +17,72 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import threading
+import uuid
 from contextlib import asynccontextmanager
-from typing import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Callable
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BeforeValidator
 
-from payment_platform.serving.params import InvalidParameter
+from payment_platform.domain.schema import RAILS, STATUS_CODES
+from payment_platform.serving import metrics, schemas
+from payment_platform.serving.cursor import MAX_CURSOR_CHARS
+from payment_platform.serving.params import DEFAULT_LIMIT, MAX_LIMIT, InvalidParameter
 from payment_platform.serving.queries import NotFound, PaymentQueries, StoreUnavailable
 
 TOKEN_SETTING = "PAYMENT_API_TOKEN"
 WORKER_THREADS = 16  # request threads, each with its own store connections
 LIVENESS_PATH = "/livez"
+METRICS_PATH = "/metrics"  # Prometheus text format
+STATUS_PATH = "/status"  # the JSON figures /metrics served before
+WINDOW_FROM = "Inclusive; ISO 8601 date or date-time, UTC when no zone is given"
+WINDOW_TO = "Exclusive; ISO 8601 date or date-time, UTC when no zone is given"
+_ERROR_TEXT = {400: "A parameter is malformed (`parameter` names it)", 401: "Missing or wrong bearer token",
+               404: "No payment with that id", 503: "A store needed for the answer did not answer (`stores`)"}
+
+
+def _iso_text(value):
+    """Only ISO 8601 text is a moment here (pydantic alone would also take a number as Unix seconds)."""
+    if isinstance(value, str) and not _ISO_START.match(value.strip()):
+        raise ValueError("not an ISO 8601 date or date-time (e.g. 2026-11-24 or 2026-11-24T14:00:00Z)")
+    return value
+
+
+_ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+Moment = Annotated[datetime | None, BeforeValidator(_iso_text)]
+
+
+def _errors(*codes: int) -> dict:
+    return {code: {"model": schemas.ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with the error contract as it is: 400 `ErrorBody` instead of the default 422, and 401
+    on every route but liveness when a token is required."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = {"description": _ERROR_TEXT[400],
+                                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            if getattr(app.state, "token_required", False) and path != LIVENESS_PATH:
+                responses["401"] = {"description": _ERROR_TEXT[401],
+                                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    schemas_ = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas_.pop(unused, None)
+    app.openapi_schema = document
+    return document
 logger = logging.getLogger(__name__)
 
 
@@ -85,6 +138,9 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
                               "failed-payment backup. Amounts are decimal strings, times ISO 8601 UTC.")
     if token:
         app.add_middleware(BearerToken, token=token)
+    app.state.token_required = bool(token)
+    registry = metrics.registry_for(probes_factory)
+    app.add_middleware(metrics.RequestMetrics, registry=registry)  # outermost: refused requests are counted too
 
     @app.exception_handler(InvalidParameter)
     async def invalid_parameter(request, error: InvalidParameter):
@@ -92,10 +148,11 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, error: RequestValidationError):
+        # a typed parameter FastAPI refused: the same contract as the hand-made checks (400 naming it)
         names = [str(e["loc"][-1]) for e in error.errors() if e.get("loc")]
         return JSONResponse({"error": "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
                                                 for e in error.errors()),
-                             "parameter": names[0] if names else None}, status_code=422)
+                             "parameter": names[0] if names else None}, status_code=400)
 
     @app.exception_handler(NotFound)
     async def not_found(request, error: NotFound):
@@ -112,7 +169,8 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
         return JSONResponse({"error": f"internal error ({type(error).__name__}); see the API log"}, status_code=500)
 
     def answer(body: dict, source: str | None = None, degraded: str | None = None) -> Response:
-        """JSON serialised once, here (FastAPI's validation of a returned dict costs more than the store reads)."""
+        """JSON serialised once, here (FastAPI's validation of a returned dict costs more than the store reads);
+        the route's response_model documents it (and the suite checks the two agree)."""
         headers = {}
         if source:
             headers["X-Served-By"] = source
@@ -121,40 +179,71 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
         return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
                         media_type="application/json", headers=headers)
 
-    @app.get("/payments/{payment_id}", summary="One payment by id (HBase, else Postgres, else the backup)",
-             response_class=JSONResponse)
-    async def get_payment(payment_id: str) -> Response:
-        view = queries().payment(payment_id)
+    # Every route is a plain `def`: FastAPI runs it in the threadpool, so a store that hangs holds one worker
+    # thread, never the event loop (liveness and every other request keep being answered).
+    @app.get("/payments/{payment_id}", response_model=schemas.PaymentOut, responses=_errors(400, 404, 503),
+             summary="One payment by id (HBase, else Postgres, else the backup)",
+             description="Two HBase gets (`payments_by_id`, then `payments`). When HBase does not answer, Postgres "
+                         "answers: `source` is `postgres`, `degraded` (and the `X-Degraded` header) says why. A "
+                         "payment whose write waits in the failed-payment backup is found there (`source` "
+                         "`backup`). Card data only as token, BIN and last 4; full card numbers in free text are "
+                         "redacted.")
+    def get_payment(payment_id: Annotated[uuid.UUID, Path(description="The payment's UUID")]) -> Response:
+        view = queries().payment(str(payment_id))
         return answer(view.as_dict(), view.source, view.degraded)
 
-    @app.get("/payments", summary="Payments newest first: one party's, or all in a window, with filters",
-             response_class=JSONResponse)
-    def list_payments(originator_id: str | None = None, beneficiary_id: str | None = None,
-                      payment_type: str | None = None, currency: str | None = None, status: str | None = None,
-                      created_from: str | None = None, created_to: str | None = None, min_amount: str | None = None,
-                      max_amount: str | None = None, limit: str | None = None, cursor: str | None = None) -> Response:
+    @app.get("/payments", response_model=schemas.PaymentPageOut, responses=_errors(400, 503),
+             summary="Payments newest first: one party's, or all in a window, with filters",
+             description="Exactly newest first by `created_at` (microseconds), ties by `payment_id` ascending, "
+                         "across pages: the order of Postgres' `ORDER BY created_at DESC, payment_id`. One "
+                         "party's through its HBase index (originator preferred when both are given), or every "
+                         "party's through the `payments` row key. Cursors are positions, so a walk neither repeats "
+                         "nor skips whatever is written meanwhile; a cursor made by another query is refused "
+                         "(400). When HBase does not answer, Postgres answers the same page, marked degraded.")
+    def list_payments(
+            originator_id: Annotated[str | None, Query(max_length=200, description="Party id of the originator")] = None,
+            beneficiary_id: Annotated[str | None, Query(max_length=200, description="Party id of the beneficiary")] = None,
+            payment_type: Annotated[str | None, Query(description=f"Rail, any case: {', '.join(RAILS)}")] = None,
+            currency: Annotated[str | None, Query(description="ISO 4217 code, any case")] = None,
+            status: Annotated[str | None, Query(description=f"ISO 20022 status: {', '.join(STATUS_CODES)}")] = None,
+            created_from: Annotated[Moment, Query(description=WINDOW_FROM)] = None,
+            created_to: Annotated[Moment, Query(description=WINDOW_TO)] = None,
+            min_amount: Annotated[Decimal | None, Query(ge=0, allow_inf_nan=False, description="Inclusive")] = None,
+            max_amount: Annotated[Decimal | None, Query(ge=0, allow_inf_nan=False, description="Inclusive")] = None,
+            limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
+            cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS,
+                                                description="`next_cursor` of the previous page")] = None) -> Response:
         page = queries().list_payments(
             originator_id=originator_id, beneficiary_id=beneficiary_id, payment_type=payment_type,
             currency=currency, status=status, created_from=created_from, created_to=created_to,
             min_amount=min_amount, max_amount=max_amount, limit=limit, cursor=cursor)
         return answer(page.as_dict(), page.source, page.degraded)
 
-    @app.get("/stats/daily", summary="Count and sum per UTC day x rail x currency (x status), from Postgres",
-             response_class=JSONResponse)
-    def daily(created_from: str | None = None, created_to: str | None = None, payment_type: str | None = None,
-              currency: str | None = None, by_status: bool = False) -> Response:
+    @app.get("/stats/daily", response_model=schemas.DailyTotalsOut, responses=_errors(400, 503),
+             summary="Count and sum per UTC day x rail x currency (x status), from Postgres")
+    def daily(created_from: Annotated[Moment, Query(description=WINDOW_FROM)] = None,
+              created_to: Annotated[Moment, Query(description=WINDOW_TO)] = None,
+              payment_type: Annotated[str | None, Query(description=f"Rail, any case: {', '.join(RAILS)}")] = None,
+              currency: Annotated[str | None, Query(description="ISO 4217 code, any case")] = None,
+              by_status: Annotated[bool, Query(description="One row per status too")] = False) -> Response:
         totals = queries().daily_totals(created_from=created_from, created_to=created_to, payment_type=payment_type,
                                         currency=currency, by_status=by_status)
         return answer(totals.as_dict(), totals.source)
 
-    @app.get("/quarantine", summary="Quarantined messages newest first (reason, Kafka position, raw text)",
-             response_class=JSONResponse)
-    def quarantine(limit: str | None = None, cursor: str | None = None) -> Response:
+    @app.get("/quarantine", response_model=schemas.QuarantinePageOut, responses=_errors(400, 503),
+             summary="Quarantined messages newest first (reason, Kafka position, redacted raw text)",
+             description="The raw text has every full card number replaced by `[PAN REDACTED hmac:<16 hex>]`: a "
+                         "keyed hash (PAN_HASH_KEY) an operator can compute for a reported number to match it.")
+    def quarantine(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
+                   cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS,
+                                                       description="`next_cursor` of the previous page")] = None
+                   ) -> Response:
         return answer(queries().quarantine(limit=limit, cursor=cursor).as_dict())
 
-    @app.get("/backup", summary="The failed-payment backup per store: size, oldest age, oldest items",
-             response_class=JSONResponse)
-    def backup(limit: str | None = None) -> Response:
+    @app.get("/backup", response_model=schemas.BackupReportOut, responses=_errors(400, 503),
+             summary="The failed-payment backup per store: size, oldest age, oldest items")
+    def backup(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Oldest items per store")] = DEFAULT_LIMIT
+               ) -> Response:
         return answer(queries().backup_report(limit=limit).as_dict())
 
     def snapshot():
@@ -168,7 +257,9 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
         finally:
             probes.close()
 
-    @app.get("/health", summary="Each service: up or down, with the error")
+    @app.get("/health", response_model=schemas.HealthOut, responses={503: {"model": schemas.HealthOut,
+                                                                          "description": "A service is down"}},
+             summary="Each service: up or down, with the error")
     def health() -> JSONResponse:
         snap = snapshot()
         body = {"healthy": snap.healthy, "services": {
@@ -176,15 +267,23 @@ def create_app(queries_factory: Callable[[], PaymentQueries], *, token: str | No
                    "seconds": s["seconds"]} for name, s in snap.services.items()}}
         return JSONResponse(body, status_code=200 if snap.healthy else 503)
 
-    @app.get(LIVENESS_PATH, summary="The API process answers (no store is asked; no token needed): liveness probes")
+    @app.get(LIVENESS_PATH, response_model=schemas.LiveOut,
+             summary="The API process answers (no store is asked; no token needed): liveness probes")
     async def live() -> Response:
         # async on purpose: answered by the event loop itself, so a wedged loop fails the probe, a slow store never
         return Response(b'{"live":true}', media_type="application/json")
 
-    @app.get("/metrics", summary="The figures of `payment-platform status --json`")
-    def metrics() -> dict:
-        return snapshot().as_dict()
+    @app.get(METRICS_PATH, response_class=PlainTextResponse, responses={200: {"content": {metrics.CONTENT_TYPE: {}}}},
+             summary="Prometheus text format: requests and latency per route and status, the platform's figures")
+    def prometheus() -> Response:
+        return Response(metrics.exposition(registry), media_type=metrics.CONTENT_TYPE)
 
+    @app.get(STATUS_PATH, response_model=schemas.StatusOut, responses=_errors(503),
+             summary="The figures of `payment-platform status --json` (JSON)")
+    def status() -> Response:
+        return answer(snapshot().as_dict())
+
+    app.openapi = lambda: _openapi(app)
     return app
 
 

@@ -57,6 +57,13 @@ def register(subparsers) -> None:
     _formats(backup)
     backup.set_defaults(func=query_backup)
 
+    marker = actions.add_parser(
+        "pan-fingerprint", help="the marker a full card number is redacted to (match a customer's report)",
+        description="Reads card numbers on standard input, one per line (never on the command line: shell history "
+                    "would keep them), and prints for each the `[PAN REDACTED hmac:...]` marker that replaced it "
+                    "wherever the platform stored or showed it (keyed by PAN_HASH_KEY).")
+    marker.set_defaults(func=query_pan_fingerprint)
+
     hbase = subparsers.add_parser("hbase", help="look inside HBase: tables, describe, count, get, scan; "
                                                 "backfill-index",
                                   description="HBase shell habits over happybase (HBASE_HOST/HBASE_PORT): works "
@@ -405,3 +412,24 @@ def serve_api(args) -> int:
     if not host:
         raise UsageError("--host: empty")
     return run(host, port)
+
+
+def query_pan_fingerprint(args) -> int:
+    import sys
+
+    from payment_platform.config import pan_hash_key_from_env
+    from payment_platform.domain.redaction import is_pan, marker
+
+    key = pan_hash_key_from_env()  # ConfigError (exit 2, naming PAN_HASH_KEY) when malformed
+    status = 0
+    for number, line in enumerate(sys.stdin, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        if not is_pan(text):
+            print(f"line {number}: not a card number (13-19 digits passing Luhn; spaces and dashes allowed)",
+                  file=sys.stderr)
+            status = 2
+            continue
+        print(marker(text, key))
+    return status

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterator
 
-from payment_platform.domain.rowkeys import KEY_END, party_prefix, row_key, stamp_of, unsalted
+from payment_platform.config import pan_hash_key_from_env
+from payment_platform.domain.redaction import redact_message, redact_text
+from payment_platform.domain.rowkeys import (KEY_END, STAMP_FORMAT, STAMP_LENGTH, party_prefix, row_key,
+                                             stamp_in_party_key, stamp_of, unsalted)
 from payment_platform.domain.schema import PARTY_FIELDS
 from payment_platform.serving import cursor as cursors
 from payment_platform.serving import params
@@ -72,13 +75,19 @@ def _party(doc: dict, role: str, party_id: str | None, name: str | None) -> Part
     section = doc.get(role) if isinstance(doc.get(role), dict) else {}
     identifiers = {k: section[k] for k in IDENTIFIER_FIELDS if isinstance(section.get(k), str)}
     return Party(party_id if party_id is not None else str(section.get("party_id", "")),
-                 name if name is not None else str(section.get("name", "")),
+                 _shown(name if name is not None else str(section.get("name", ""))),
                  section.get("country") if isinstance(section.get("country"), str) else None, identifiers)
 
 
 def _optional_text(doc: dict, key: str) -> str | None:
     value = doc.get(key)
-    return value if isinstance(value, str) else None
+    return _shown(value) if isinstance(value, str) else None
+
+
+def _shown(text: str | None) -> str | None:
+    """Free text as it may be shown: a full card number in it redacted (stored before redaction existed, or
+    arrived by a path that did not redact): the read side never shows one, whatever the stores hold."""
+    return redact_text(text, pan_hash_key_from_env()) if text else text
 
 
 def view_from_hbase(cells: dict[bytes, bytes], row_key: bytes, source: str = SOURCE_HBASE) -> PaymentView:
@@ -143,6 +152,64 @@ def _matches(view: PaymentView, f: PaymentFilter, low: str | None, high: str | N
         if (f.min_amount is not None and value < f.min_amount) or (f.max_amount is not None and value > f.max_amount):
             return False
     return True
+
+
+def exact_order(views: list[PaymentView]) -> list[PaymentView]:
+    """Newest first by created_at (ISO text of fixed width: text order is time order), ties by payment_id."""
+    ordered = sorted(views, key=lambda v: v.payment_id)
+    ordered.sort(key=lambda v: v.created_at, reverse=True)  # stable: equal times keep the id order
+    return ordered
+
+
+def _stamp_of_text(created_at: str) -> str:
+    """`yyyyMMddHHmmss` of a created_at text `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
+    t = created_at
+    return t[0:4] + t[5:7] + t[8:10] + t[11:13] + t[14:16] + t[17:19]
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page of payments stopped: the second (`yyyyMMddHHmmss`) and, inside it, the last payment served
+    (created_at text, payment_id); both None: the whole second was served."""
+
+    stamp: str
+    created_at: str | None
+    payment_id: str | None
+
+    @classmethod
+    def after(cls, view: PaymentView) -> "Position":
+        return cls(_stamp_of_text(view.created_at), view.created_at, view.payment_id)
+
+    def precedes(self, view: PaymentView) -> bool:
+        """True when `view` comes after this position in the listing order (not served yet)."""
+        if self.created_at is None:
+            return _stamp_of_text(view.created_at) < self.stamp
+        return view.created_at < self.created_at or (view.created_at == self.created_at
+                                                      and view.payment_id > self.payment_id)
+
+    def for_postgres(self) -> tuple:
+        """(created_at, payment_id) to continue after, or (start of the second, None) when it was served whole."""
+        if self.created_at is None:
+            return datetime.strptime(self.stamp, STAMP_FORMAT).replace(tzinfo=timezone.utc), None
+        return datetime.fromisoformat(self.created_at.replace("Z", "+00:00")), self.payment_id
+
+    def __iter__(self):
+        return iter((self.stamp, self.created_at, self.payment_id))
+
+
+def _position_of(value) -> Position | None:
+    """The Position a cursor holds (None: first page); InvalidParameter("cursor") if it holds anything else."""
+    if value is None:
+        return None
+    if (len(value) != 3 or not isinstance(value[0], str) or len(value[0]) != STAMP_LENGTH or not value[0].isdigit()
+            or not all(v is None or isinstance(v, str) for v in value[1:]) or (value[1] is None) != (value[2] is None)):
+        raise InvalidParameter("cursor", "not a cursor of this kind of page")
+    if value[1] is not None:
+        try:
+            datetime.fromisoformat(value[1].replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidParameter("cursor", "not a cursor of this kind of page") from None
+    return Position(*value)
 
 
 class PaymentQueries:
@@ -283,20 +350,24 @@ class PaymentQueries:
                                 currency=currency, status=status, min_amount=min_amount, max_amount=max_amount)
         size = params.limit(limit)
         scope = "payments|" + f.scope()
-        after = cursors.decode(cursor, scope)
+        after = _position_of(cursors.decode(cursor, scope, kind=list))
         role, party = (("originator", f.originator_id) if f.originator_id is not None else
                        ("beneficiary", f.beneficiary_id) if f.beneficiary_id is not None else (None, None))
         low, high = self._key_bounds(f, party)
-        after_key = after.encode() if after is not None else None
-        if after_key is not None and not (low <= after_key <= high):
-            raise InvalidParameter("cursor", "points outside this query's window")
+        if after is not None:
+            prefix = party_prefix(party) if party is not None else b""
+            second = prefix + after.stamp.encode()
+            if not (low[:len(second)] <= second <= high):
+                raise InvalidParameter("cursor", "points outside this query's window")
+            # the cursor's second is read again (what is left of it) unless the whole second was served
+            high = min(high, second + KEY_END if after.created_at is not None else second)
         try:
-            items, last = self._hbase_call(lambda h: self._page_from_hbase(h, f, role, low, after_key or high, size))
+            items, last = self._hbase_call(lambda h: self._page_from_hbase(h, f, role, low, high, size, after))
             source, degraded = SOURCE_HBASE, None
         except StoreUnavailable as error:
-            items, last = self._page_from_postgres(f, role, party, after_key, size, error)
+            items, last = self._page_from_postgres(f, role, party, after, size, error)
             source, degraded = SOURCE_POSTGRES, error.detail
-        next_cursor = cursors.encode(scope, last.decode()) if last is not None else None
+        next_cursor = cursors.encode(scope, list(last)) if last is not None else None
         return PaymentPage(items=items, next_cursor=next_cursor, source=source, degraded=degraded)
 
     @staticmethod
@@ -311,24 +382,46 @@ class PaymentQueries:
     def _window_text(f: PaymentFilter) -> tuple[str | None, str | None]:
         return _iso(f.created_from), _iso(f.created_to)
 
-    def _page_from_hbase(self, hbase, f: PaymentFilter, role: str | None, low: bytes, high: bytes, size: int):
-        """(items, position to continue after or None) from HBase, newest first, keys in [low, high)."""
+    def _page_from_hbase(self, hbase, f: PaymentFilter, role: str | None, low: bytes, high: bytes, size: int,
+                         after: Position | None):
+        """(items, position to continue after or None) from HBase, exactly newest first, keys in [low, high).
+
+        Keys order payments only to the second, so the rows of one second are read whole and sorted by
+        (created_at desc, payment_id asc) before any of them is served; a page ends inside a second when it must,
+        and its cursor (second, created_at, payment_id) resumes in that same second."""
         lo_text, hi_text = self._window_text(f)
         filtered = any(v is not None for v in (f.payment_type, f.currency, f.status, f.min_amount, f.max_amount)) \
             or (role == "originator" and f.beneficiary_id is not None)
         budget = max(SCAN_BUDGET_MIN, SCAN_BUDGET_PER_ITEM * size)
         items: list[PaymentView] = []
+        group: list[PaymentView] = []
+        group_stamp: str | None = None
         examined = 0
-        last: bytes | None = None
+
+        def flush() -> None:
+            for view in exact_order(group):
+                if after is not None and not after.precedes(view):
+                    continue  # served by an earlier page (the cursor's own second)
+                if _matches(view, f, lo_text, hi_text):
+                    items.append(view)
+            group.clear()
+
+        stamp_of_key = stamp_in_party_key if role is not None else (lambda key: key[:STAMP_LENGTH].decode())
         for key, view in self._scan_views(hbase, role, low, high, size if not filtered else min(1000, size * 4)):
-            if len(items) == size:
-                return items, last  # at least one more row exists: the page continues after `last`
+            stamp = stamp_of_key(key)
+            if stamp != group_stamp and group_stamp is not None:
+                flush()
+                if len(items) >= size:  # a further row exists: the page is full and continues after its last item
+                    return items[:size], Position.after(items[size - 1])
+                if examined >= budget:  # not full, but this request has read enough: continue before that second
+                    return items, Position(group_stamp, None, None)
+            group_stamp = stamp
             examined += 1
-            last = key
-            if view is not None and _matches(view, f, lo_text, hi_text):
-                items.append(view)
-            if examined >= budget and len(items) < size:
-                return items, last  # not full, but this request has read enough: the cursor continues here
+            if view is not None:
+                group.append(view)
+        flush()
+        if len(items) > size:
+            return items[:size], Position.after(items[size - 1])
         return items, None
 
     def _scan_views(self, hbase, role: str | None, low: bytes, high: bytes, batch: int) -> Iterator[tuple]:
@@ -354,21 +447,20 @@ class PaymentQueries:
             if len(group) <= batch:
                 return
 
-    def _page_from_postgres(self, f: PaymentFilter, role: str | None, party: str | None, after_key: bytes | None,
+    def _page_from_postgres(self, f: PaymentFilter, role: str | None, party: str | None, after: Position | None,
                             size: int, hbase_error: StoreUnavailable):
-        prefix = party_prefix(party) if party is not None else b""
-        after = after_key[len(prefix):].decode() if after_key is not None else None
+        """The same page from Postgres (`ORDER BY created_at DESC, payment_id`), continuing the same cursors."""
         try:
             rows = self._postgres_call(lambda p: p.payments_page(
-                party_role=role, party_id=party, created_from=f.created_from, created_to=f.created_to, after=after,
+                party_role=role, party_id=party, created_from=f.created_from, created_to=f.created_to,
+                after=None if after is None else after.for_postgres(),
                 limit=size + 1, payment_type=f.payment_type, currency=f.currency, status=f.status,
                 min_amount=f.min_amount, max_amount=f.max_amount,
                 beneficiary_id=f.beneficiary_id if role == "originator" else None))
         except StoreUnavailable as error:
             raise StoreUnavailable(["hbase", "postgres"], f"{hbase_error.detail}; {error.detail}") from error
         items = [view_from_postgres(row) for row in rows[:size]]
-        last = (prefix + rows[size - 1]["position"].encode()) if len(rows) > size else None
-        return items, last
+        return items, Position.after(items[-1]) if len(rows) > size else None
 
     # -- aggregates and operators ----------------------------------------------------------------------
     def daily_totals(self, *, created_from=None, created_to=None, payment_type=None, currency=None,
@@ -386,10 +478,13 @@ class PaymentQueries:
         size = params.limit(limit)
         before = cursors.decode(cursor, "quarantine", kind=int)
         rows = self._postgres_call(lambda p: p.quarantine_page(before, size + 1))
+        key = pan_hash_key_from_env()
         items = [QuarantinedMessage(
-            id=int(r["id"]), reason=r["reason"], field=r["field"], payment_id=r["payment_id"],
+            id=int(r["id"]), reason=redact_text(r["reason"], key), field=r["field"],
+            payment_id=redact_text(r["payment_id"], key),
             kafka_position=_position(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]),
-            raw_text=r["raw"].decode("utf-8", "replace"), quarantined_at=_iso(r["quarantined_at"]))
+            raw_text=redact_message(bytes(r["raw"]), key).decode("utf-8", "replace"),
+            quarantined_at=_iso(r["quarantined_at"]))
             for r in rows[:size]]
         next_cursor = cursors.encode("quarantine", items[-1].id) if len(rows) > size else None
         return QuarantinePage(items, next_cursor)
@@ -403,7 +498,7 @@ class PaymentQueries:
         for store in (SOURCE_HBASE, SOURCE_POSTGRES):
             entries = self.backup.list_oldest(size, store=store)
             stores.append(BackupStore(store, self.backup.size(store), self.backup.oldest_age_seconds(store), [
-                BackupItem(e.payment_id, e.store, e.error, e.attempts, _iso(e.first_attempt_at),
+                BackupItem(e.payment_id, e.store, _shown(e.error), e.attempts, _iso(e.first_attempt_at),
                            _iso(e.last_attempt_at),
                            _position(e.position.topic, e.position.partition, e.position.offset) if e.position else None,
                            e.location) for e in entries]))

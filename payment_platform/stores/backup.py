@@ -31,6 +31,7 @@ from typing import Iterable, Mapping, Sequence
 import pymongo
 from pymongo import UpdateOne
 
+from payment_platform.domain.redaction import redact_document, redact_message, redact_text
 from payment_platform.domain.schema import Payment, decode
 from payment_platform.stores.records import KafkaPosition, PaymentRecord
 
@@ -38,6 +39,7 @@ DEFAULT_DATABASE = "payments"
 DEFAULT_COLLECTION = "failed_payments"
 DEFAULT_FALLBACK_DIR = "failed_payments"
 FILE_SUFFIX = ".json"
+REDACTED_MARKER = ".pan_redacted"  # in the folder once its files stored before redaction are redacted
 
 
 class BackupUnavailable(RuntimeError):
@@ -104,8 +106,9 @@ class FailedPaymentBackup:
 
     def __init__(self, mongo_uri: str | None, fallback_dir: str | os.PathLike = DEFAULT_FALLBACK_DIR,
                  database: str = DEFAULT_DATABASE, collection: str = DEFAULT_COLLECTION,
-                 timeout_ms: int = 3000, mongo_retry_after_s: float = 15.0):
+                 timeout_ms: int = 3000, mongo_retry_after_s: float = 15.0, pan_key: bytes | None = None):
         self.mongo_uri = mongo_uri
+        self.pan_key = pan_key  # of PAN fingerprints; PAN_HASH_KEY when None (read on first use)
         self.fallback_dir = Path(fallback_dir)
         self.database_name, self.collection_name = database, collection
         self.timeout_ms = timeout_ms
@@ -163,6 +166,56 @@ class FailedPaymentBackup:
         except Exception as error:
             self._mongo_failed(error)
             raise
+        self.redact_stored(max_entries=2000)  # bounded: a large backlog is finished by the next calls
+
+    # -- full card numbers (PCI DSS 3.4) ---------------------------------------------------------------
+    def _pan_key(self) -> bytes:
+        if self.pan_key is None:
+            from payment_platform.config import pan_hash_key_from_env
+
+            self.pan_key = pan_hash_key_from_env()
+        return self.pan_key
+
+    def _redacted(self, record: PaymentRecord) -> PaymentRecord:
+        raw = redact_message(record.raw, self._pan_key())
+        if raw is record.raw:
+            return record
+        return PaymentRecord(decode(raw), raw, record.position, record.salt_buckets)
+
+    def redact_stored(self, max_entries: int = 0) -> dict:
+        """Migration: redact full card numbers in entries stored before redaction (raw, document, error), in
+        MongoDB (at most `max_entries` per call, 0: all) and in the folder (once: a marker file remembers the
+        pass; entries written since are redacted as written). Idempotent; {"mongo": n, "files": m} rewritten."""
+        key = self._pan_key()
+        done = {"mongo": 0, "files": 0}
+        if self._mongo_usable():
+            collection = self._collection()
+            # each entry once: entries written since redaction carry pan_redacted
+            pending = collection.find({"pan_redacted": {"$ne": True}}, {"raw": 1, "error": 1, "document": 1},
+                                      limit=max_entries)
+            for doc in list(pending):
+                raw = doc.get("raw", "").encode("utf-8")
+                new_raw, new_error = redact_message(raw, key), redact_text(doc.get("error", ""), key)
+                changed = new_raw is not raw or new_error != doc.get("error", "")
+                collection.update_one({"_id": doc["_id"]}, {"$set": {"pan_redacted": True, **({
+                    "raw": new_raw.decode("utf-8"), "error": new_error,
+                    "document": redact_document(doc.get("document"), key)} if changed else {})}})
+                done["mongo"] += changed
+        marker_file = self.fallback_dir / REDACTED_MARKER
+        if marker_file.exists() or not self.fallback_dir.is_dir():
+            return done
+        for path in self._files():
+            body = json.loads(path.read_text(encoding="utf-8"))
+            raw = body.get("raw", "").encode("utf-8")
+            new_raw, new_error = redact_message(raw, key), redact_text(body.get("error", ""), key)
+            if new_raw is raw and new_error == body.get("error", ""):
+                continue
+            body.update(raw=new_raw.decode("utf-8"), error=new_error,
+                        payment=redact_document(body.get("payment"), key))
+            self._write_body(path, body)
+            done["files"] += 1
+        marker_file.write_text("every entry file here has had its full card numbers redacted\n", encoding="utf-8")
+        return done
 
     def health(self) -> dict:
         """Mongo `ping` and the folder's writability. Raises BackupUnavailable only when neither home works
@@ -203,6 +256,9 @@ class FailedPaymentBackup:
         """
         if not records:
             return {"mongo": 0, "files": 0}
+        # never a full card number in the backup: the loader redacts already; the store errors may quote values
+        records = [self._redacted(r) for r in records]
+        error = redact_text(error, self._pan_key())
         self._empty_until.pop(store, None)
         now = _utc_now()
         mongo_error = "MongoDB skipped: " + (self.last_mongo_error or "no URI configured")
@@ -212,6 +268,7 @@ class FailedPaymentBackup:
                     UpdateOne({"payment_id": r.payment_id, "store": store}, {
                         "$setOnInsert": {"payment_id": r.payment_id, "store": store, "first_attempt_at": now,
                                          "raw": r.raw.decode("utf-8"), "document": r.payment.doc,
+                                         "pan_redacted": True,
                                          "kafka": _position_doc(r.position)},
                         "$set": {"error": error, "last_attempt_at": now},
                         "$inc": {"attempts": 1},
@@ -245,6 +302,10 @@ class FailedPaymentBackup:
             "last_attempt_at": now.isoformat(),
             "kafka": _position_doc(record.position),
         }
+        self._write_body(path, body)
+
+    def _write_body(self, path: Path, body: dict) -> None:
+        """One entry file replaced whole and durably (temp file, fsync, rename, fsync of the folder)."""
         fd, tmp = tempfile.mkstemp(dir=self.fallback_dir, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -6,6 +6,7 @@ Every call is bounded: a dead broker gives a `KafkaUnavailable` error within a f
   UUID, which changes when the topic is recreated or a memory broker restarts.
 - `read_range`: exactly the messages at offsets [start, end) of one partition, in chunks, via assign()+seek()
   (no consumer group); raises `RangeUnavailable` rather than returning short.
+- `PartitionReader`: one partition read onwards from an offset by one consumer, batch after batch (a lease).
 - `Publisher`: sends `GeneratedMessage`-like objects (key, value, headers) with acks='all' and counts only
   what the broker ACKNOWLEDGED; reports offsets written per partition; bounded retries, then
   `PublishError` saying how many were acknowledged.
@@ -320,15 +321,91 @@ def _poll_range(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: in
             if record.offset >= end:
                 position = end
                 break
-            chunk.append(KafkaMessage(tp.partition, record.offset, record.key, record.value or b"",
-                                      {k: (v or b"") for k, v in (record.headers or [])},
-                                      record.timestamp))
+            chunk.append(_message(tp.partition, record))
             position = record.offset + 1
             if len(chunk) >= batch:
                 yield chunk
                 chunk = []
+                # The caller may have held this generator for a long time (a slow writer downstream): the time
+                # it spent there is not the broker's. Counting it made a busy run give up on a healthy broker.
+                last_progress = time.monotonic()
     if chunk:
         yield chunk
+
+
+def _message(partition: int, record) -> KafkaMessage:
+    return KafkaMessage(partition, record.offset, record.key, record.value or b"",
+                        {k: (v or b"") for k, v in (record.headers or [])}, record.timestamp)
+
+
+class PartitionReader:
+    """A long-lived reader of one partition from a given offset (assign()+seek(), no consumer group): what an
+    ingestion lease reads its micro-batches with, one consumer for the whole lease instead of one per range.
+
+    `read(max_messages, wait_s)` returns the next contiguous messages (at most `max_messages`), waiting up to
+    `wait_s` for the first one; [] when none arrived. Raises RangeUnavailable when the position is no longer on
+    the broker (offsets went backwards, or retention passed it) and KafkaUnavailable when the broker cannot be
+    reached.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partition: int, start: int, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 max_poll_records: int = 5000):
+        if start < 0:
+            raise ValueError(f"bad start offset {start}")
+        self.topic, self.partition, self.position = topic, partition, start
+        self._tp = TopicPartition(topic, partition)
+        self._buffer: list[KafkaMessage] = []
+        self._consumer = _consumer(bootstrap, timeout_s, "payment-platform-lease", auto_offset_reset="none",
+                                   max_poll_records=max_poll_records)
+        try:
+            try:
+                first = self._consumer.beginning_offsets([self._tp], timeout_ms=_ms(timeout_s))[self._tp]
+            except KafkaError as error:
+                raise KafkaUnavailable(f"could not read offsets of {topic}[{partition}] on {bootstrap}: "
+                                       f"{error}") from None
+            if start < first:
+                raise RangeUnavailable(f"{topic}[{partition}] offset {start} is no longer on the broker (its oldest "
+                                       f"offset is {first})")
+            self._consumer.assign([self._tp])
+            self._consumer.seek(self._tp, start)
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def highwater(self) -> int | None:
+        """The partition's end offset as the last fetch saw it (None before the first fetch)."""
+        return self._consumer.highwater(self._tp)
+
+    def read(self, max_messages: int, wait_s: float) -> list[KafkaMessage]:
+        deadline = time.monotonic() + wait_s
+        while not self._buffer:
+            remaining = deadline - time.monotonic()
+            try:
+                records = self._consumer.poll(timeout_ms=max(0, int(remaining * 1000)),
+                                              max_records=max_messages).get(self._tp, [])
+            except KafkaError as error:
+                raise RangeUnavailable(f"{self.topic}[{self.partition}] read failed at offset {self.position}: "
+                                       f"{error}") from None
+            self._buffer = [_message(self.partition, r) for r in records if r.offset >= self.position]
+            if not self._buffer:
+                high = self.highwater()
+                if high is not None and high < self.position:
+                    raise RangeUnavailable(f"{self.topic}[{self.partition}] ends at offset {high}, before the next "
+                                           f"offset to read {self.position}: offsets went backwards")
+                if remaining <= 0:
+                    return []
+        taken, self._buffer = self._buffer[:max_messages], self._buffer[max_messages:]
+        self.position = taken[-1].offset + 1
+        return taken
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> "PartitionReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -80,6 +81,11 @@ CREATE TABLE IF NOT EXISTS {schema}.payments_quarantine (
     quarantined_at    timestamptz NOT NULL DEFAULT now(),
     UNIQUE (kafka_topic, kafka_partition, kafka_offset)
 );
+-- full card numbers are redacted before a row is stored (domain.redaction); rows stored before that are redacted
+-- by `redact_quarantine` (run by ensure_schema) and marked, so it runs once per row
+ALTER TABLE {schema}.payments_quarantine ADD COLUMN IF NOT EXISTS pan_redacted boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS payments_quarantine_unredacted_idx ON {schema}.payments_quarantine (id)
+    WHERE NOT pan_redacted;
 CREATE TABLE IF NOT EXISTS {schema}.ingestion_progress (
     topic             text NOT NULL,
     partition         integer NOT NULL,
@@ -189,12 +195,69 @@ def payment_csv_row(record: PaymentRecord) -> tuple:
 COPY_READ_BYTES = 1 << 20
 
 
+class PartitionLease:
+    """The right to ingest one partition, held by one run at a time: a session-level advisory lock on a
+    connection of its own. A run whose process dies loses the connection and with it the lease, at once, so the
+    next run takes over without waiting for anyone to judge the dead one. (Progress keeps its own per-transaction
+    check in `record_progress`: even two writers could never record a gap or an overlap.)"""
+
+    _KEY = "SELECT {}(hashtext(%s), %s)"
+
+    def __init__(self, dsn: str, topic: str, partition: int, connect_timeout_s: int = 5):
+        self.dsn, self.topic, self.partition = dsn, topic, partition
+        self.connect_timeout_s = connect_timeout_s
+        self._conn = None
+
+    def _call(self, function: str) -> bool:
+        with self._conn.cursor() as cur:
+            cur.execute(sql.SQL(self._KEY).format(sql.SQL(function)), (f"lease:{self.topic}", self.partition))
+            return bool(cur.fetchone()[0])
+
+    def acquire(self, wait_s: float, should_stop=lambda: False, poll_s: float = 0.05) -> bool:
+        """Take the lease, waiting up to `wait_s` for the run holding it to let go; False if it did not."""
+        deadline = time.monotonic() + wait_s
+        try:
+            self._conn = psycopg2.connect(self.dsn, connect_timeout=self.connect_timeout_s, application_name=(
+                f"payment_platform lease {self.topic}[{self.partition}]"))
+            self._conn.autocommit = True
+            while not self._call("pg_try_advisory_lock"):
+                if time.monotonic() >= deadline or should_stop():
+                    self.release()
+                    return False
+                time.sleep(poll_s)
+            return True
+        except psycopg2.Error as error:
+            self.release()
+            raise PostgresUnavailable(f"PostgreSQL {_redact_dsn(self.dsn)}: cannot take the lease of "
+                                      f"{self.topic}[{self.partition}]: {str(error).strip()}") from error
+
+    def held(self) -> bool:
+        """Whether the lease's session is still alive (a lost session means another run may hold it now)."""
+        if self._conn is None or self._conn.closed:
+            return False
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            return True
+        except psycopg2.Error:
+            return False
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # ending the session releases its advisory locks
+            except Exception:  # noqa: BLE001 - a broken connection: the server released the lock already
+                pass
+
+
 class PostgresLedger:
     """The payments ledger in PostgreSQL. One connection, opened lazily, reopened after an error."""
 
     def __init__(self, dsn: str, schema: str = "public", connect_timeout_s: int = 5,
-                 statement_timeout_ms: int = 60_000):
+                 statement_timeout_ms: int = 60_000, pan_key: bytes | None = None):
         self.dsn = dsn
+        self.pan_key = pan_key  # of PAN fingerprints; PAN_HASH_KEY when None (read on first use)
         self.schema = schema
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_ms = statement_timeout_ms
@@ -256,6 +319,44 @@ class PostgresLedger:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
             cur.execute(sql.SQL(_SCHEMA_SQL).format(schema=sql.Identifier(self.schema)))
         self._run(work)
+        # bounded, so the sensor's ensure_schema stays quick: a large backlog is finished by the next calls
+        self.redact_quarantine(max_batches=2)
+
+    def _pan_key(self) -> bytes:
+        if self.pan_key is None:
+            from payment_platform.config import pan_hash_key_from_env
+
+            self.pan_key = pan_hash_key_from_env()
+        return self.pan_key
+
+    def redact_quarantine(self, batch_size: int = 1000, max_batches: int | None = None) -> dict:
+        """Migration: redact the full card numbers of quarantine rows stored before redaction (raw, reason, Kafka
+        key), each row once (`pan_redacted`), at most `max_batches` batches (None: all). Idempotent;
+        {"examined": n, "redacted": m}."""
+        from payment_platform.domain.redaction import redact_message, redact_text
+
+        key = self._pan_key()
+        examined = redacted = batches = 0
+        while True:
+            def work(cur):
+                cur.execute(sql.SQL("SELECT id, raw, reason, kafka_key FROM {} WHERE NOT pan_redacted ORDER BY id "
+                                    "LIMIT %s FOR UPDATE").format(self._t("payments_quarantine")), (batch_size,))
+                rows = cur.fetchall()
+                changed = 0
+                for row_id, raw, reason, kafka_key in rows:
+                    raw, kafka_key = bytes(raw), bytes(kafka_key) if kafka_key is not None else None
+                    new_raw, new_reason = redact_message(raw, key), redact_text(reason, key)
+                    new_key = redact_message(kafka_key, key) if kafka_key is not None else None
+                    changed += (new_raw, new_reason, new_key) != (raw, reason, kafka_key)
+                    cur.execute(sql.SQL("UPDATE {} SET raw = %s, reason = %s, kafka_key = %s, pan_redacted = true "
+                                        "WHERE id = %s").format(self._t("payments_quarantine")),
+                                (psycopg2.Binary(new_raw), new_reason,
+                                 psycopg2.Binary(new_key) if new_key is not None else None, row_id))
+                return len(rows), changed
+            seen, changed = self._run(work)
+            examined, redacted, batches = examined + seen, redacted + changed, batches + 1
+            if seen < batch_size or (max_batches is not None and batches >= max_batches):
+                return {"examined": examined, "redacted": redacted}
 
     def health(self) -> dict:
         """Raises PostgresUnavailable unless `select 1` answers within a few seconds."""
@@ -373,15 +474,19 @@ class PostgresLedger:
         """
         if not entries:
             return 0
+        from payment_platform.domain.redaction import redact_message, redact_text
+
+        key = self._pan_key()  # full card numbers never reach the table (PCI DSS 3.4): raw, reason and key redacted
         rows = [(e.position.topic if e.position else None, e.position.partition if e.position else None,
-                 e.position.offset if e.position else None, psycopg2.Binary(e.raw), e.reason, e.field,
-                 e.payment_id, psycopg2.Binary(e.key) if e.key is not None else None, e.defect_label)
+                 e.position.offset if e.position else None, psycopg2.Binary(redact_message(e.raw, key)),
+                 redact_text(e.reason, key), e.field, redact_text(e.payment_id, key),
+                 psycopg2.Binary(redact_message(e.key, key)) if e.key is not None else None, e.defect_label, True)
                 for e in entries]
 
         def work(cur):
             inserted = psycopg2.extras.execute_values(cur, sql.SQL(
                 "INSERT INTO {} (kafka_topic, kafka_partition, kafka_offset, raw, reason, field, payment_id, "
-                "kafka_key, defect_label) VALUES %s ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) "
+                "kafka_key, defect_label, pan_redacted) VALUES %s ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) "
                 "DO NOTHING RETURNING 1").format(self._t("payments_quarantine")).as_string(cur), rows, fetch=True)
             return len(inserted)
         return self._run(work)
@@ -415,20 +520,17 @@ class PostgresLedger:
                     "value_date, hbase_row_key, document, kafka_topic, kafka_partition, kafka_offset, ingested_at")
 
     def payments_page(self, *, party_role: str | None, party_id: str | None, created_from, created_to,
-                      after: str | None, limit: int, payment_type: str | None = None, currency: str | None = None,
+                      after: tuple | None, limit: int, payment_type: str | None = None, currency: str | None = None,
                       status: str | None = None, min_amount=None, max_amount=None,
                       beneficiary_id: str | None = None) -> list[dict]:
-        """Payments newest first in HBase key order, so a page can continue one HBase started (and back):
-        by party (role "originator"/"beneficiary"): ordered by `{yyyyMMddHHmmss}_{paymentId}`, the party index key
-        without its party; across all parties: ordered by `hbase_row_key` unsalted. `after` is the last position of the
-        previous page (exclusive); created_from inclusive, created_to exclusive (either may be None)."""
+        """Payments exactly newest first, `ORDER BY created_at DESC, payment_id` (the order the read side serves
+        from HBase too), of one party (role "originator"/"beneficiary") or of all. `after` continues a previous
+        page: (created_at, payment_id) of its last payment, or (a moment, None) for everything before that moment;
+        created_from inclusive, created_to exclusive (either may be None)."""
         if party_role is not None:
             column = sql.Identifier({"originator": "originator_id", "beneficiary": "beneficiary_id"}[party_role])
-            position = sql.SQL("(to_char(created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS') || '_' || payment_id::text)")
             clauses, params = [sql.SQL("{} = %s").format(column)], [party_id]
         else:
-            # the HBase key without its salt prefix (`NN_`, HBASE_SALT_BUCKETS > 0): time order in either layout
-            position = sql.SQL("regexp_replace(hbase_row_key, '^[0-9]{2}_', '')")
             clauses, params = [], []
         for condition, value in (("created_at >= %s", created_from), ("created_at < %s", created_to),
                                  ("payment_type = %s", payment_type), ("currency = %s", currency),
@@ -438,13 +540,18 @@ class PostgresLedger:
                 clauses.append(sql.SQL(condition))
                 params.append(value)
         if after is not None:
-            clauses.append(sql.SQL('{} COLLATE "C" < %s').format(position))
-            params.append(after)
+            moment, last_id = after
+            if last_id is None:
+                clauses.append(sql.SQL("created_at < %s"))
+                params.append(moment)
+            else:
+                clauses.append(sql.SQL("(created_at < %s OR (created_at = %s AND payment_id > %s::uuid))"))
+                params += [moment, moment, last_id]
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
 
         def work(cur):
-            cur.execute(sql.SQL('SELECT {}, {} COLLATE "C" AS position FROM {}{} ORDER BY position DESC LIMIT %s').format(
-                sql.SQL(self.READ_COLUMNS), position, self._t("payments"), where), (*params, limit))
+            cur.execute(sql.SQL("SELECT {} FROM {}{} ORDER BY created_at DESC, payment_id LIMIT %s").format(
+                sql.SQL(self.READ_COLUMNS), self._t("payments"), where), (*params, limit))
             names = [d.name for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
         return self._run(work)
@@ -487,6 +594,14 @@ class PostgresLedger:
             cur.execute(sql.SQL("SELECT partition, next_offset FROM {} WHERE topic = %s")
                         .format(self._t("ingestion_progress")), (topic,))
             return {int(p): int(o) for p, o in cur.fetchall()}
+        return self._run(work)
+
+    def progress_rows(self, topic: str) -> dict[int, tuple[int, float]]:
+        """partition -> (next offset to ingest, when the last range landed as Unix time): for `/metrics`."""
+        def work(cur):
+            cur.execute(sql.SQL("SELECT partition, next_offset, extract(epoch FROM updated_at) FROM {} "
+                                "WHERE topic = %s").format(self._t("ingestion_progress")), (topic,))
+            return {int(p): (int(o), float(t)) for p, o, t in cur.fetchall()}
         return self._run(work)
 
     def _lock_progress(self, cur, topic: str, partition: int):

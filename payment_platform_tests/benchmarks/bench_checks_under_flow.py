@@ -104,7 +104,7 @@ class Flow(threading.Thread):
 
 def launch_and_wait(daemon, instance, job: str, timeout_s: float) -> tuple[float, float, str]:
     """Queues a run of `job` through the daemon; returns (launched at, finished at, status)."""
-    from payment_platform.stack.dagster_process import PROJECT_ROOT, _code_location_args, dagster_tool
+    from devstack.stack.dagster_process import PROJECT_ROOT, _code_location_args, dagster_tool
 
     run_id = str(uuid.uuid4())
     started = time.monotonic()
@@ -143,8 +143,8 @@ def main() -> int:
 
     from payment_platform.defs.checks.checks import CHECKS_JOB, FULL_RECONCILIATION_JOB
     from payment_platform.generation.generator import generate
-    from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.dagster_process import DagsterDaemon, wait_for
+    from devstack.stack.manager import remove_data_dir, start_stack
     from payment_platform.stores import kafka
     from payment_platform.stores.postgres import PostgresLedger
 

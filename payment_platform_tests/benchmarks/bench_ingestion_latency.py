@@ -65,15 +65,15 @@ def run_breakdown(stack, home: Path) -> None:
     """Where the time goes: queue wait and run duration of the ingestion runs (from Dagster's run storage)."""
     import dagster as dg
 
-    from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME
+    from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME
 
     os.environ["DAGSTER_POSTGRES_URL"] = stack.dagster_postgres_url
     instance = dg.DagsterInstance.from_config(str(home))
     try:
-        records = instance.get_run_records(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
+        records = instance.get_run_records(filters=dg.RunsFilter(job_name=LEASE_JOB_NAME))
         queued = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
         running = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
-        others = [r for r in instance.get_run_records() if r.dagster_run.job_name != INGEST_JOB_NAME]
+        others = [r for r in instance.get_run_records() if r.dagster_run.job_name != LEASE_JOB_NAME]
         phases: dict[str, list[float]] = {"enqueued->starting (queue)": [], "starting->started (process launch)": []}
         seen_types: set[str] = set()
         for record in records[:20]:
@@ -111,8 +111,8 @@ def main() -> int:
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bench-xdg-"))
     from payment_platform.generation.generator import generate
-    from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.dagster_process import DagsterDaemon, wait_for
+    from devstack.stack.manager import remove_data_dir, start_stack
     from payment_platform.stores import kafka
     from payment_platform.stores.hbase import HBaseStore
     from payment_platform.stores.postgres import PostgresLedger

@@ -139,7 +139,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.manager import remove_data_dir, start_stack
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     print(f"starting the embedded stack in {data_dir} ...", flush=True)
     stack = start_stack(data_dir, use_default_ports=False, owned=True, timeout=60)

@@ -148,7 +148,7 @@ def main() -> int:
     if any(not 1 <= size <= args.rows - 1000 for size in range_sizes):
         parser.error("--range-sizes: each must be between 1 and --rows minus 1000")
 
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.manager import remove_data_dir, start_stack
     from payment_platform.reconciliation import evaluate
     from payment_platform.reconciliation.readers import HBaseReader, PostgresReader, RECORD_COLUMNS
     from payment_platform.domain.rowkeys import PAYMENTS_TABLE

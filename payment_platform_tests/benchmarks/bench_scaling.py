@@ -33,12 +33,12 @@ def runs_of(stack, home: Path, topic: str) -> tuple[list[tuple[float, float]], i
     runs have not finished yet."""
     import dagster as dg
 
-    from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
+    from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, RANGE_TAG
 
     os.environ["DAGSTER_POSTGRES_URL"] = stack.dagster_postgres_url
     instance = dg.DagsterInstance.from_config(str(home))
     try:
-        records = [r for r in instance.get_run_records(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
+        records = [r for r in instance.get_run_records(filters=dg.RunsFilter(job_name=LEASE_JOB_NAME))
                    if r.dagster_run.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
         unfinished = sum(1 for r in records if not r.dagster_run.is_finished)
         return [(r.start_time, r.end_time or time.time()) for r in records if r.start_time], unfinished
@@ -58,7 +58,7 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 def measure(stack, work: Path, partitions: int, count: int, batch_size: int, timeout_s: float) -> dict:
     from payment_platform.generation.generator import generate
     from payment_platform.generation.settings import GenerationSettings
-    from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+    from devstack.stack.dagster_process import DagsterDaemon, wait_for
     from payment_platform.stores import kafka
     from payment_platform.stores.postgres import PostgresLedger
 
@@ -66,7 +66,7 @@ def measure(stack, work: Path, partitions: int, count: int, batch_size: int, tim
     topic = f"bench-scaling-p{partitions}-{uuid.uuid4().hex[:6]}"
     kafka.ensure_topic(ep.kafka, topic, partitions=partitions)
     env = {**stack.env(), "PAYMENTS_TOPIC": topic, "INGESTION_MAX_RANGES_IN_FLIGHT": str(partitions),
-           "DAGSTER_MAX_CONCURRENT_RUNS": str(partitions + 1), "INGESTION_BATCH_SIZE": str(batch_size)}
+           "DAGSTER_MAX_CONCURRENT_RUNS": str(2 * partitions + 1), "INGESTION_BATCH_SIZE": str(batch_size)}
     messages = list(generate(WARMUP + count, seed=partitions, settings=GenerationSettings(bad_fraction=0.0)))
     ledger = PostgresLedger(ep.postgres)
     home = work / f"dagster_home_p{partitions}"
@@ -118,7 +118,7 @@ def main() -> int:
 
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bench-xdg-"))
     from payment_platform.config import ALL_ENV_VARS
-    from payment_platform.stack.manager import remove_data_dir, start_stack
+    from devstack.stack.manager import remove_data_dir, start_stack
 
     print(f"load average at start (2-core machine shared with other work): "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; cores: {os.cpu_count()}")

@@ -205,7 +205,7 @@ def main() -> int:
     ORIGINATORS, BENEFICIARIES = args.rows // PAYMENTS_PER_ORIGINATOR, args.rows // (2 * PAYMENTS_PER_ORIGINATOR)
 
     from payment_platform.domain.rowkeys import PARTY_INDEX_TABLES, PAYMENTS_BY_ID_TABLE, PAYMENTS_TABLE, party_prefix
-    from payment_platform.stack.manager import free_ports, remove_data_dir, start_stack
+    from devstack.stack.manager import free_ports, remove_data_dir, start_stack
     from payment_platform.stores.hbase import HBaseStore
     from payment_platform.stores.postgres import PostgresLedger
 

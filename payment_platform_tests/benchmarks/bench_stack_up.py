@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from payment_platform.stack import processes, services
-from payment_platform.stack.manager import free_ports, remove_data_dir
-from payment_platform.stack.services import SERVICES
+from devstack.stack import processes, services
+from devstack.stack.manager import free_ports, remove_data_dir
+from devstack.stack.services import SERVICES
 
 
 def cli(*args: str) -> float:

@@ -25,7 +25,7 @@ from payment_platform.defs.checks.checks import CHECKS_JOB, CROSS_STORE_CONSISTE
 from payment_platform.defs.summaries.settlement import SUMMARY_JOB
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
-from payment_platform.stack.dagster_process import PROJECT_ROOT, DagsterDaemon, _code_location_args, dagster_tool, wait_for
+from devstack.stack.dagster_process import PROJECT_ROOT, DagsterDaemon, _code_location_args, dagster_tool, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.hbase import Q_AMOUNT_VALUE, HBaseStore
 from payment_platform.stores.postgres import PostgresLedger

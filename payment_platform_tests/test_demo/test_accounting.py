@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from payment_platform.demo import flow as demo_flow
-from payment_platform.demo.accounting import account
+from devstack.demo import flow as demo_flow
+from devstack.demo.accounting import account
 
 
 @dataclass(frozen=True)

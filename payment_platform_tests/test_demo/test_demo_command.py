@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from payment_platform.demo.run import STEPS
+from devstack.demo.run import STEPS
 from payment_platform_tests.test_stack.conftest import cli, clusters_owned_by, processes_under, wait_until_gone
 
 HOST_PORT = re.compile(r"^[\w.-]+:\d+$")

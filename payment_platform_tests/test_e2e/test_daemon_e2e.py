@@ -1,5 +1,5 @@
 """End to end under the real `dagster-daemon`: payments published to Kafka appear in HBase and Postgres,
-ingested by sensor-requested runs (DAGSTER_HOME in tmp, storage in the stack's Postgres, sensor on)."""
+ingested by the lease runs the sensor requests (DAGSTER_HOME in tmp, storage in the stack's Postgres, sensor on)."""
 from __future__ import annotations
 
 import uuid
@@ -8,13 +8,13 @@ import dagster as dg
 import pytest
 
 from payment_platform.defs import asset_keys
-from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
-from payment_platform.demo.accounting import account
+from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, RANGE_TAG
+from devstack.demo.accounting import account
 from payment_platform.domain.rowkeys import row_key
 from payment_platform.domain.validation import parse_and_validate
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
-from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
@@ -65,11 +65,11 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
 
             def finished_topic_runs():
                 runs = instance.get_runs(filters=dg.RunsFilter(
-                    job_name=INGEST_JOB_NAME, tags={"dagster/sensor_name": "payments_ingestion_sensor"}))
+                    job_name=LEASE_JOB_NAME, tags={"dagster/sensor_name": "payments_ingestion_sensor"}))
                 mine = [r for r in runs if r.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
                 return mine if mine and all(r.is_finished for r in mine) else None
 
-            # a run checks its range after landing it: stopping the daemon before it ends would interrupt it
+            # a lease ends a few seconds after its partition went quiet (INGESTION_LEASE_IDLE_SECONDS in the tests)
             topic_runs = wait_for(finished_topic_runs, 60, interval_s=1.0, daemon=daemon) or []
         finally:
             instance.dispose()

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger

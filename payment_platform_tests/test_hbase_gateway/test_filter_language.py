@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from payment_platform.hbase_gateway.filters import (
+from devstack.hbase_gateway.filters import (
     AndFilter,
     FilterError,
     OrFilter,
@@ -11,7 +11,7 @@ from payment_platform.hbase_gateway.filters import (
     SkipFilter,
     WhileMatchFilter,
 )
-from payment_platform.hbase_gateway.filter_language import parse_filter
+from devstack.hbase_gateway.filter_language import parse_filter
 
 CELLS = [(b"cf", b"a", 2, b"x"), (b"cf", b"b", 2, b"y"), (b"cf2", b"a", 1, b"z")]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import time
 
-from payment_platform.hbase_gateway import storage
-from payment_platform.hbase_gateway.storage import LATEST_TIMESTAMP, Family, Store
+from devstack.hbase_gateway import storage
+from devstack.hbase_gateway.storage import LATEST_TIMESTAMP, Family, Store
 
 
 def _wal_bytes(store: Store) -> int:

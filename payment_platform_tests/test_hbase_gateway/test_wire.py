@@ -8,7 +8,7 @@ from Hbase_thrift import BatchMutation, Hbase, Mutation, TScan
 from thriftpy2.protocol import TBinaryProtocol
 from thriftpy2.transport import TMemoryBuffer
 
-from payment_platform.hbase_gateway.wire import Malformed, MessageWalk, message_end
+from devstack.hbase_gateway.wire import Malformed, MessageWalk, message_end
 
 
 def encode(name, args) -> bytes:
@@ -77,7 +77,7 @@ def test_direct_scanner_reply_matches_thriftpy2(sort_columns):
     from thriftpy2.thrift import TMessageType
     from thriftpy2.transport import TCyMemoryBuffer
 
-    from payment_platform.hbase_gateway.wire import ColumnNameCache, encode_row_results
+    from devstack.hbase_gateway.wire import ColumnNameCache, encode_row_results
 
     rows = [
         (b"r1", [(b"cf", b"", 1, b""), (b"cf", b"a", 2**62, b"\x00\xff" * 40)]),

@@ -33,8 +33,8 @@ from payment_platform.defs.resources import (
 from payment_platform.defs.summaries.settlement import daily_settlement_job, daily_settlement_summary
 from payment_platform.generation.generator import generate
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
-from payment_platform.stack import processes, services
-from payment_platform.stack.manager import free_ports
+from devstack.stack import processes, services
+from devstack.stack.manager import free_ports
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore

@@ -8,7 +8,7 @@ import dagster as dg
 import psutil
 
 from payment_platform.defs.run_workers import WORKER_PID_TAG
-from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon, wait_for
 
 RESUME_S = 90  # the target: ingestion and replay resume within 90 s of Dagster coming back (its daemon beating)
 BOOT_S = 180  # booting the daemon and its code server takes 10-50 s on this shared machine

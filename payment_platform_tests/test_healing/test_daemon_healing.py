@@ -12,7 +12,7 @@ import pytest
 
 from payment_platform.defs.replay.replay import REPLAY_JOB
 from payment_platform.generation.generator import generate
-from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.reconciliation.compare import AllPayments
 from payment_platform.reconciliation.readers import HBaseReader
 from payment_platform.stores import kafka

@@ -12,8 +12,8 @@ import uuid
 import dagster as dg
 import pytest
 
-from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
-from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, RANGE_TAG
+from devstack.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
@@ -29,7 +29,7 @@ COUNT = 40
 
 
 def range_runs(instance, topic):
-    return [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_JOB_NAME))
+    return [r for r in instance.get_runs(filters=dg.RunsFilter(job_name=LEASE_JOB_NAME))
             if r.tags.get(RANGE_TAG, "").startswith(f"ingest:{topic}:")]
 
 

@@ -21,7 +21,7 @@ from payment_platform.generation.generator import generate
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
 from payment_platform.reconciliation.compare import AllPayments
 from payment_platform.reconciliation.readers import HBaseReader
-from payment_platform.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon, wait_for
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore

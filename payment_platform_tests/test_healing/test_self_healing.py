@@ -17,7 +17,7 @@ from payment_platform.defs.checks.checks import (
 )
 from payment_platform.defs.summaries.settlement import daily_settlement_job
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
-from payment_platform.stack.manager import free_ports
+from devstack.stack.manager import free_ports
 from payment_platform.stores.postgres import PostgresLedger
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

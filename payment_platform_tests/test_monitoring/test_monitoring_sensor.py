@@ -42,7 +42,7 @@ def test_observes_stable_numeric_keys(stack, tmp_path):
 
 
 def test_a_dead_store_is_observed_as_down(stack, tmp_path):
-    from payment_platform.stack.manager import free_ports
+    from devstack.stack.manager import free_ports
     result = evaluate(stack, tmp_path, hbase_port=free_ports(1)[0])
     health = {tuple(e.asset_key.path): e for e in result.asset_events}[tuple(PLATFORM_HEALTH.path)].metadata
     assert health["health_hbase"].value == 0.0 and health["health_postgres"].value == 1.0

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from payment_platform.cli import main
-from payment_platform.stack.manager import free_ports
+from devstack.stack.manager import free_ports
 
 
 def run_cli(args, env):

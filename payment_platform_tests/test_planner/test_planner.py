@@ -1,110 +1,134 @@
-"""The micro-batch planner: pure logic, every transition of the cursor."""
+"""The lease planner: pure logic, every transition of the cursor."""
 import pytest
 
 from payment_platform.ingestion.planner import (
     CursorState,
-    InFlight,
+    FailureStreak,
+    Lease,
     PlanError,
-    PlannedRange,
     PlannerSettings,
+    RunInfo,
     RunState,
+    failure_pause,
     lag_of,
+    lease_run_key,
     plan,
-    range_run_key,
 )
 
 T = "payments"
-S = PlannerSettings(min_batch_size=100, max_batch_size=1000, max_wait_seconds=5, max_concurrent_ranges=2,
-                    missing_run_seconds=60)
+S = PlannerSettings(max_concurrent_ranges=2, missing_run_seconds=60, lease_seconds=600, handover_seconds=30)
+ACTIVE = RunInfo(RunState.ACTIVE)
 
 
-def run(end, progress, cursor=None, states=None, now=1000.0, settings=S, first=None):
+def run(end, progress, cursor=None, infos=None, now=1000.0, settings=S, first=None, topic_id=None):
     return plan(topic=T, end_offsets=end, progress=progress, cursor=cursor or CursorState(),
-                run_states=states or {}, now=now, settings=settings, first_offsets=first)
+                run_infos=infos or {}, now=now, settings=settings, first_offsets=first, topic_id=topic_id)
 
 
-def test_run_key_is_stable_and_retries_get_a_suffix():
-    assert range_run_key(T, 2, 10, 20) == "ingest:payments:2:10-20"
-    assert range_run_key(T, 2, 10, 20, attempt=3) == "ingest:payments:2:10-20:retry3"
-    assert PlannedRange(T, 2, 10, 20, 1).run_key == "ingest:payments:2:10-20:retry1"
+def leased(p) -> dict[int, int]:
+    return {r.partition: r.start_offset for r in p.leases}
+
+
+def test_run_keys_are_unique_in_time_and_carry_the_reset_epoch():
+    assert lease_run_key(T, 2, 1000.5) == "ingest:payments:2:lease:1000500"
+    assert lease_run_key(T, 2, 1000.5, epoch=3) == "ingest:payments:2:lease:1000500:reset3"
+    assert lease_run_key(T, 2, 1000.5) != lease_run_key(T, 2, 1000.501)
 
 
 def test_empty_topic_plans_nothing_and_says_why():
     p = run({0: 0, 1: 0}, {})
-    assert p.ranges == [] and p.resets == []
+    assert p.leases == [] and p.resets == []
     assert "no new messages" in p.summary()
-    assert p.cursor.end_offsets == {0: 0, 1: 0} and p.cursor.in_flight == {}
+    assert p.cursor.end_offsets == {0: 0, 1: 0} and p.cursor.leases == {}
 
 
-def test_full_batch_is_planned_at_once_from_recorded_progress():
-    p = run({0: 450}, {0: 300})
-    assert p.ranges == [PlannedRange(T, 0, 300, 450)]
-    assert p.cursor.in_flight[0] == InFlight(300, 450, 0, 1000.0)
-    assert p.lag.lag == 150 and p.lag.end_offset_sum == 450 and p.lag.progress_sum == 300
+def test_a_partition_with_one_message_waiting_gets_a_lease_at_once_from_recorded_progress():
+    p = run({0: 301, 1: 40}, {0: 300, 1: 40})
+    assert leased(p) == {0: 300}  # no batch to fill first: the lease forms its own micro-batches
+    assert [lease.run_key for lease in p.cursor.leases[0]] == [p.leases[0].run_key]
+    assert "requested lease" in p.summary()
 
 
-def test_small_batch_waits_then_goes_once_the_oldest_message_waited_long_enough():
-    first = run({0: 3}, {})
-    assert first.ranges == [] and first.cursor.waiting_since == {0: 1000.0}
-    assert "waiting to fill a batch" in first.summary()
-    # new messages arrive, the clock keeps the first sighting
-    second = run({0: 7}, {}, cursor=first.cursor, now=1003.0)
-    assert second.ranges == [] and second.cursor.waiting_since == {0: 1000.0}
-    third = run({0: 8}, {}, cursor=second.cursor, now=1005.0)
-    assert third.ranges == [PlannedRange(T, 0, 0, 8)]
-    assert third.cursor.waiting_since == {}
-
-
-def test_range_is_capped_at_max_batch_size_and_the_rest_keeps_its_wait_clock():
-    p = run({0: 2500}, {0: 0})
-    assert p.ranges == [PlannedRange(T, 0, 0, 1000)]
-    assert p.cursor.waiting_since == {0: 1000.0}
-
-
-def test_one_range_per_partition_in_flight():
+def test_a_running_lease_is_left_alone_and_no_second_one_is_requested():
     first = run({0: 500}, {})
-    second = run({0: 900}, {}, cursor=first.cursor, states={first.ranges[0].run_key: RunState.ACTIVE}, now=1010)
-    assert second.ranges == []
-    assert second.cursor.in_flight[0] == first.cursor.in_flight[0]
+    key = first.leases[0].run_key
+    p = run({0: 900}, {0: 200}, cursor=first.cursor, infos={key: RunInfo(RunState.ACTIVE, started_at=1001)}, now=1010)
+    assert p.leases == [] and [lease.run_key for lease in p.cursor.leases[0]] == [key]
+    assert "leased, ingesting" in p.summary()
 
 
-def test_finished_range_frees_the_partition_and_next_range_starts_at_its_end():
+def test_the_successor_is_requested_before_the_lease_ends_and_only_once():
     first = run({0: 500}, {})
-    key = first.ranges[0].run_key
-    second = run({0: 900}, {0: 500}, cursor=first.cursor, states={key: RunState.SUCCEEDED}, now=1010)
-    assert second.ranges == [PlannedRange(T, 0, 500, 900)]
-    # progress alone proves it done, whatever the run state says
-    third = run({0: 900}, {0: 500}, cursor=first.cursor, states={key: RunState.ACTIVE}, now=1010)
-    assert third.ranges == [PlannedRange(T, 0, 500, 900)]
+    key = first.leases[0].run_key
+    early = run({0: 900}, {0: 800}, cursor=first.cursor, infos={key: RunInfo(RunState.ACTIVE, started_at=1000)},
+                now=1000 + 600 - 31)
+    assert early.leases == []
+    late = run({0: 900}, {0: 800}, cursor=early.cursor, infos={key: RunInfo(RunState.ACTIVE, started_at=1000)},
+               now=1000 + 600 - 29)
+    assert [(r.partition, r.start_offset, r.successor) for r in late.leases] == [(0, 800, True)]
+    successor = late.leases[0].run_key
+    again = run({0: 950}, {0: 850}, cursor=late.cursor, now=1000 + 600 - 20,
+                infos={key: RunInfo(RunState.ACTIVE, started_at=1000), successor: ACTIVE})
+    assert again.leases == [] and len(again.cursor.leases[0]) == 2
+    # the lease ended: its successor is the partition's lease now
+    handed = run({0: 950}, {0: 900}, cursor=again.cursor, now=1000 + 601,
+                 infos={key: RunInfo(RunState.SUCCEEDED, 1000), successor: RunInfo(RunState.ACTIVE, 1000 + 575)})
+    assert handed.leases == [] and [lease.run_key for lease in handed.cursor.leases[0]] == [successor]
 
 
-def test_concurrency_limit_across_partitions_oldest_wait_first():
-    waited = run({0: 1, 1: 1, 2: 1}, {}, now=900)  # all three start waiting
-    later = run({0: 1, 1: 500, 2: 300}, {}, cursor=waited.cursor, now=1000)
-    assert len(later.ranges) == 2  # max_concurrent_ranges=2
-    assert {r.partition for r in later.ranges} == {1, 2}  # same wait: the biggest backlog first
-    assert "already in flight" in " ".join(later.notes)
-    assert set(later.cursor.in_flight) == {1, 2}
-    assert 0 in later.cursor.waiting_since
-
-
-def test_failed_for_good_range_is_requested_again_with_a_suffix_never_skipped():
+def test_a_finished_lease_of_an_idle_partition_is_not_renewed_until_messages_wait():
     first = run({0: 500}, {})
-    key = first.ranges[0].run_key
-    again = run({0: 800}, {}, cursor=first.cursor, states={key: RunState.FAILED}, now=1100)
-    assert again.ranges == [PlannedRange(T, 0, 0, 500, attempt=1)]
-    assert again.ranges[0].run_key == key + ":retry1"
-    assert again.cursor.in_flight[0] == InFlight(0, 500, 1, 1100)
-    third = run({0: 800}, {}, cursor=again.cursor, states={key + ":retry1": RunState.FAILED}, now=1200)
-    assert third.ranges[0].run_key == key + ":retry2"
+    key = first.leases[0].run_key
+    idle = run({0: 500}, {0: 500}, cursor=first.cursor, infos={key: RunInfo(RunState.SUCCEEDED, 1000)}, now=1200)
+    assert idle.leases == [] and idle.cursor.leases == {}
+    busy = run({0: 501}, {0: 500}, cursor=idle.cursor, now=1300)
+    assert leased(busy) == {0: 500}
 
 
-def test_a_run_that_never_appeared_is_requested_again_after_the_grace_period():
+def test_leases_are_bounded_across_partitions_the_biggest_backlog_first_and_no_successor_while_one_waits():
+    p = run({0: 10, 1: 5000, 2: 300}, {})
+    assert leased(p) == {1: 0, 2: 0}
+    assert "waits: 2 partitions leased" in " ".join(p.notes)
+    infos = {r.run_key: RunInfo(RunState.ACTIVE, started_at=1000) for r in p.leases}
+    near_end = run({0: 10, 1: 5000, 2: 300}, {1: 4000, 2: 300}, cursor=p.cursor, infos=infos, now=1000 + 590)
+    assert near_end.leases == []  # partition 0 waits for a slot: expiring leases end, no successors
+
+
+def test_a_failed_lease_is_followed_by_another_after_a_growing_pause_and_the_streak_is_named():
     first = run({0: 500}, {})
-    early = run({0: 500}, {}, cursor=first.cursor, now=1030)
-    assert early.ranges == []
+    key = first.leases[0].run_key
+    failed = run({0: 500}, {0: 100}, cursor=first.cursor, now=1010,
+                 infos={key: RunInfo(RunState.FAILED, 1001, "run 1: IngestionError: backup unreachable")})
+    assert leased(failed) == {0: 100}  # the first failure: again at once, from the recorded progress
+    assert failed.cursor.failures[0] == FailureStreak(1, 100, 1010, "run 1: IngestionError: backup unreachable")
+    assert "failed (1 in a row at offset 100)" in " ".join(failed.notes)
+    second = failed.leases[0].run_key
+    twice = run({0: 500}, {0: 100}, cursor=failed.cursor, now=1020,
+                infos={second: RunInfo(RunState.FAILED, 1011, "run 2: same")})
+    assert twice.leases == [] and twice.cursor.failures[0].count == 2
+    assert "next lease in 5s" in " ".join(twice.notes)
+    later = run({0: 500}, {0: 100}, cursor=twice.cursor, now=1026)
+    assert leased(later) == {0: 100}
+    # progress moved: a new failure starts a new streak; a success ends it
+    third = later.leases[0].run_key
+    moved = run({0: 500}, {0: 300}, cursor=later.cursor, now=1030, infos={third: RunInfo(RunState.FAILED, 1027, "x")})
+    assert moved.cursor.failures[0].count == 1 and moved.cursor.failures[0].offset == 300
+    fourth = moved.leases[0].run_key
+    ok = run({0: 500}, {0: 500}, cursor=moved.cursor, now=1040, infos={fourth: RunInfo(RunState.SUCCEEDED, 1031)})
+    assert ok.cursor.failures == {}
+
+
+def test_failure_pause_grows_and_is_capped():
+    assert [failure_pause(n) for n in (1, 2, 3, 4, 10)] == [0.0, 5.0, 10.0, 20.0, 60.0]
+
+
+def test_a_lease_whose_run_never_appeared_is_requested_again_after_the_grace_period():
+    first = run({0: 500}, {})
+    early = run({0: 500}, {}, cursor=first.cursor, now=1059)
+    assert early.leases == [] and len(early.cursor.leases[0]) == 1
     late = run({0: 500}, {}, cursor=first.cursor, now=1061)
-    assert late.ranges == [PlannedRange(T, 0, 0, 500, attempt=1)]
+    assert leased(late) == {0: 0} and late.leases[0].run_key != first.leases[0].run_key
+    assert "never started" in " ".join(late.notes)
 
 
 def test_offsets_going_backwards_below_progress_are_reset_and_reported():
@@ -112,44 +136,37 @@ def test_offsets_going_backwards_below_progress_are_reset_and_reported():
     p = run({0: 120, 1: 60}, {0: 500, 1: 40}, cursor=cursor, now=1010)
     assert [(r.partition, r.from_offset, r.to_offset, r.end_offset) for r in p.resets] == [(0, 500, 0, 120)]
     assert "went backwards" in p.resets[0].reason
-    assert [r.partition for r in p.ranges] == []  # partition 1 has only 20 waiting, partition 0 waits for the reset
+    assert leased(p) == {1: 40}  # partition 0 waits for the reset to be recorded
     assert p.cursor.resets == 1 and p.cursor.end_offsets[0] == 120
-    # next tick, after the reset was recorded, the new data is planned from the first offset
-    after = run({0: 120, 1: 60}, {0: 0, 1: 40}, cursor=p.cursor, now=1011)
-    assert after.resets == [] and after.ranges == [PlannedRange(T, 0, 0, 120, epoch=1)]
-    # the same offsets now hold other messages: the run key must differ from any earlier one
-    assert after.ranges[0].run_key == "ingest:payments:0:0-120:reset1"
+    after = run({0: 120, 1: 60}, {0: 0, 1: 60}, cursor=p.cursor, now=1011,
+                infos={p.leases[0].run_key: ACTIVE})
+    assert after.resets == [] and leased(after) == {0: 0}
+    assert after.leases[0].run_key.endswith(":reset1")
 
 
 def test_end_offset_below_last_seen_but_above_progress_is_a_reset_too():
-    # broker restarted and refilled to 120 while progress was 100 and we had seen 150
-    cursor = run({0: 150}, {0: 100}, settings=PlannerSettings(min_batch_size=1000, max_batch_size=2000)).cursor
+    cursor = run({0: 150}, {0: 100}).cursor
     p = run({0: 120}, {0: 100}, cursor=cursor, now=1001, first={0: 0})
     assert [(r.from_offset, r.to_offset) for r in p.resets] == [(100, 0)]
 
 
-def test_reset_drops_the_in_flight_range_of_the_old_data():
-    first = run({0: 500}, {})
-    p = run({0: 50}, {0: 0}, cursor=first.cursor, states={first.ranges[0].run_key: RunState.ACTIVE}, now=1010)
-    assert p.resets and 0 not in p.cursor.in_flight
-
-
 def test_topic_change_starts_a_fresh_cursor():
     cursor = run({0: 500}, {}).cursor
-    p = plan(topic="other", end_offsets={0: 10}, progress={}, cursor=cursor, run_states={}, now=1001, settings=S)
-    assert p.resets == [] and p.ranges == []
-    assert p.cursor.topic == "other" and p.cursor.in_flight == {}
+    p = plan(topic="other", end_offsets={0: 0}, progress={}, cursor=cursor, run_infos={}, now=1001, settings=S)
+    assert p.resets == [] and p.leases == []
+    assert p.cursor.topic == "other" and p.cursor.leases == {}
     assert "topic changed" in " ".join(p.notes)
 
 
 def test_cursor_round_trips_as_json_and_bad_cursors_are_errors():
     cursor = run({0: 500, 1: 3}, {}).cursor
+    cursor.failures[1] = FailureStreak(2, 3, 999.0, "boom")
     assert CursorState.from_json(cursor.to_json()) == cursor
     assert CursorState.from_json(None) == CursorState()
     with pytest.raises(PlanError, match="cursor"):
         CursorState.from_json("{not json")
     with pytest.raises(PlanError, match="version"):
-        CursorState.from_json('{"version": 99}')
+        CursorState.from_json('{"version": 1}')  # a range-planning cursor: the sensor starts fresh
 
 
 @pytest.mark.parametrize("kwargs, setting", [
@@ -157,6 +174,8 @@ def test_cursor_round_trips_as_json_and_bad_cursors_are_errors():
     ({"min_batch_size": 10, "max_batch_size": 5}, "max_batch_size"),
     ({"max_wait_seconds": -1}, "max_wait_seconds"),
     ({"max_concurrent_ranges": 0}, "max_concurrent_ranges"),
+    ({"lease_seconds": 0}, "lease_seconds"),
+    ({"lease_seconds": 30, "handover_seconds": 30}, "handover_seconds"),
 ])
 def test_bad_settings_name_the_setting(kwargs, setting):
     with pytest.raises(PlanError, match=setting):
@@ -168,36 +187,28 @@ def test_lag_counts_only_what_is_not_yet_ingested():
         "lag": 11, "end_offset_sum": 15, "progress_sum": 4, "partitions": 2}
 
 
-def test_first_range_past_offset_zero_is_put_on_record_first():
+def test_first_lease_past_offset_zero_is_put_on_record_first():
     p = run({0: 700}, {}, first={0: 200})
     assert [(r.partition, r.from_offset, r.to_offset) for r in p.resets] == [(0, 0, 200)]
-    assert p.ranges == []
+    assert p.leases == []
     assert p.cursor.resets == 0  # not offsets going backwards: run keys keep no suffix
     after = run({0: 700}, {0: 200}, cursor=p.cursor, first={0: 200}, now=1001)
-    assert after.resets == [] and after.ranges == [PlannedRange(T, 0, 200, 700)]
+    assert after.resets == [] and leased(after) == {0: 200}
 
 
 def test_a_new_topic_id_is_a_reset_even_when_offsets_look_fine():
-    # the topic was recreated and refilled past the old end between two ticks: only its id tells
-    first = plan(topic=T, end_offsets={0: 150, 1: 0}, progress={0: 100}, cursor=CursorState(), run_states={},
-                 now=1000, settings=S, topic_id="id-1")
+    first = run({0: 150, 1: 0}, {0: 100}, topic_id="id-1")
     assert first.cursor.topic_id == "id-1" and first.resets == []
-    again = plan(topic=T, end_offsets={0: 160, 1: 0}, progress={0: 150}, cursor=first.cursor, run_states={},
-                 now=1001, settings=S, topic_id="id-2")
+    key = first.leases[0].run_key
+    again = run({0: 160, 1: 0}, {0: 150}, cursor=first.cursor, now=1001, topic_id="id-2", infos={key: ACTIVE})
     assert [(r.partition, r.from_offset, r.to_offset) for r in again.resets] == [(0, 150, 0)]
     assert "topic id changed from id-1 to id-2" in again.resets[0].reason
     assert again.cursor.topic_id == "id-2" and again.cursor.resets == 1
-    assert again.ranges == [] and 0 not in again.cursor.in_flight
-    # an unknown id (the broker does not report one) changes nothing
-    same = plan(topic=T, end_offsets={0: 160, 1: 0}, progress={0: 160}, cursor=first.cursor, run_states={},
-                now=1001, settings=S, topic_id=None)
+    assert again.leases == []  # the running lease fails on the reset (its offsets are gone); a new one follows
+    same = run({0: 160, 1: 0}, {0: 160}, cursor=first.cursor, now=1001, topic_id=None, infos={key: ACTIVE})
     assert same.resets == [] and same.cursor.topic_id == "id-1"
 
 
-def test_a_failed_range_overtaken_by_recorded_progress_is_replanned_not_retried_forever():
-    # e.g. a run left over from a lost cursor recorded [0, 300) while our [0, 500) failed on the overlap
-    first = run({0: 500}, {})
-    key = first.ranges[0].run_key
-    p = run({0: 800}, {0: 300}, cursor=first.cursor, states={key: RunState.FAILED}, now=1010)
-    assert p.ranges == [PlannedRange(T, 0, 300, 800)]
-    assert "replanning from 300" in " ".join(p.notes)
+def test_cursor_leases_list_every_run_key_for_the_sensor_to_look_up():
+    cursor = CursorState(topic=T, leases={1: [Lease("b", 1.0)], 0: [Lease("a", 1.0), Lease("c", 2.0)]})
+    assert cursor.lease_keys() == ["a", "c", "b"]

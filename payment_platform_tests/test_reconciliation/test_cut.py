@@ -10,7 +10,7 @@ from payment_platform.reconciliation.cut import (
     landed_between,
     plan_increment,
 )
-from payment_platform.stack.run_limits import CHECKS_TAG as LIMITED_TAG
+from payment_platform.scaling.run_limits import CHECKS_TAG as LIMITED_TAG
 
 
 def test_a_position_below_the_progress_is_settled_and_one_at_or_past_it_is_in_flight():

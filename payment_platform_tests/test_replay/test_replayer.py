@@ -179,7 +179,7 @@ def test_replay_and_ingestion_share_one_classification():
                Hbase_thrift.IOError(message="TableNotEnabledException: payments is disabled."),
                Hbase_thrift.IllegalArgument(message="bad"), UnicodeEncodeError("utf-8", "x", 0, 1, "surrogate"),
                KeyError("beneficiary")]
-    from payment_platform.hbase_gateway import handler, storage
+    from devstack.hbase_gateway import handler, storage
 
     down = [psycopg2.OperationalError("x"), ConnectionRefusedError(), TimeoutError(), TTransportException(),
             Hbase_thrift.IOError(message=storage.SHUTTING_DOWN.encode()),  # the embedded gateway's own words

@@ -12,9 +12,10 @@ import psutil
 import pytest
 
 from payment_platform.defs.ingestion.runs import RANGE_TAG
-from payment_platform.defs.ingestion.sensors import run_states
+from payment_platform.defs.ingestion.sensors import run_infos
 from payment_platform.defs.replay.replay import _after_lost_run, backup_replay_sensor, replay_failed_payments_job
 from payment_platform.defs.run_workers import (
+    UNRECORDED_WORKER_SECONDS,
     WORKER_HOST_TAG,
     WORKER_PID_TAG,
     WORKER_RUN_TAG,
@@ -67,16 +68,30 @@ def test_which_workers_count_as_dead(instance):
     assert dead_worker(started_run(instance, worker_tags(gone_pid()), recorded_by=make_new_run_id())) is None
 
 
-def test_the_ingestion_sensor_fails_a_range_run_whose_worker_died(instance):
-    flight = planner.PlannedRange("payments", 0, 0, 100)
-    dead = started_run(instance, {RANGE_TAG: flight.run_key, **worker_tags(gone_pid())})
-    assert run_states(instance, [flight], now=1000.0, retry_grace_s=300) == {flight.run_key: planner.RunState.FAILED}
+def test_a_run_killed_before_it_recorded_its_worker_is_judged_dead_once_it_had_time_to_record_it(instance):
+    # killed while starting (STARTED, no worker tags yet): judgeable from its start time, not left to max_runtime
+    run = started_run(instance, {})
+    assert dead_worker(run, started_at=1000.0, now=1000.0 + UNRECORDED_WORKER_SECONDS - 1) is None
+    assert "never recorded its worker" in dead_worker(run, started_at=1000.0,
+                                                      now=1000.0 + UNRECORDED_WORKER_SECONDS + 1)
+    # a retry carrying its parent's record, but none of its own, is judged the same way
+    retry = started_run(instance, worker_tags(os.getpid(), psutil.Process().create_time()),
+                        recorded_by=make_new_run_id())
+    assert "never recorded" in dead_worker(retry, started_at=1000.0, now=1000.0 + UNRECORDED_WORKER_SECONDS + 1)
+    # a run that recorded itself is judged by its process only, however long it has been running
+    assert dead_worker(started_run(instance, me()), started_at=1000.0, now=10**10) is None
+
+
+def test_the_ingestion_sensor_fails_a_lease_run_whose_worker_died(instance):
+    key = planner.lease_run_key("payments", 0, 1000.0)
+    dead = started_run(instance, {RANGE_TAG: key, **worker_tags(gone_pid())})
+    assert run_infos(instance, [key])[key].state == planner.RunState.FAILED
     failed = instance.get_run_by_id(dead.run_id)
     assert failed.status == dg.DagsterRunStatus.FAILURE
     assert failed.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION"
-    alive = planner.PlannedRange("payments", 1, 0, 100)
-    started_run(instance, {RANGE_TAG: alive.run_key, **me()})
-    assert run_states(instance, [alive], now=1000.0, retry_grace_s=300) == {alive.run_key: planner.RunState.ACTIVE}
+    alive = planner.lease_run_key("payments", 1, 1000.0)
+    started_run(instance, {RANGE_TAG: alive, **me()})
+    assert run_infos(instance, [alive])[alive].state == planner.RunState.ACTIVE
 
 
 def test_the_replay_sensor_fails_a_dead_replay_run_and_asks_again_under_a_new_key(instance):

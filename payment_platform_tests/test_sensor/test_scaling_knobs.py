@@ -1,4 +1,4 @@
-"""The sensor's planner takes the micro-batch size and the ranges in flight from the scaling knobs."""
+"""The sensor's planner takes the micro-batch size and the partitions leased at once from the scaling knobs."""
 import pytest
 
 from payment_platform.config import ConfigError
@@ -22,12 +22,11 @@ def test_defaults_without_knobs(monkeypatch):
     assert IngestionSettingsResource().planner() == planner.PlannerSettings()
 
 
-def test_planned_ranges_follow_the_knobs(monkeypatch):
-    monkeypatch.setenv("INGESTION_BATCH_SIZE", "1000")
+def test_leased_partitions_follow_the_knobs(monkeypatch):
     monkeypatch.setenv("INGESTION_MAX_RANGES_IN_FLIGHT", "2")
     result = planner.plan(topic="t", end_offsets={0: 5000, 1: 5000, 2: 5000}, progress={}, cursor=planner.CursorState(),
-                          run_states={}, now=0.0, settings=IngestionSettingsResource().planner())
-    assert [(r.partition, r.start, r.end) for r in result.ranges] == [(0, 0, 1000), (1, 0, 1000)]
+                          run_infos={}, now=0.0, settings=IngestionSettingsResource().planner())
+    assert [(r.partition, r.start_offset) for r in result.leases] == [(0, 0), (1, 0)]
 
 
 def test_a_bad_knob_is_named(monkeypatch):

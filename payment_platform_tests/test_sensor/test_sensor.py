@@ -1,5 +1,5 @@
 """The ingestion sensor against the real embedded stack: each cursor transition, Kafka or Postgres down,
-offsets going backwards (a private Tansu broker restarted), failed runs requested again."""
+offsets going backwards (a private Tansu broker restarted), failed leases followed by new ones."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, RANGE_TAG
-from payment_platform.defs.ingestion.sensors import evaluate, payments_ingestion_sensor, run_state_of
+from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, PARTITION_TAG, RANGE_TAG
+from payment_platform.defs.ingestion.sensors import evaluate, payments_ingestion_sensor, run_info_of
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import KafkaResource, PostgresResource
 from payment_platform.ingestion.planner import CursorState, RunState
@@ -21,8 +21,9 @@ from payment_platform.stores import kafka as kafka_store
 
 pytestmark = pytest.mark.stack
 
-SETTINGS = IngestionSettingsResource(min_batch_size=10, max_batch_size=25, max_wait_seconds=5,
-                                     max_concurrent_ranges=2, io_timeout_seconds=2.0)
+SETTINGS = IngestionSettingsResource(min_batch_size=10, max_batch_size=25, max_wait_seconds=0.5,
+                                     max_concurrent_ranges=2, io_timeout_seconds=2.0, lease_seconds=60,
+                                     handover_seconds=10)
 
 
 @dataclass
@@ -106,31 +107,39 @@ def test_empty_topic_skips_says_why_and_observes_zero_lag(instance, resources, t
     assert observation.metadata["lag"].value == 0 and observation.metadata["end_offset_sum"].value == 0
 
 
-def test_ranges_per_partition_with_stable_run_keys_and_run_config(instance, resources, topic, stack):
+def test_leases_per_partition_with_work_with_their_run_config_and_a_successor_before_the_end(
+        instance, resources, topic, stack):
     publish(stack.endpoints.kafka, topic, {0: 12, 1: 30, 2: 3})
     result = tick(instance, resources)
-    requests = {r.run_key: r for r in result.run_requests}
-    # partition 2 has only 3 messages: it waits (min batch 10); partition 1 is capped at max batch 25
-    assert set(requests) == {f"ingest:{topic}:0:0-12", f"ingest:{topic}:1:0-25"}
-    one = requests[f"ingest:{topic}:1:0-25"]
-    assert one.run_config == {"ops": {"ingest_payments_range": {"config": {
-        "topic": topic, "partition": 1, "start": 0, "end": 25}}}}
-    assert one.tags[RANGE_TAG] == one.run_key
+    requests = {int(r.tags[PARTITION_TAG]): r for r in result.run_requests}
+    # concurrency 2: the two biggest backlogs are leased; partition 2 waits for a slot
+    assert set(requests) == {0, 1}
+    one = requests[1]
+    assert one.run_key == f"ingest:{topic}:1:lease:1000000"
+    assert one.run_config == {"ops": {"ingest_partition_lease": {"config": {
+        "topic": topic, "partition": 1, "start_offset": 0}}}}
+    assert one.tags[RANGE_TAG] == one.run_key and int(one.tags["dagster/max_runtime"]) > 60
     cursor = CursorState.from_json(result.cursor)
-    assert set(cursor.in_flight) == {0, 1} and cursor.waiting_since == {1: 1000.0, 2: 1000.0}
+    assert set(cursor.leases) == {0, 1}
     assert result.asset_events[0].metadata["lag"].value == 45
 
-    # the same tick again: nothing new while both ranges are in flight (concurrency 2 also holds partition 2)
+    # the same tick again: nothing new while both leases are requested (and not yet started)
     again = tick(instance, resources, cursor=result.cursor, now=1010.0)
     assert not again.run_requests
-    # partition 0's range lands (progress recorded by the run): its partition is free, 2 has waited long enough
+    # partition 0's lease ran and ended: its slot goes to partition 2
+    _finished_run(instance, requests[0].run_key, success=True)
     ledger(resources).record_progress(topic, 0, 0, 12)
     later = tick(instance, resources, cursor=again.cursor, now=1011.0)
-    assert [r.run_key for r in later.run_requests] == [f"ingest:{topic}:2:0-3"]
-    # partition 1 lands: the rest of it is planned from the recorded progress
-    ledger(resources).record_progress(topic, 1, 0, 25)
-    last = tick(instance, resources, cursor=later.cursor, now=1012.0)
-    assert [r.run_key for r in last.run_requests] == [f"ingest:{topic}:1:25-30"]
+    assert [(int(r.tags[PARTITION_TAG]), r.tags["payment_platform/successor"]) for r in later.run_requests] == [
+        (2, "false")]
+    # partition 1's lease started at 1001: its successor is requested 10 s before its 60 s end
+    _started_run(instance, requests[1].run_key)
+    _finished_run(instance, later.run_requests[0].run_key, success=True)  # partition 2's lease landed its 3
+    ledger(resources).record_progress(topic, 2, 0, 3)
+    started = instance.get_run_records(dg.RunsFilter(tags={RANGE_TAG: requests[1].run_key}))[0].start_time
+    near_end = tick(instance, resources, cursor=later.cursor, now=started + 51)
+    assert [(int(r.tags[PARTITION_TAG]), r.tags["payment_platform/successor"]) for r in near_end.run_requests] == [
+        (1, "true")]
 
 
 def test_lag_is_observed_on_change_and_periodically_only(instance, resources, topic, stack):
@@ -144,46 +153,62 @@ def test_lag_is_observed_on_change_and_periodically_only(instance, resources, to
     assert changed.asset_events[0].metadata["lag"].value == 2
 
 
-def _failed_run(instance, run_key: str, will_retry: str = "false") -> None:
-    run = instance.create_run_for_job(dg.GraphDefinition(name="stand_in", node_defs=[]).to_job(),
-                                      tags={RANGE_TAG: run_key})
-    instance.report_run_failed(run)
-    instance.add_run_tags(run.run_id, {"dagster/will_retry": will_retry})
+def _stand_in_run(instance, run_key: str):
+    return instance.create_run_for_job(dg.GraphDefinition(name="stand_in", node_defs=[]).to_job(),
+                                       tags={RANGE_TAG: run_key})
 
 
-def test_range_whose_runs_failed_for_good_is_requested_again_never_skipped(instance, resources, topic, stack):
+def _started_run(instance, run_key: str) -> None:
+    run = _stand_in_run(instance, run_key)
+    instance.handle_new_event(dg.EventLogEntry(
+        error_info=None, level="DEBUG", user_message="", run_id=run.run_id, timestamp=time.time(),
+        dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="stand_in")))
+
+
+def _finished_run(instance, run_key: str, success: bool, message: str = "boom") -> None:
+    run = _stand_in_run(instance, run_key)
+    if success:
+        instance.handle_new_event(dg.EventLogEntry(
+            error_info=None, level="DEBUG", user_message="", run_id=run.run_id, timestamp=time.time(),
+            dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, job_name="stand_in")))
+    else:
+        instance.report_run_failed(run, message)
+
+
+def test_a_failed_lease_is_followed_by_a_new_one_from_the_recorded_progress_and_the_streak_is_shown(
+        instance, resources, topic, stack):
     publish(stack.endpoints.kafka, topic, {0: 10})
     first = tick(instance, resources)
     [request] = first.run_requests
-    _failed_run(instance, request.run_key, will_retry="true")  # Dagster will retry it: still in flight
-    waiting = tick(instance, resources, cursor=first.cursor, now=1001.0)
-    assert not waiting.run_requests
-    _failed_run(instance, request.run_key, will_retry="false")  # retries exhausted
-    again = tick(instance, resources, cursor=waiting.cursor, now=1002.0)
-    assert [r.run_key for r in again.run_requests] == [request.run_key + ":retry1"]
-    assert again.run_requests[0].run_config == request.run_config
+    _finished_run(instance, request.run_key, success=False, message="backup unreachable")
+    again = tick(instance, resources, cursor=first.cursor, now=1001.0)
+    [retry] = again.run_requests
+    assert retry.run_key != request.run_key and retry.run_config == request.run_config
+    _finished_run(instance, retry.run_key, success=False, message="backup unreachable")
+    paused = tick(instance, resources, cursor=again.cursor, now=1002.0)
+    assert not paused.run_requests and "next lease in 5s" in paused.skip_reason.skip_message
+    [observation] = paused.asset_events
+    assert observation.metadata["failing_partitions"].value == 1
+    assert "ingestion FAILING on partition 0 at offset 0 (2 leases in a row" in observation.description
+    assert "backup unreachable" in observation.description
 
 
-def test_run_state_summary_of_a_range_attempt(instance):
-    assert run_state_of([], True, 0, 60) == RunState.MISSING
-    run = instance.create_run_for_job(dg.GraphDefinition(name="stand_in", node_defs=[]).to_job(),
-                                      tags={RANGE_TAG: "k"})
-    records = lambda: list(instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: "k"})))  # noqa: E731
-    assert run_state_of(records(), True, 0, 60) == RunState.ACTIVE  # not started yet
-    instance.report_run_failed(run)
-    end = records()[0].end_time
-    assert run_state_of(records(), True, end + 1, 60) == RunState.ACTIVE  # a run retry may come
-    assert run_state_of(records(), False, end + 1, 60) == RunState.FAILED  # run retries off
-    assert run_state_of(records(), True, end + 61, 60) == RunState.FAILED  # the retry never came
+def test_run_info_of_a_lease(instance):
+    assert run_info_of(instance, None).state == RunState.MISSING
+    run = _stand_in_run(instance, "k")
+    record = lambda: instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: "k"}))[0]  # noqa: E731
+    assert run_info_of(instance, record()).state == RunState.ACTIVE  # not started yet
+    instance.report_run_failed(run, "the lease failed: IngestionError: nope")
+    failed = run_info_of(instance, record())
+    assert failed.state == RunState.FAILED and "nope" in failed.error
 
 
-def test_a_canceled_run_counts_as_failed_for_good(instance):
-    # run monitoring cancels a run past dagster/max_runtime (e.g. its worker was SIGKILLed): no run retry follows
-    run = instance.create_run_for_job(dg.GraphDefinition(name="stand_in", node_defs=[]).to_job(),
-                                      tags={RANGE_TAG: "c"})
+def test_a_canceled_run_counts_as_failed(instance):
+    # run monitoring cancels a run past dagster/max_runtime (e.g. its worker was frozen)
+    run = _stand_in_run(instance, "c")
     instance.report_run_canceled(run)
-    records = list(instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: "c"})))
-    assert run_state_of(records, True, records[0].end_time or 0, 60) == RunState.FAILED
+    record = instance.get_run_records(filters=dg.RunsFilter(tags={RANGE_TAG: "c"}))[0]
+    assert run_info_of(instance, record).state == RunState.FAILED
 
 
 @pytest.mark.timeout(45)  # a hang guard, not a timing: each read is bounded to 2 s here
@@ -218,7 +243,7 @@ def test_postgres_down_skips_with_the_reason(instance, resources, topic):
 def test_bad_cursor_starts_fresh_and_logs_it(instance, resources, topic, stack):
     publish(stack.endpoints.kafka, topic, {0: 10})
     result = tick(instance, resources, cursor="{garbage")
-    assert [r.run_key for r in result.run_requests] == [f"ingest:{topic}:0:0-10"]
+    assert [r.run_key for r in result.run_requests] == [f"ingest:{topic}:0:lease:1000000"]
 
 
 # ---- offsets going backwards: a private Tansu broker (memory storage) restarted under the sensor ----
@@ -227,14 +252,14 @@ class PrivateBroker:
     """A Tansu broker of this test's own (memory storage), on a fixed port so a restart keeps the address."""
 
     def __init__(self, folder: Path):
-        from payment_platform.stack import services
+        from devstack.stack import services
 
         self.folder, self.port, self.proc = folder, dead_port(), None
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._services = services
 
     def start(self) -> str:
-        from payment_platform.stack import processes
+        from devstack.stack import processes
 
         launch = self._services.kafka_launch(self.folder, self.port)
         self.proc = processes.spawn(launch.command, self.folder / "tansu.log", die_with_parent=True)
@@ -273,8 +298,9 @@ def test_offsets_going_backwards_are_reset_reported_and_new_data_ingested(instan
     publish(private_broker.bootstrap, topic, {0: 20})
     first = tick(instance, resources)
     [request] = first.run_requests
-    assert request.run_key == f"ingest:{topic}:0:0-20"
-    ledger(resources).record_progress(topic, 0, 0, 20)  # the range landed
+    assert request.run_key == f"ingest:{topic}:0:lease:1000000"
+    ledger(resources).record_progress(topic, 0, 0, 20)  # the lease landed them and ended
+    _finished_run(instance, request.run_key, success=True)
     settled = tick(instance, resources, cursor=first.cursor, now=1001.0)
     assert not settled.run_requests and "no new messages" in settled.skip_reason.skip_message
 
@@ -294,11 +320,12 @@ def test_offsets_going_backwards_are_reset_reported_and_new_data_ingested(instan
     assert "went backwards" in recorded["reason"]
 
     after = tick(instance, resources, cursor=reset.cursor, now=1004.0)
-    assert [r.run_key for r in after.run_requests] == [f"ingest:{topic}:0:0-12:reset1"]
+    assert [r.run_key for r in after.run_requests] == [f"ingest:{topic}:0:lease:1004000:reset1"]
+    assert after.run_requests[0].run_config["ops"]["ingest_partition_lease"]["config"]["start_offset"] == 0
 
 
-def test_sensor_is_registered_against_the_ingestion_job():
-    assert payments_ingestion_sensor.job_name == INGEST_JOB_NAME
+def test_sensor_is_registered_against_the_lease_job():
+    assert payments_ingestion_sensor.job_name == LEASE_JOB_NAME
     assert payments_ingestion_sensor.minimum_interval_seconds <= 10
 
 
@@ -309,6 +336,7 @@ def test_broker_restarted_and_refilled_past_the_old_end_is_caught_by_the_topic_i
     publish(private_broker.bootstrap, topic, {0: 20})
     first = tick(instance, resources)
     ledger(resources).record_progress(topic, 0, 0, 20)
+    _finished_run(instance, first.run_requests[0].run_key, success=True)
     assert CursorState.from_json(first.cursor).topic_id
 
     private_broker.stop()
@@ -319,4 +347,4 @@ def test_broker_restarted_and_refilled_past_the_old_end_is_caught_by_the_topic_i
     assert "topic id changed" in reset.skip_reason.skip_message
     assert ledger(resources).read_progress(topic) == {0: 0}
     after = tick(instance, resources, cursor=reset.cursor, now=1002.0)
-    assert [r.run_key for r in after.run_requests] == [f"ingest:{topic}:0:0-25:reset1"]  # max batch 25
+    assert [r.run_key for r in after.run_requests] == [f"ingest:{topic}:0:lease:1002000:reset1"]

@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -67,6 +68,15 @@ class Served:
         return PaymentQueries(stores.get("hbase") or self.hbase(timeout_ms=5000),
                               stores.get("postgres") or self.postgres(), stores.get("backup") or self.backup())
 
+    def probes(self):
+        """The monitoring probes of this slice (behind /health, /metrics, /status)."""
+        from payment_platform.monitoring.snapshot import Probes
+        from payment_platform.stores.kafka import KafkaClient
+
+        endpoints = self.stack.endpoints
+        return Probes(KafkaClient(endpoints.kafka, self.topic), self.postgres(), self.hbase(), self.backup(),
+                      RedisState(endpoints.redis, key_prefix=self.namespace))
+
     def ingestor(self, **stores) -> Ingestor:
         return Ingestor(self.stack.endpoints.kafka, stores.get("hbase") or self.hbase(),
                         stores.get("postgres") or self.postgres(), stores.get("backup") or self.backup(),
@@ -86,9 +96,24 @@ class Served:
             ingestor.close()
 
     def of(self, role: str, party_id: str) -> list[dict]:
-        """The docs of one party, newest first in key order (created second, then payment id)."""
-        chosen = [d for d in self.docs if d[role]["party_id"] == party_id]
-        return sorted(chosen, key=lambda d: (d["created_at"][:19], d["payment_id"]), reverse=True)
+        """The docs of one party, exactly newest first (created_at, ties by payment id ascending)."""
+        return newest_first([d for d in self.docs if d[role]["party_id"] == party_id])
+
+
+def created_at_of(doc: dict) -> datetime:
+    return datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def newest_first(docs: list[dict]) -> list[dict]:
+    """Postgres' `ORDER BY created_at DESC, payment_id`: the order every listing must serve."""
+    by_id = sorted(docs, key=lambda d: d["payment_id"])
+    return sorted(by_id, key=created_at_of, reverse=True)
+
+
+def in_listing_order(items: list) -> bool:
+    """Items (API dicts or PaymentViews) exactly newest first, ties by payment id ascending."""
+    keys = [(i["created_at"], i["payment_id"]) if isinstance(i, dict) else (i.created_at, i.payment_id) for i in items]
+    return all(a[0] > b[0] or (a[0] == b[0] and a[1] < b[1]) for a, b in zip(keys, keys[1:]))
 
 
 def build_docs(namespace: str) -> list[dict]:

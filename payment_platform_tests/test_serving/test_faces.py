@@ -12,6 +12,7 @@ import uuid
 
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from payment_platform.cli import main
 from payment_platform.domain.validation import parse_and_validate
@@ -187,10 +188,15 @@ def test_api_command_serves_with_the_token(stack_env):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
         assert refused.value.code == 401
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/status", headers={"Authorization": "Bearer t0ken"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            figures = json.loads(response.read())
+        assert "kafka_lag" in figures["figures"] and "backup_size" in figures["figures"]
         request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer t0ken"})
         with urllib.request.urlopen(request, timeout=10) as response:
-            metrics = json.loads(response.read())
-        assert "kafka_lag" in metrics["figures"] and "backup_size" in metrics["figures"]
+            exposition = response.read().decode()
+        names = {family.name for family in text_string_to_metric_families(exposition)}
+        assert {"payment_platform_service_up", "payment_api_requests"} <= names
     finally:
         process.terminate()
         out, _ = process.communicate(timeout=20)

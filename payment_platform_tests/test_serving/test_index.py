@@ -17,7 +17,7 @@ from payment_platform.stores.records import PaymentRecord
 
 from ..test_loader.conftest import free_port
 from ..test_stores.payments import payment_doc, raw
-from .conftest import Served
+from .conftest import Served, in_listing_order, newest_first
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -77,8 +77,7 @@ def test_a_chunk_failing_after_its_payment_rows_is_indexed_by_replay(fresh):
     assert replay.stores["hbase"].landed == 10
 
     page = queries.list_payments(originator_id=party, limit=100)
-    assert ids(page.items) == [d["payment_id"] for d in sorted(
-        landed + failed, key=lambda d: (d["created_at"][:19], d["payment_id"]), reverse=True)]
+    assert ids(page.items) == [d["payment_id"] for d in newest_first(landed + failed)]
     beneficiary = failed[3]["beneficiary"]["party_id"]
     assert failed[3]["payment_id"] in ids(queries.list_payments(beneficiary_id=beneficiary, limit=1000).items)
     view = queries.payment(failed[0]["payment_id"])
@@ -128,8 +127,7 @@ def test_walking_an_originator_while_new_payments_arrive_has_no_duplicate_and_no
     assert not arrivals and pages >= (90 + 24) // 4
     assert len(seen) == len(set(seen)), "a payment was listed twice"
     assert set(seen) == {d["payment_id"] for d in before + older}, "a gap, or a payment ahead of the cursor"
-    keys = [(v.created_at[:19], v.payment_id) for v in (queries.payment(i) for i in seen)]
-    assert keys == sorted(keys, reverse=True)
+    assert in_listing_order([queries.payment(i) for i in seen])
 
 
 def test_backfill_indexes_payments_stored_before_the_index(fresh):
@@ -146,8 +144,7 @@ def test_backfill_indexes_payments_stored_before_the_index(fresh):
 
     result = backfill_party_index(hbase, batch_size=7)
     assert result["payments"] == 25 and result["skipped"] == 0
-    expected = [d["payment_id"] for d in sorted(docs, key=lambda d: (d["created_at"][:19], d["payment_id"]),
-                                                reverse=True)]
+    expected = [d["payment_id"] for d in newest_first(docs)]
     assert ids(queries.list_payments(originator_id=party, limit=100).items) == expected
     again = backfill_party_index(hbase)  # idempotent: the same rows again
     assert again["payments"] == 25

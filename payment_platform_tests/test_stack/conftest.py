@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from payment_platform.config import ENV_VARS
-from payment_platform.stack.manager import remove_data_dir
+from devstack.stack.manager import remove_data_dir
 
 STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS", "DAGSTER_HOME"}
 
@@ -62,7 +62,7 @@ def wait_until_gone(pids, timeout: float = 15.0) -> list[int]:
 
 def clusters_owned_by(data_dir: Path) -> list[Path]:
     """The Postgres clusters kept outside `data_dir` for it (root, private folders) that still exist."""
-    from payment_platform.stack.postgres_as_root import CLUSTER_ROOTS, OWNER_FILE
+    from devstack.stack.postgres_as_root import CLUSTER_ROOTS, OWNER_FILE
 
     return [record.parent for root in CLUSTER_ROOTS for record in root.glob(f"*/{OWNER_FILE}")
             if record.read_text().strip() == str(data_dir)]

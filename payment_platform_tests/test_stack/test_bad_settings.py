@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from payment_platform.stack.manager import free_ports
+from devstack.stack.manager import free_ports
 from payment_platform_tests.test_stack.conftest import clean_env, cli, processes_under
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from payment_platform.stack.manager import remove_data_dir
-from payment_platform.stack.services import SERVICES
+from devstack.stack.manager import remove_data_dir
+from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, wait_until_gone
 
 PROJECT = Path(__file__).resolve().parents[2]

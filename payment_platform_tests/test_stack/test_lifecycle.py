@@ -16,8 +16,8 @@ import pymongo
 import pytest
 import redis
 
-from payment_platform.stack.manager import free_ports
-from payment_platform.stack.services import SERVICES
+from devstack.stack.manager import free_ports
+from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import (
     clean_env, cli, processes_under, read_state, wait_until_gone)
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from payment_platform.config import ConfigError
-from payment_platform.stack import processes
-from payment_platform.stack.manager import choose_ports, parse_port_overrides, port_in_use
-from payment_platform.stack.services import SERVICES, dagster_url_from_dsn
+from devstack.stack import processes
+from devstack.stack.manager import choose_ports, parse_port_overrides, port_in_use
+from devstack.stack.services import SERVICES, dagster_url_from_dsn
 
 
 def test_port_overrides_from_a_list_or_a_comma_separated_setting():

@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from payment_platform.stack import postgres_as_root
-from payment_platform.stack.manager import free_ports, remove_data_dir
-from payment_platform.stack.services import POSTGRES_SYSTEM_USER
+from devstack.stack import postgres_as_root
+from devstack.stack.manager import free_ports, remove_data_dir
+from devstack.stack.services import POSTGRES_SYSTEM_USER
 
 from ..private_postgres import start_postgres
 

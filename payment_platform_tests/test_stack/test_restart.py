@@ -12,7 +12,7 @@ import happybase
 import psutil
 import pytest
 
-from payment_platform.stack.services import SERVICES, hbase_probe
+from devstack.stack.services import SERVICES, hbase_probe
 from payment_platform_tests.test_stack.conftest import cli, read_state, wait_until_gone
 from payment_platform_tests.test_stack.test_lifecycle import port_args, service_pids
 

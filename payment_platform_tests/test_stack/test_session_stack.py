@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from payment_platform.config import Endpoints, endpoints_from_env
-from payment_platform.stack.manager import start_stack
-from payment_platform.stack.services import SERVICES
+from devstack.stack.manager import start_stack
+from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, processes_under
 
 pytestmark = pytest.mark.stack

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from payment_platform.stack.manager import free_ports, remove_data_dir
-from payment_platform.stack.services import SERVICES
+from devstack.stack.manager import free_ports, remove_data_dir
+from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, processes_under, wait_until_gone
 
 LOCATION = "payment_platform"

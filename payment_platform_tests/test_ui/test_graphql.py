@@ -150,19 +150,21 @@ def test_materialize_the_batch_then_the_sensor_ingests_it_and_the_range_checks_f
                                          "count": BATCH_SIZE, "seed": 13}}}})
     assert dagster_ui.wait_for_run(run_id)["status"] == "SUCCESS"
 
-    def ingested():
-        runs = [r for r in runs_of(dagster_ui, "ingest_payments_range_job") if r["status"] == "SUCCESS"]
-        messages = sum(int(t["value"]) for r in runs for t in r["tags"] if t["key"] == "payment_platform/messages")
-        return runs if messages >= BATCH_SIZE else None
-    runs = wait_until(ingested, 180, f"the sensor's runs ingesting {BATCH_SIZE} payments", every=2)
-    for run in runs:  # every range's cheap checks were evaluated in the run that ingested it, and passed
+    wait_until(lambda: any(t["status"] == "SKIPPED" and "up to date" in (t["skipReason"] or "")
+                           for t in sensor_ticks(dagster_ui, "payments_ingestion_sensor")), 180,
+               f"a tick saying all {BATCH_SIZE} payments are ingested", every=2)
+
+    def leases_ended():  # a lease ends a few seconds after its partition went quiet (INGESTION_LEASE_IDLE_SECONDS)
+        runs = runs_of(dagster_ui, "ingest_partition_lease_job")
+        return runs if runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs) else None
+    runs = wait_until(leases_ended, 60, "the lease runs ending", every=2)
+    landed = [r for r in runs if r["status"] == "SUCCESS" and {tuple(HBASE), tuple(POSTGRES)} <= materialized_in(
+        dagster_ui, r["runId"])]
+    assert landed and all(r["status"] == "SUCCESS" for r in runs), runs
+    for run in landed:  # every lease evaluated the cheap checks of what it landed, and they passed
         executions = checks_in(dagster_ui, run["runId"], RANGE_CHECKS)
         assert set(executions) == RANGE_CHECKS, (run["runId"], executions)
         assert all(e["status"] == "SUCCEEDED" and e["evaluation"]["success"] for e in executions.values()), executions
-        assert {tuple(HBASE), tuple(POSTGRES)} <= materialized_in(dagster_ui, run["runId"])
-    wait_until(lambda: any(t["status"] == "SKIPPED" and "up to date" in (t["skipReason"] or "")
-                           for t in sensor_ticks(dagster_ui, "payments_ingestion_sensor")), 60,
-               "a tick saying the topic is up to date")
 
 
 def test_execute_all_on_a_checks_tab_runs_every_check_of_the_asset(dagster_ui):

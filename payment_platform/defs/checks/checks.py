@@ -240,6 +240,48 @@ def ranges_for_run(context: dg.AssetCheckExecutionContext, postgres_reader: Post
     return postgres_reader.recent_ranges(settings.recent_ranges), RECHECKED_RECENT
 
 
+def range_verdicts(rows: list[tuple], which: str, hbase_reader: HBaseReader, postgres_reader: PostgresReader,
+                   backup: BackupResource, kafka: KafkaResource,
+                   count_unproven: bool = True) -> dict[dg.AssetCheckKey, evaluate.Verdict]:
+    """The range checks' verdicts on the ingested ranges `rows` (as `recent_ranges` lists them); ranges proven
+    consistent are remembered. `count_unproven` counts the ranges never proven (a scan of every recorded range:
+    a lease, checking every few seconds, leaves it to the scheduled run)."""
+    ranges = [evaluate.IngestedRange(*row) for row in rows]
+    with kafka.client() as kafka_client:
+        verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(), kafka_client)
+    postgres_reader.ensure_range_checks()
+    postgres_reader.record_range_checks(verdicts.consistency.outcomes)
+    verdicts.consistency.metadata.update({"checked": which, "rechecked_recent": which == RECHECKED_RECENT})
+    if count_unproven:
+        verdicts.consistency.metadata["ranges_unproven"] = postgres_reader.ranges_to_check(1)[1]
+    by_key = {dg.AssetCheckKey(HBASE_PAYMENTS, INGESTED_RANGES_CONSISTENCY): verdicts.consistency}
+    for store, asset in STORE_ASSETS.items():
+        by_key[dg.AssetCheckKey(asset, RANGE_NO_DUPLICATES)] = verdicts.duplicates[store]
+        by_key[dg.AssetCheckKey(asset, RANGE_AMOUNTS_VALID)] = verdicts.rails[store]
+    return by_key
+
+
+def range_check_events(context, landed: list, hbase: HBaseResource, postgres: PostgresResource,
+                       backup: BackupResource, kafka: KafkaResource,
+                       checks_settings: ChecksSettingsResource) -> Iterator[dg.AssetCheckEvaluation]:
+    """The range checks of ranges a lease run just landed (`landed`: OffsetRanges), as check evaluations it logs."""
+    try:
+        hbase_reader, postgres_reader = _readers(hbase, postgres)
+        wanted = {(r.topic, r.partition, r.start, r.end) for r in landed}
+        recent = postgres_reader.recent_ranges(max(50, 4 * len(wanted)))
+        rows = [row for row in recent if tuple(row[1:5]) in wanted]
+        by_key = range_verdicts(rows, "the micro-batches this lease landed", hbase_reader, postgres_reader, backup,
+                                kafka, count_unproven=False)
+    except Exception as error:  # noqa: BLE001 - a store down fails the checks with the reason, not the lease
+        context.log.warning(f"range checks could not read the stores: {error!r}")
+        by_key = {key: unavailable(error) for key in RANGE_CHECK_KEYS}
+    for key in RANGE_CHECK_KEYS:
+        checked = result(key.asset_key, key.name, by_key[key])
+        yield dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=checked.passed,
+                                      metadata=checked.metadata, severity=checked.severity,
+                                      description=checked.description)
+
+
 @dg.multi_asset_check(name="ingested_range_checks", specs=RANGE_CHECK_SPECS, can_subset=True)
 def ingested_range_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseResource, postgres: PostgresResource,
                           backup: BackupResource, kafka: KafkaResource, checks_settings: ChecksSettingsResource
@@ -251,19 +293,7 @@ def ingested_range_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseRe
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
         rows, which = ranges_for_run(context, postgres_reader, settings)
-        ranges = [evaluate.IngestedRange(*row) for row in rows]
-        with kafka.client() as kafka_client:
-            verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(),
-                                                kafka_client)
-        postgres_reader.ensure_range_checks()
-        postgres_reader.record_range_checks(verdicts.consistency.outcomes)
-        _, unproven = postgres_reader.ranges_to_check(1)
-        verdicts.consistency.metadata.update({"ranges_unproven": unproven, "checked": which,
-                                              "rechecked_recent": which == RECHECKED_RECENT})
-        by_key = {dg.AssetCheckKey(HBASE_PAYMENTS, INGESTED_RANGES_CONSISTENCY): verdicts.consistency}
-        for store, asset in STORE_ASSETS.items():
-            by_key[dg.AssetCheckKey(asset, RANGE_NO_DUPLICATES)] = verdicts.duplicates[store]
-            by_key[dg.AssetCheckKey(asset, RANGE_AMOUNTS_VALID)] = verdicts.rails[store]
+        by_key = range_verdicts(rows, which, hbase_reader, postgres_reader, backup, kafka)
     except Exception as error:  # noqa: BLE001 - a store down fails the checks with the reason, not the run
         context.log.warning(f"ingested range checks could not read the stores: {error!r}")
         by_key = {key: unavailable(error) for key in RANGE_CHECK_KEYS}

@@ -90,14 +90,14 @@ def waiting_ranges(context, kafka: KafkaResource, postgres: PostgresResource,
         if start is None or start >= end:
             continue
         if partition in busy:
-            context.log.info(f"{kafka.topic}[{partition}]: an ingestion run is in flight, the sensor takes it on")
+            context.log.info(f"{kafka.topic}[{partition}]: an ingestion run (a lease) is on it already")
             continue
         ranges.append(OffsetRange(kafka.topic, partition, start, min(end, start + max_batch)))
     return ranges
 
 
 def partitions_in_flight(instance: dg.DagsterInstance, this_run_id: str) -> set[int]:
-    records = instance.get_run_records(dg.RunsFilter(job_name=INGEST_JOB_NAME, statuses=IN_FLIGHT_STATUSES))
+    records = instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT_STATUSES))  # leases and ranges alike
     return {int(r.dagster_run.tags[PARTITION_TAG]) for r in records
             if r.dagster_run.run_id != this_run_id and PARTITION_TAG in r.dagster_run.tags}
 

@@ -1,21 +1,21 @@
-"""The ingestion sensor: reads offsets only, plans micro-batch ranges, requests one run per range.
+"""The ingestion sensor: reads offsets only, keeps each partition with work leased, requests the lease runs.
 
 Each tick: read the topic's end offsets (Kafka) and the recorded progress (Postgres), both bounded in
-time; look up the runs of the ranges in flight; let the pure planner decide; record progress resets
-(offsets that went backwards) BEFORE moving the cursor; request runs with stable run keys; observe the
-topic's lag on the topic asset. If Kafka or Postgres cannot be read, the tick skips with the reason and
-the cursor does not move.
+time; look up the runs of the leases in the cursor (failing those whose worker died); let the pure planner
+decide; record progress resets (offsets that went backwards) BEFORE moving the cursor; request lease runs
+(lease_job.py) with unique run keys; observe the topic's lag on the topic asset. If Kafka or Postgres cannot be
+read, the tick skips with the reason and the cursor does not move.
 """
 
 import time
 from typing import Callable, TypeVar
 
 import dagster as dg
-from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from payment_platform.defs import asset_keys
 from payment_platform.defs.ingestion.assets import NO_PAYMENTS_YET
-from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, PARTITION_TAG, RANGE_TAG, range_run_config
+from payment_platform.defs.ingestion.lease_job import ingest_lease_job
+from payment_platform.defs.ingestion.runs import PARTITION_TAG, RANGE_TAG, lease_run_config
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import KafkaResource, PostgresResource
 from payment_platform.defs.run_workers import fail_dead_runs
@@ -24,7 +24,8 @@ from payment_platform.lib.bounded import bounded
 from payment_platform.stores.kafka import KafkaClient, UnknownTopic
 
 SENSOR_NAME = "payments_ingestion_sensor"
-SENSOR_INTERVAL_SECONDS = 3  # a tick costs milliseconds; it sits in every payment's latency
+SENSOR_INTERVAL_SECONDS = 3  # a tick costs milliseconds; it starts leases, not batches: off every payment's path
+MAX_RUNTIME_MARGIN_SECONDS = 300  # past its lease (and the wait for it), run monitoring ends a hung lease run
 
 _FINISHED_BAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 _FINISHED = _FINISHED_BAD | {dg.DagsterRunStatus.SUCCESS}
@@ -61,50 +62,71 @@ def read_offsets(kafka: KafkaClient, ledger, cursor: planner.CursorState, timeou
     return end_offsets, topic_id, progress, first_offsets
 
 
-def run_state_of(records: list[dg.RunRecord], retries_enabled: bool, now: float,
-                 retry_grace_s: float) -> planner.RunState:
-    """What the runs of one range attempt (the first run and its Dagster run retries) add up to."""
-    runs = [r.dagster_run for r in records]
-    if not runs:
-        return planner.RunState.MISSING
-    if any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs):
-        return planner.RunState.SUCCEEDED
-    if any(r.status not in _FINISHED for r in runs):
-        return planner.RunState.ACTIVE
-    # every run failed or was canceled: a Dagster run retry may still come for the newest one
-    newest = max(records, key=lambda r: int(r.dagster_run.tags.get("dagster/retry_number", "0")))
-    will_retry = newest.dagster_run.tags.get(WILL_RETRY_TAG, "true" if retries_enabled else "false") == "true"
-    ended = newest.end_time or now
-    if newest.dagster_run.status == dg.DagsterRunStatus.FAILURE and will_retry and now - ended < retry_grace_s:
-        return planner.RunState.ACTIVE
-    return planner.RunState.FAILED
+def failure_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """Why a run failed, in its own words (its step's error, else the run's), for the partition's failure streak."""
+    try:
+        for event_type in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE):
+            logs = instance.all_logs(run.run_id, of_type=event_type)
+            if logs:
+                event = logs[-1].dagster_event
+                data = event.step_failure_data if event_type == dg.DagsterEventType.STEP_FAILURE else None
+                error = data.error.message.strip() if data and data.error else (event.message or "")
+                return f"run {run.run_id[:8]}: {error}"
+    except Exception as error:  # noqa: BLE001 - the streak still counts without the words
+        return f"run {run.run_id[:8]} {run.status.value} (its error could not be read: {error!r})"
+    return f"run {run.run_id[:8]} {run.status.value}"
 
 
-def run_states(instance: dg.DagsterInstance, in_flight: list[planner.PlannedRange], now: float,
-               retry_grace_s: float, log=None) -> dict[str, planner.RunState]:
-    states = {}
-    for flight in in_flight:
-        runs = dg.RunsFilter(tags={RANGE_TAG: flight.run_key})
-        records = list(instance.get_run_records(filters=runs))
+def run_info_of(instance: dg.DagsterInstance, record: dg.RunRecord | None) -> planner.RunInfo:
+    """What a lease's run adds up to."""
+    if record is None:
+        return planner.RunInfo(planner.RunState.MISSING)
+    run = record.dagster_run
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return planner.RunInfo(planner.RunState.SUCCEEDED, record.start_time)
+    if run.status in _FINISHED_BAD:
+        return planner.RunInfo(planner.RunState.FAILED, record.start_time, failure_of(instance, run))
+    return planner.RunInfo(planner.RunState.ACTIVE, record.start_time)
+
+
+def run_infos(instance: dg.DagsterInstance, lease_keys: list[str], log=None) -> dict[str, planner.RunInfo]:
+    infos = {}
+    for key in lease_keys:
+        runs = dg.RunsFilter(tags={RANGE_TAG: key})
+        records = list(instance.get_run_records(filters=runs, limit=1))
         if fail_dead_runs(instance, records, log):  # a killed worker's run fails now, not at max_runtime
-            records = list(instance.get_run_records(filters=runs))
-        states[flight.run_key] = run_state_of(records, instance.run_retries_enabled, now, retry_grace_s)
-    return states
+            records = list(instance.get_run_records(filters=runs, limit=1))
+        infos[key] = run_info_of(instance, records[0] if records else None)
+    return infos
 
 
-def run_request(planned: planner.PlannedRange) -> dg.RunRequest:
+def run_request(planned: planner.PlannedLease, settings: planner.PlannerSettings,
+                acquire_seconds: float) -> dg.RunRequest:
+    max_runtime = settings.lease_seconds + acquire_seconds + MAX_RUNTIME_MARGIN_SECONDS
     return dg.RunRequest(
         run_key=planned.run_key,
-        run_config=range_run_config(planned.topic, planned.partition, planned.start, planned.end),
+        run_config=lease_run_config(planned.topic, planned.partition, planned.start_offset),
         tags={RANGE_TAG: planned.run_key, PARTITION_TAG: str(planned.partition),
-              "payment_platform/messages": str(planned.messages)},
+              "payment_platform/lease_start_offset": str(planned.start_offset),
+              "payment_platform/successor": str(planned.successor).lower(),
+              "dagster/max_runtime": str(int(max_runtime))},
     )
 
 
-def lag_observation(lag: planner.Lag, topic: str) -> dg.AssetObservation:
-    return dg.AssetObservation(asset_key=asset_keys.PAYMENTS_TOPIC,
-                               metadata={**lag.as_metadata(), "topic": topic},
-                               description="messages published but not yet ingested")
+FAILING_STREAK = 2  # failed leases in a row at one offset before the topic's observation names the partition
+
+
+def lag_observation(lag: planner.Lag, topic: str, failing: dict | None = None) -> dg.AssetObservation:
+    failing = failing or {}
+    metadata = {**lag.as_metadata(), "topic": topic, "failing_partitions": len(failing)}
+    description = "messages published but not yet ingested"
+    if failing:
+        metadata["failing"] = dg.MetadataValue.json({str(p): {"failed_leases_in_a_row": f.count, "at_offset": f.offset,
+                                                              "error": f.error} for p, f in failing.items()})
+        description += "; ingestion FAILING on " + ", ".join(
+            f"partition {p} at offset {f.offset} ({f.count} leases in a row: {f.error[:200]})"
+            for p, f in sorted(failing.items()))
+    return dg.AssetObservation(asset_key=asset_keys.PAYMENTS_TOPIC, metadata=metadata, description=description)
 
 
 def _should_observe(cursor: planner.CursorState, lag: planner.Lag, now: float, every_s: float) -> bool:
@@ -134,9 +156,9 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
           cursor: planner.CursorState, now: float) -> dg.SensorResult | dg.SkipReason:
     topic = kafka.topic
     timeout_s = settings.io_timeout_seconds
-    # run states before progress: a run that succeeded has recorded its progress before, so progress read
-    # afterwards is never older than the run states (no range is planned twice from a stale read)
-    states = run_states(context.instance, cursor.in_flight_ranges(), now, settings.missing_run_seconds, context.log)
+    # run states before progress: a lease that ended recorded its progress before, so progress read afterwards is
+    # never older than the run states
+    infos = run_infos(context.instance, cursor.lease_keys(), context.log)
     try:
         with kafka.client(timeout_s) as client:
             end_offsets, topic_id, progress, first_offsets = read_offsets(client, ledger, cursor, timeout_s)
@@ -149,9 +171,9 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
     if not end_offsets:
         return dg.SkipReason(f"topic {topic!r} has no partitions yet: {NO_PAYMENTS_YET}")
 
+    rules = settings.planner()
     plan = planner.plan(topic=topic, end_offsets=end_offsets, progress=progress, cursor=cursor,
-                        run_states=states, now=now,
-                        settings=settings.planner(), first_offsets=first_offsets, topic_id=topic_id)
+                        run_infos=infos, now=now, settings=rules, first_offsets=first_offsets, topic_id=topic_id)
 
     for reset in plan.resets:
         context.log.warning(f"progress reset: {reset.reason}")
@@ -164,13 +186,17 @@ def _tick(context, kafka: KafkaResource, ledger, settings: IngestionSettingsReso
                                  f"cursor unchanged")
 
     events = []
-    if _should_observe(cursor, plan.lag, now, settings.lag_observation_seconds):
-        events.append(lag_observation(plan.lag, topic))
+    failing = {p: f for p, f in plan.cursor.failures.items() if f.count >= FAILING_STREAK}
+    for partition, streak in failing.items():
+        context.log.warning(f"{topic}[{partition}]: {streak.count} leases failed in a row at offset {streak.offset}: "
+                            f"{streak.error}")
+    if _should_observe(cursor, plan.lag, now, settings.lag_observation_seconds) or failing:
+        events.append(lag_observation(plan.lag, topic, failing))
         plan.cursor.lag_observed = {**{k: float(v) for k, v in plan.lag.as_metadata().items()}, "at": now}
 
     for note in plan.notes:
         context.log.info(note)
-    requests = [run_request(r) for r in plan.ranges]
+    requests = [run_request(r, rules, settings.lease_acquire_seconds) for r in plan.leases]
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=plan.cursor.to_json(), asset_events=events)
     return dg.SensorResult(skip_reason=dg.SkipReason(idle_reason(plan, topic, settings)),
@@ -184,24 +210,17 @@ def idle_reason(plan: planner.Plan, topic: str, settings: IngestionSettingsResou
             return f"no new messages: topic {topic!r} is empty; {NO_PAYMENTS_YET}"
         return (f"no new messages: up to date, all {plan.lag.end_offset_sum} published payments are ingested; "
                 f"waiting for new ones on {topic!r}")
-    if plan.notes:
-        return plan.summary()
-    in_flight = plan.cursor.in_flight_ranges()
-    if in_flight:
-        return (f"{plan.lag.lag} payments not ingested yet; {len(in_flight)} range(s) in flight "
-                f"({', '.join(r.run_key for r in in_flight[:3])}): the next range of a partition starts after its "
-                f"run")
-    rules = settings.planner()
-    return (f"{plan.lag.lag} payments waiting; a range starts once {rules.min_batch_size} wait in a partition "
-            f"or the oldest has waited {rules.max_wait_seconds:g} s")
+    return plan.summary()
 
 
 @dg.sensor(
     name=SENSOR_NAME,
-    job_name=INGEST_JOB_NAME,
+    job=ingest_lease_job,
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Plans Kafka offset ranges from end offsets and recorded progress; one run per range.",
+    description="Keeps every Kafka partition with payments waiting leased to an ingestion run (one run ingests one "
+                "partition continuously for a lease, the next one requested before it ends), from end offsets and "
+                "recorded progress.",
 )
 def payments_ingestion_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
                               postgres: PostgresResource, ingestion_settings: IngestionSettingsResource):
