@@ -191,7 +191,7 @@ def _recent_windows_verdict(hbase_reader, postgres_reader, days: int, backup, se
         return Verdict(True, f"HBase and Postgres agree on {len(reports)} windows of the last {days} days", metadata)
     first = consistency_verdict(bad[0], backup)
     metadata.update({k: v for k, v in first.metadata.items() if k.startswith("pending_in_backup")})
-    return Verdict(False, f"{len(bad)} of {len(reports)} daily windows differ; first: {first.description}", metadata)
+    return Verdict(False, f"{len(bad)} of {len(reports)} windows differ; first: {first.description}", metadata)
 
 
 @dataclass(frozen=True)
