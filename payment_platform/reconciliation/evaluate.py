@@ -464,5 +464,5 @@ def stall_verdict(waiting: dict[int, tuple[int, float | None]], max_age_s: float
     if stalled:
         return Verdict(False, f"ingestion stalled: {lag} payments wait, the oldest for {oldest:.0f} s (limit "
                               f"{max_age_s:g} s) in partition(s) {stalled}; look at the ingestion sensor's ticks "
-                              f"and the failed runs of ingest_payments_range_job", metadata)
+                              f"and the failed runs of ingest_partition_lease_job (the topic asset names a failing partition)", metadata)
     return Verdict(True, f"{lag} payments wait, the oldest for {oldest:.0f} s: within {max_age_s:g} s", metadata)
