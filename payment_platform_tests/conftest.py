@@ -71,3 +71,15 @@ def stack_env(stack, monkeypatch):
     for key, value in stack.env().items():
         monkeypatch.setenv(key, value)
     return stack.env()
+
+
+@pytest.fixture
+def one_partition_topic(stack) -> str:
+    """A fresh one-partition topic on the session stack (its name is unique to the test)."""
+    import uuid
+
+    from payment_platform.stores import kafka
+
+    name = f"topic-{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(stack.endpoints.kafka, name, partitions=1)
+    return name

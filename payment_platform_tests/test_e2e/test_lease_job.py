@@ -43,14 +43,8 @@ def publish(bootstrap: str, topic: str, count: int) -> list:
     return messages
 
 
-@pytest.fixture
-def topic(stack):
-    name = f"lease-{uuid.uuid4().hex[:8]}"
-    kafka.ensure_topic(stack.endpoints.kafka, name, partitions=1)
-    return name
-
-
-def test_a_lease_lands_what_is_published_while_it_runs_batch_by_batch(stack, tmp_path, topic):
+def test_a_lease_lands_what_is_published_while_it_runs_batch_by_batch(stack, tmp_path, one_partition_topic):
+    topic = one_partition_topic
     first = publish(stack.endpoints.kafka, topic, 30)
     later: list = []
 
@@ -109,7 +103,8 @@ def test_a_lease_lands_what_is_published_while_it_runs_batch_by_batch(stack, tmp
         assert client.group_offsets(CONSUMER_GROUP) == {0: 75}
 
 
-def test_a_second_lease_waits_and_a_dead_holder_frees_the_partition_at_once(stack, topic):
+def test_a_second_lease_waits_and_a_dead_holder_frees_the_partition_at_once(stack, one_partition_topic):
+    topic = one_partition_topic
     dsn = stack.endpoints.postgres
     holder = PartitionLease(dsn, topic, 0)
     assert holder.acquire(1.0)
@@ -139,7 +134,8 @@ def test_a_second_lease_waits_and_a_dead_holder_frees_the_partition_at_once(stac
         process.kill()
 
 
-def test_a_lease_that_cannot_get_its_partition_ends_without_touching_it(stack, tmp_path, topic):
+def test_a_lease_that_cannot_get_its_partition_ends_without_touching_it(stack, tmp_path, one_partition_topic):
+    topic = one_partition_topic
     publish(stack.endpoints.kafka, topic, 5)
     holder = PartitionLease(stack.endpoints.postgres, topic, 0)
     assert holder.acquire(1.0)

@@ -3,13 +3,11 @@ that cannot settle is tried again smaller from the recorded progress, and a batc
 naming the partition, the offset and the error; a lease whose session is lost stops at once."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from payment_platform.ingestion.lease import BatchFailed, LandedBatch, LeaseEnd, LeaseError, LeaseRunner, LeaseSettings
 from payment_platform.ingestion.loader import IngestionError, RangeResult
-from payment_platform.stores import kafka
+from payment_platform_tests.test_e2e.test_lease_job import publish
 
 pytestmark = pytest.mark.stack
 
@@ -55,26 +53,13 @@ class Lease:
         self.released = True
 
 
-@pytest.fixture
-def topic(stack):
-    name = f"runner-{uuid.uuid4().hex[:8]}"
-    kafka.ensure_topic(stack.endpoints.kafka, name, partitions=1)
-    return name
-
-
-def publish(bootstrap, topic, count):
-    from payment_platform.generation.generator import generate
-
-    with kafka.Publisher(bootstrap, topic) as publisher:
-        assert publisher.publish(list(generate(count, seed=uuid.uuid4().int % 2**31))).acknowledged == count
-
-
 def settings(**overrides):
     return LeaseSettings(**{"lease_seconds": 20, "idle_seconds": 1.0, "min_batch_size": 10, "max_batch_size": 40,
                             "max_wait_seconds": 0.2, "max_failures": 4, **overrides})
 
 
-def test_a_backlog_is_landed_in_full_batches_then_the_idle_lease_ends(stack, topic):
+def test_a_backlog_is_landed_in_full_batches_then_the_idle_lease_ends(stack, one_partition_topic):
+    topic = one_partition_topic
     publish(stack.endpoints.kafka, topic, 100)
     loader, lease = StandInLoader(), Lease()
     events = list(LeaseRunner(loader, stack.endpoints.kafka, topic, 0, lease, settings(), sleep=lambda s: None).run())
@@ -84,7 +69,8 @@ def test_a_backlog_is_landed_in_full_batches_then_the_idle_lease_ends(stack, top
     assert events[-1].messages == 100 and lease.released
 
 
-def test_a_failing_batch_is_tried_again_smaller_then_ends_the_lease_naming_partition_offset_and_error(stack, topic):
+def test_a_failing_batch_is_tried_again_smaller_then_ends_the_lease_naming_partition_offset_and_error(stack, one_partition_topic):
+    topic = one_partition_topic
     publish(stack.endpoints.kafka, topic, 100)
     loader, lease = StandInLoader(failures=10), Lease()
     runner = LeaseRunner(loader, stack.endpoints.kafka, topic, 0, lease, settings(), sleep=lambda s: None)
@@ -99,7 +85,8 @@ def test_a_failing_batch_is_tried_again_smaller_then_ends_the_lease_naming_parti
     assert lease.released
 
 
-def test_after_a_failure_the_batch_lands_and_the_size_comes_back(stack, topic):
+def test_after_a_failure_the_batch_lands_and_the_size_comes_back(stack, one_partition_topic):
+    topic = one_partition_topic
     publish(stack.endpoints.kafka, topic, 100)
     loader = StandInLoader(failures=1)
     events = list(LeaseRunner(loader, stack.endpoints.kafka, topic, 0, Lease(), settings(),
@@ -109,7 +96,8 @@ def test_after_a_failure_the_batch_lands_and_the_size_comes_back(stack, topic):
     assert sum(e.result.messages for e in events if isinstance(e, LandedBatch)) == 100
 
 
-def test_a_lost_lease_stops_the_run_before_its_next_batch(stack, topic):
+def test_a_lost_lease_stops_the_run_before_its_next_batch(stack, one_partition_topic):
+    topic = one_partition_topic
     publish(stack.endpoints.kafka, topic, 100)
     loader = StandInLoader()
     runner = LeaseRunner(loader, stack.endpoints.kafka, topic, 0, Lease(lost_after=1), settings(),
