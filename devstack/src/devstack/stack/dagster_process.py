@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 import payment_platform
+from devstack.stack.processes import terminate_then_kill
 from payment_platform.errors import UsageError
 from payment_platform.scaling.run_limits import apply_run_limits
 
@@ -138,18 +139,7 @@ class DagsterDaemon:
             members = [root] + root.children(recursive=True)
         except psutil.NoSuchProcess:
             members = []
-        for member in members:
-            try:
-                member.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(members, timeout=timeout)
-        for member in alive:
-            try:
-                member.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        terminate_then_kill(members, timeout, kill_wait=5)
         try:
             os.killpg(self.process.pid, signal.SIGKILL)  # anything still in the daemon's session group
         except (ProcessLookupError, PermissionError):

@@ -169,19 +169,24 @@ def marked(mark: str, value: str) -> list[psutil.Process]:
     return found
 
 
-def stop_marked(mark: str, value: str, timeout: float = 5.0) -> int:
-    """SIGTERM to every process marked mark=value, SIGKILL to those left after `timeout`; how many there were."""
-    found = marked(mark, value)
-    for proc in found:
+def terminate_then_kill(procs: list[psutil.Process], timeout: float, kill_wait: float = 2.0) -> None:
+    """SIGTERM to each of `procs`, SIGKILL to those still alive after `timeout`."""
+    for proc in procs:
         try:
             proc.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(found, timeout=timeout)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in alive:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(alive, timeout=2)
+    psutil.wait_procs(alive, timeout=kill_wait)
+
+
+def stop_marked(mark: str, value: str, timeout: float = 5.0) -> int:
+    """SIGTERM to every process marked mark=value, SIGKILL to those left after `timeout`; how many there were."""
+    found = marked(mark, value)
+    terminate_then_kill(found, timeout)
     return len(found)
