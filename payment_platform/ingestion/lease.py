@@ -62,16 +62,21 @@ class LandedBatch:
     loader_seconds: float  # of which the loader's own work (Ingestor.ingest)
     lag_after: int | None  # messages still waiting in the partition, as the last fetch saw it
     fill_seconds: float = 0.0  # how long its first message waited for the batch to fill (max_wait_seconds)
+    # how long the previous batch's reporting took (its materializations, range checks, consumer group commit:
+    # the caller's work between two batches, part of the fixed cost per batch, measured when the caller resumes)
+    report_seconds: float = 0.0
 
     @property
     def overhead_seconds(self) -> float:
-        return max(0.0, self.batch_seconds - self.loader_seconds)
+        """Everything a batch costs but the loader's own work: its bookkeeping around the loader, and reporting."""
+        return max(0.0, self.batch_seconds - self.loader_seconds) + self.report_seconds
 
     def as_metadata(self) -> dict:
         return {**self.result.as_metadata(), "batch_seconds": round(self.batch_seconds, 4),
                 "loader_seconds": round(self.loader_seconds, 4),
                 "batch_overhead_seconds": round(self.overhead_seconds, 4),
                 "batch_fill_seconds": round(self.fill_seconds, 4),
+                "report_seconds": round(self.report_seconds, 4),
                 "partition_lag": -1 if self.lag_after is None else self.lag_after}
 
 
@@ -132,6 +137,7 @@ class LeaseRunner:
         deadline, idle_since = started + settings.lease_seconds, started
         batches = messages = 0
         batch_limit = settings.max_batch_size
+        report_seconds = 0.0
         reader: PartitionReader | None = None
         try:
             while True:
@@ -173,8 +179,11 @@ class LeaseRunner:
                 batch_limit = settings.max_batch_size
                 batches, messages = batches + 1, messages + result.messages
                 high = reader.highwater()
-                yield LandedBatch(result, self.clock() - closed, loader_seconds,
-                                  None if high is None else max(0, high - offset_range.end), closed - first_seen)
+                handed = self.clock()
+                yield LandedBatch(result, handed - closed, loader_seconds,
+                                  None if high is None else max(0, high - offset_range.end), closed - first_seen,
+                                  report_seconds)
+                report_seconds = self.clock() - handed  # the caller reported it (events, checks) meanwhile
         finally:
             if reader is not None:
                 reader.close()

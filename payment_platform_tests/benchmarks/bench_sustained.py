@@ -26,7 +26,8 @@ What it does, as a user would, on one stack, one step after the other:
      (the lag stayed bounded); the sustained rate is the highest carried rate among those.
    - fixed cost per landed micro-batch, from Dagster's event log (the `up` instance): the materializations of
      `postgres/payments` of this rate's offsets. With `batch_seconds` and `loader_seconds` in their metadata (runs
-     that consume micro-batches for a lease): batch_seconds - loader_seconds. Without them (one run per range, the
+     that consume micro-batches for a lease): batch_seconds + report_seconds - loader_seconds (report_seconds: the
+     lease's reporting of the batch before, its events and range checks). Without them (one run per range, the
      design before issue 18): the fallback, run enqueued -> finished minus the range's `seconds` (the loader's
      own work), with the queue wait and the in-run part beside it.
 4. Stops `up` (SIGINT, as Ctrl+C) and removes the data dir, also on failure, Ctrl+C or SIGTERM.
@@ -253,11 +254,12 @@ def fixed_costs(platform: Platform, began: float, before: dict[int, int], after:
         return all(reported.get(p, 0) >= end for p, end in after.items() if end > before.get(p, 0))
 
     found = wait_until(lambda: (f := batches()) and covers(f) and f, settle_s, platform.up, interval_s=1.0) or batches()
-    lease = [(m["batch_seconds"], m["loader_seconds"]) for _, m in found
+    lease = [(m["batch_seconds"] + m.get("report_seconds", 0.0), m["loader_seconds"]) for _, m in found
              if "batch_seconds" in m and "loader_seconds" in m]
     if lease:
         fixed = [b - loader for b, loader in lease]
-        return {"source": "batch_seconds - loader_seconds (materialization metadata)", "batches": len(lease),
+        return {"source": "batch_seconds + report_seconds - loader_seconds (materialization metadata: the batch's "
+                          "bookkeeping and the reporting of the batch before)", "batches": len(lease),
                 "fixed": spread(fixed), "values": fixed, "batch": spread([b for b, _ in lease]),
                 "loader": spread([loader for _, loader in lease])}
     loader_seconds: dict[str, float] = {}

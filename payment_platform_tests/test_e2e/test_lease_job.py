@@ -89,6 +89,9 @@ def test_a_lease_lands_what_is_published_while_it_runs_batch_by_batch(stack, tmp
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), f"batches are contiguous: {spans}"
     assert sum(b["messages"].value for b in batches) == 75
     assert all(b["batch_seconds"].value >= b["loader_seconds"].value > 0 for b in batches)
+    # the reporting of a batch (its events) is part of the next one's fixed cost, measured, never zero
+    assert batches[0]["report_seconds"].value == 0 and all(b["report_seconds"].value > 0 for b in batches[1:])
+    assert all(b["batch_overhead_seconds"].value >= b["report_seconds"].value for b in batches)
     hbase_batches = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_keys.HBASE_PAYMENTS]
     assert len(hbase_batches) == len(batches)
 
