@@ -144,5 +144,6 @@ def test_a_run_page_shows_the_ingestion_run(browser, dagster_ui, loaded_ui, scre
             break
         time.sleep(1)
     assert runs, "no successful ingestion run that landed payments"
-    shows(browser, f"{dagster_ui.url}/runs/{runs[0]['runId']}", "ingest_partition_lease", ("hbase/payments",),
+    shows(browser, f"{dagster_ui.url}/runs/{runs[0]['runId']}", "ingest_partition_lease",
+          ("ingest_partition_lease_job", "RUN_SUCCESS"),
           screenshots / "run.png", "run page")
