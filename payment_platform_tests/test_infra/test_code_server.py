@@ -11,9 +11,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.remote_origin import GrpcServerCodeLocationOrigin
-from dagster._core.remote_representation.code_location import GrpcServerCodeLocation
-from dagster._grpc.client import DagsterGrpcClient
+from payment_platform_tests.dagster_internals import (
+    DagsterGrpcClient,
+    GrpcServerCodeLocation,
+    GrpcServerCodeLocationOrigin,
+)
 
 from payment_platform_tests.test_infra import infra_files as infra
 
