@@ -63,9 +63,23 @@ SCALING_VARS = {
     "HBASE_SALT_BUCKETS": f"0 (default): row keys start with the time; N in 1-{MAX_SALT_BUCKETS - 1}: row keys start "
                           f"with a salt bucket `NN_` (hash of the payment id mod N) so writes spread over N regions",
 }
+# How long the platform keeps what has settled (docs "Operating for days"): all optional.
+DEFAULT_REDIS_LANDED_TTL_S = 900
+DEFAULT_KEEP_RUNS_HOURS = 24.0
+DEFAULT_KEEP_FAILED_RUNS_HOURS = 168.0
+RETENTION_VARS = {
+    "REDIS_LANDED_TTL_S": f"seconds a landed payment id is remembered in Redis (default {DEFAULT_REDIS_LANDED_TTL_S}): "
+                          f"longer than any range can wait to be read again; Postgres' primary key refuses "
+                          f"duplicates beyond it",
+    "HOUSEKEEPING_KEEP_RUNS_HOURS": f"hours finished (succeeded, canceled) ingestion and replay runs are kept in "
+                                    f"Dagster before the housekeeping job deletes them with their events and "
+                                    f"compute logs (default {DEFAULT_KEEP_RUNS_HOURS:g})",
+    "HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS": f"hours failed ingestion and replay runs are kept (default "
+                                           f"{DEFAULT_KEEP_FAILED_RUNS_HOURS:g})",
+}
 # Every variable the platform reads. The scaling knobs are kept apart from ENV_VARS (where the services are): a
 # test stack strips ENV_VARS from its environment, but a layout setting such as HBASE_SALT_BUCKETS must reach it.
-ALL_ENV_VARS = {**ENV_VARS, **SCALING_VARS}
+ALL_ENV_VARS = {**ENV_VARS, **SCALING_VARS, **RETENTION_VARS}
 
 
 class ConfigError(ValueError):
@@ -270,6 +284,35 @@ def scaling_from_env(env: Mapping[str, str] | None = None) -> Scaling:
                                    DEFAULT_LEASE_SECONDS, 5, 86_400),
         lease_idle_seconds=_int_setting("INGESTION_LEASE_IDLE_SECONDS", env.get("INGESTION_LEASE_IDLE_SECONDS"),
                                         DEFAULT_LEASE_IDLE_SECONDS, 1, 86_400),
+    )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long settled things are kept: landed ids in Redis, finished runs in Dagster."""
+
+    redis_landed_ttl_s: int = DEFAULT_REDIS_LANDED_TTL_S
+    keep_runs_hours: float = DEFAULT_KEEP_RUNS_HOURS
+    keep_failed_runs_hours: float = DEFAULT_KEEP_FAILED_RUNS_HOURS
+
+
+def _hours_setting(name: str, value: str | None, default: float) -> float:
+    if value is None or value.strip() == "":
+        return default
+    return parse_number(name, value, 0.0, 24.0 * 3650, unit="hours")
+
+
+def retention_from_env(env: Mapping[str, str] | None = None) -> Retention:
+    """Read and validate the retention settings; raises ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    return Retention(
+        redis_landed_ttl_s=_int_setting("REDIS_LANDED_TTL_S", env.get("REDIS_LANDED_TTL_S"),
+                                        DEFAULT_REDIS_LANDED_TTL_S, 1, 365 * 24 * 3600),
+        keep_runs_hours=_hours_setting("HOUSEKEEPING_KEEP_RUNS_HOURS", env.get("HOUSEKEEPING_KEEP_RUNS_HOURS"),
+                                       DEFAULT_KEEP_RUNS_HOURS),
+        keep_failed_runs_hours=_hours_setting("HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS",
+                                              env.get("HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS"),
+                                              DEFAULT_KEEP_FAILED_RUNS_HOURS),
     )
 
 

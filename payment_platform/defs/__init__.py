@@ -21,6 +21,7 @@ ROOMS = (
     "payment_platform.defs.replay",
     "payment_platform.defs.monitoring",
     "payment_platform.defs.summaries",
+    "payment_platform.defs.housekeeping",
 )
 
 

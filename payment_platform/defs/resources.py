@@ -6,6 +6,7 @@ from typing import Optional
 
 import dagster as dg
 
+from payment_platform.config import retention_from_env
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.kafka import DEFAULT_TIMEOUT_S, KafkaClient
@@ -65,9 +66,11 @@ class RedisResource(dg.ConfigurableResource):
 
     url: str
     key_prefix: str = DEFAULT_PREFIX
+    landed_ttl_s: Optional[int] = None  # the idempotency window; None: REDIS_LANDED_TTL_S from the run's environment
 
     def client(self) -> RedisState:
-        return RedisState(self.url, key_prefix=self.key_prefix)
+        ttl = self.landed_ttl_s or retention_from_env().redis_landed_ttl_s
+        return RedisState(self.url, key_prefix=self.key_prefix, landed_ttl_s=ttl)
 
 
 defs = dg.Definitions(resources={

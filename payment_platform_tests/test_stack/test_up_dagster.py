@@ -77,3 +77,23 @@ def test_up_serves_dagster_and_ctrl_c_leaves_nothing(data_dir):
     assert f"REST API: http://127.0.0.1:{api_port}" in output
     assert wait_until_gone(everything) == []
     assert processes_under(data_dir) == []
+
+
+def test_up_killed_outright_leaves_nothing_not_even_code_servers(data_dir):
+    """SIGKILL (or a closed terminal) gives `up` no chance to clean up: the kernel and the reaper do."""
+    *service_ports, ui_port, api_port = free_ports(len(SERVICES) + 2)
+    ports = [arg for name, port in zip(SERVICES, service_ports) for arg in ("--port", f"{name}={port}")]
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "payment_platform.cli", "up", "--data-dir", str(data_dir),
+         "--dagster-port", str(ui_port), "--api-port", str(api_port), *ports],
+        env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for_location(ui_port, parent)
+        tree = psutil.Process(parent.pid).children(recursive=True)
+        commands = [" ".join(p.cmdline()) for p in tree if p.is_running()]
+        assert any("code-server start" in c for c in commands) and any("api grpc" in c for c in commands), commands
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+    assert wait_until_gone([p.pid for p in tree], timeout=60) == []
+    assert processes_under(data_dir) == []

@@ -105,6 +105,8 @@ def stack_down(args) -> int:
         print(f"no stack recorded in {data_dir}")
         return 0
     stopped = [name for name, rec in stack.services.items() if not rec.external]
+    if "up" in stack.actions:
+        print(stack.actions["up"])
     print(f"stack stopped: {', '.join(stopped) or 'nothing of ours was running'} ({data_dir})")
     return 0
 

