@@ -45,16 +45,16 @@ def processes_under(folder: Path) -> list[psutil.Process]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def alive(pids) -> list[int]:
-    """The pids still alive (not zombies)."""
-    living = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return living
+    return [pid for pid in pids if running(pid)]
 
 
 def wait_until_gone(pids, timeout: float = 15.0) -> list[int]:
