@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 DEFAULT_TOPIC = "payment-transactions"
 DEFAULT_DATA_DIR = ".data"
 
-# environment variable -> what it holds (the README's configuration table is built from these)
+# environment variable -> what it holds (docs/configuration.md's tables are generated from these: docs/generate.py)
 ENV_VARS = {
     "KAFKA_BOOTSTRAP_SERVERS": "Kafka bootstrap servers, host:port[,host:port...]",
     "PAYMENTS_TOPIC": f"Kafka topic of payment messages (default {DEFAULT_TOPIC})",
@@ -38,7 +38,7 @@ ENV_VARS = {
                     "be matched (unset: a fixed development key)",
 }
 
-# Scaling knobs (README "Scaling"): all optional, each with the default the embedded stack uses.
+# Scaling knobs (docs/scaling.md): all optional, each with the default the embedded stack uses.
 DEFAULT_TOPIC_PARTITIONS = 3
 DEFAULT_MAX_RANGES_IN_FLIGHT = 3
 DEFAULT_BATCH_SIZE = 20_000
@@ -63,7 +63,7 @@ SCALING_VARS = {
     "HBASE_SALT_BUCKETS": f"0 (default): row keys start with the time; N in 1-{MAX_SALT_BUCKETS - 1}: row keys start "
                           f"with a salt bucket `NN_` (hash of the payment id mod N) so writes spread over N regions",
 }
-# How long the platform keeps what has settled (docs "Operating for days"): all optional.
+# How long the platform keeps what has settled (docs/operating.md, "Running for days"): all optional.
 DEFAULT_REDIS_LANDED_TTL_S = 900
 DEFAULT_KEEP_RUNS_HOURS = 24.0
 DEFAULT_KEEP_FAILED_RUNS_HOURS = 168.0

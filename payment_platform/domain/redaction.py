@@ -39,6 +39,11 @@ _CARD_VALUE = re.compile(
     rb'"(' + b"|".join(f.encode() for f in CARD_FIELDS + PAN_FIELD_NAMES) + rb')"(\s*:\s*)'
     rb'("(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*)', re.IGNORECASE)
 _IDENTIFIER_VALUE = re.compile(rb'"(' + b"|".join(k.encode() for k in IDENTIFIER_KEYS) + rb')"\s*:\s*("(?:[^"\\]|\\.)*")')
+# A UUID (a payment id, a run id) is an identifier, never a card number, though two of its groups may form a
+# Luhn-valid run of 16 digits (`...-4111-111111111111`): its span is kept as it is.
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID_TEXT = re.compile(_UUID)
+_UUID_BYTES = re.compile(_UUID.encode())
 _SAFE = {"card_token": re.compile(r"^tok_[0-9a-f]{24}$"), "card_bin": re.compile(r"^(\d{6}|\d{8})$"),
          "card_last4": re.compile(r"^\d{4}$")}
 
@@ -63,16 +68,22 @@ def redact_text(text: str, key: bytes) -> str:
     if text is None or not _RUN_TEXT.search(text):
         return text
 
+    kept = [m.span() for m in _UUID_TEXT.finditer(text)]
+
     def replace(match: re.Match) -> str:
         found = match.group(0)
-        return marker(found, key) if is_pan(found) else found
+        return marker(found, key) if is_pan(found) and not _inside(match, kept) else found
 
     return _RUN_TEXT.sub(replace, text)
 
 
+def _inside(match: re.Match, spans: list[tuple[int, int]]) -> bool:
+    return any(start < match.end() and match.start() < end for start, end in spans)
+
+
 def _identifier_spans(raw: bytes) -> list[tuple[int, int]]:
-    """Where the values of account identifiers sit in a JSON message (what must stay intact)."""
-    return [m.span(2) for m in _IDENTIFIER_VALUE.finditer(raw)]
+    """Where the values of account identifiers and every UUID sit in a JSON message (what must stay intact)."""
+    return [m.span(2) for m in _IDENTIFIER_VALUE.finditer(raw)] + [m.span() for m in _UUID_BYTES.finditer(raw)]
 
 
 def _card_value_safe(field: str, value: bytes) -> bool:
@@ -111,7 +122,7 @@ def redact_message(raw: bytes, key: bytes) -> bytes:
 
         def replace_run(match: re.Match) -> bytes:
             found = match.group(0).decode()
-            if not is_pan(found) or any(start <= match.start() < end for start, end in kept):
+            if not is_pan(found) or _inside(match, kept):
                 return match.group(0)
             return marker(found, key).encode()
 

@@ -1,4 +1,4 @@
-"""HBase row keys (design.md): every key the platform builds lives here, so a change of layout (a salt prefix,
+"""HBase row keys (docs/architecture.md): every key the platform builds lives here, so a change of layout (a salt prefix,
 say) is made in one place.
 
 - `payments`: `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`: second, rail and originator plus the

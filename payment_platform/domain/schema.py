@@ -1,4 +1,4 @@
-"""Payment message schema version 1: the contract between producers and ingestion (design.md).
+"""Payment message schema version 1: the contract between producers and ingestion (docs/architecture.md).
 
 One UTF-8 JSON object per Kafka message:
 

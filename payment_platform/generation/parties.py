@@ -67,7 +67,7 @@ def _fragment(party_id: str, name: str, country: str, accounts: dict[str, str]) 
 
 
 def _draw_table(items: list[int], weights: list[float], rng: random.Random, size: int = DRAW_TABLE_SIZE) -> array:
-    # An array, not a tuple: 18,000 tables of ints load from the pool cache 10x faster as arrays.
+    # An array, not a tuple: the pool cache loads thousands of these tables (docs/decisions.md).
     return array("H" if max(items) < 1 << 16 else "L", rng.choices(items, weights=weights, k=size))
 
 

@@ -58,9 +58,10 @@ class LandedBatch:
     """One micro-batch settled in every store (or backup/quarantine) with its progress recorded."""
 
     result: RangeResult
-    batch_seconds: float  # from the batch's first message read to its progress recorded
+    batch_seconds: float  # from the batch closed (read, filled) to its progress recorded
     loader_seconds: float  # of which the loader's own work (Ingestor.ingest)
     lag_after: int | None  # messages still waiting in the partition, as the last fetch saw it
+    fill_seconds: float = 0.0  # how long its first message waited for the batch to fill (max_wait_seconds)
 
     @property
     def overhead_seconds(self) -> float:
@@ -70,6 +71,7 @@ class LandedBatch:
         return {**self.result.as_metadata(), "batch_seconds": round(self.batch_seconds, 4),
                 "loader_seconds": round(self.loader_seconds, 4),
                 "batch_overhead_seconds": round(self.overhead_seconds, 4),
+                "batch_fill_seconds": round(self.fill_seconds, 4),
                 "partition_lag": -1 if self.lag_after is None else self.lag_after}
 
 
@@ -151,6 +153,7 @@ class LeaseRunner:
                 batch, first_seen = self._next_batch(reader, batch_limit, min(1.0, deadline - now))
                 if not batch:
                     continue
+                closed = self.clock()
                 idle_since = self.clock()  # something to ingest (landed or failed): not idle
                 start = self._start
                 offset_range = OffsetRange(self.topic, self.partition, start, batch[-1].offset + 1)
@@ -170,8 +173,8 @@ class LeaseRunner:
                 batch_limit = settings.max_batch_size
                 batches, messages = batches + 1, messages + result.messages
                 high = reader.highwater()
-                yield LandedBatch(result, self.clock() - first_seen, loader_seconds,
-                                  None if high is None else max(0, high - offset_range.end))
+                yield LandedBatch(result, self.clock() - closed, loader_seconds,
+                                  None if high is None else max(0, high - offset_range.end), closed - first_seen)
         finally:
             if reader is not None:
                 reader.close()

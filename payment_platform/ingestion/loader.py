@@ -13,7 +13,7 @@ thread stays at most one chunk ahead), and settles every message of every chunk:
 - a write a store refuses for another reason (a poison message validation did not foresee) is isolated: the
   chunk is bisected, the halves the store accepts are written as usual, and each message the store refuses on
   its own is quarantined with the store's error (and removed from the other store if that one took it), so
-  one message never stops its partition (design.md guarantee 6). A payment whose HBase row cannot even be built
+  one message never stops its partition (docs/architecture.md, guarantee 6). A payment whose HBase row cannot even be built
   is quarantined before anything is written. When every message of a chunk is refused, the store is at fault,
   not the messages: they go to the backup as in an outage;
 - then Redis marks the settled ids landed and adds to the live metrics (Redis errors are counted, never fatal).
@@ -162,7 +162,7 @@ def _payment_id_hint(raw: bytes) -> str | None:
 
 def _small_first(chunks: Iterable[list], first: int) -> Iterator[list]:
     """The chunks, the first one split after `first` messages: the stores start writing after a few hundred
-    messages are parsed instead of a whole chunk (the pipeline fills sooner; measured ~4% on 20,000 messages)."""
+    messages are parsed instead of a whole chunk, so the pipeline fills sooner (docs/decisions.md)."""
     iterator = iter(chunks)
     try:
         for chunk in iterator:

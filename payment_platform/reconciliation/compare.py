@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Collection, Iterable, Protocol
 
+from payment_platform.reconciliation.cut import Cut
 from payment_platform.reconciliation.digest import (
     DEFAULT_SEGMENT_DEPTH,
     PaymentRecord,
@@ -54,7 +55,30 @@ class PaymentIds:
         return self.label or f"{len(self.ids)} payment ids"
 
 
-Scope = AllPayments | TimeWindow | PaymentIds
+@dataclass(frozen=True)
+class IdSegments:
+    """The payments whose id starts with one of `prefixes` (hex segments of equal length), plus `ids`."""
+
+    prefixes: tuple[str, ...]
+    ids: frozenset[str] = frozenset()
+    label: str = ""
+
+    def describe(self) -> str:
+        return self.label or f"{len(self.prefixes)} id segments and {len(self.ids)} payment ids"
+
+
+@dataclass(frozen=True)
+class BelowCut:
+    """Another scope, restricted to the payments stored from a Kafka position below a cut (`cut.Cut`)."""
+
+    inner: "AllPayments | TimeWindow | PaymentIds | IdSegments"
+    cut: Cut
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()}, below the cut of {self.cut.taken_at}"
+
+
+Scope = AllPayments | TimeWindow | PaymentIds | IdSegments | BelowCut
 
 
 class PaymentSource(Protocol):

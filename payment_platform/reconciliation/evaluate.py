@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from payment_platform.domain.validation import ValidityWindow
 from payment_platform.lib.collections_pause import fewer_collections
+from payment_platform.reconciliation.cut import Cut
 from payment_platform.reconciliation.compare import (
     SAMPLE_SIZE,
     AllPayments,
+    BelowCut,
     PaymentIds,
     ReconciliationReport,
     TimeWindow,
@@ -157,18 +159,26 @@ def _with_out_of_window(verdict: Verdict, found: dict) -> Verdict:
 
 
 def window_consistency(hbase_reader, postgres_reader, days: int, window: ValidityWindow, backup=None,
-                       settle_s: float = 0.0, now: datetime | None = None) -> Verdict:
+                       settle_s: float = 0.0, now: datetime | None = None, cut: Cut | None = None,
+                       select: Callable[[list[TimeWindow]], list[TimeWindow]] | None = None) -> Verdict:
+    """The recent days; under a `cut`, only the payments below it (what lands meanwhile is in flight); `select`
+    picks the windows of this run out of the days (the rotation of `scheduled.recent_slices`)."""
     found = out_of_window(postgres_reader, window, now)
-    return _with_out_of_window(_recent_windows_verdict(hbase_reader, postgres_reader, days, backup, settle_s,
-                                                       recent_days(postgres_reader, days, window, now)), found)
+    windows = recent_days(postgres_reader, days, window, now)
+    verdict = _recent_windows_verdict(hbase_reader, postgres_reader, days, backup, settle_s,
+                                      select(windows) if select and windows else windows, cut)
+    if cut is not None:
+        verdict.metadata.update(cut.metadata())
+    return _with_out_of_window(verdict, found)
 
 
 def _recent_windows_verdict(hbase_reader, postgres_reader, days: int, backup, settle_s: float,
-                            windows: list[TimeWindow]) -> Verdict:
+                            windows: list[TimeWindow], cut: Cut | None = None) -> Verdict:
     if not windows:
         return Verdict.ok(f"{NOTHING_INGESTED}: no payments in the ledger", windows=0, mismatch_count=0,
                           nothing_ingested_yet=True)
-    reports = [settled(lambda w=w: reconcile(hbase_reader, postgres_reader, w, depth=2), settle_s) for w in windows]
+    scopes = [BelowCut(w, cut) if cut is not None else w for w in windows]
+    reports = [settled(lambda w=w: reconcile(hbase_reader, postgres_reader, w, depth=2), settle_s) for w in scopes]
     bad = [r for r in reports if not r.consistent]
     metadata = {"windows": len(reports), "windows_differing": len(bad),
                 "hbase_rows": sum(r.rows["hbase"] for r in reports),
@@ -178,10 +188,10 @@ def _recent_windows_verdict(hbase_reader, postgres_reader, days: int, backup, se
                 "window_results": {r.scope: r.describe() for r in reports},
                 "seconds": round(sum(r.seconds for r in reports), 3)}
     if not bad:
-        return Verdict(True, f"HBase and Postgres agree on the last {len(reports)} days", metadata)
+        return Verdict(True, f"HBase and Postgres agree on {len(reports)} windows of the last {days} days", metadata)
     first = consistency_verdict(bad[0], backup)
     metadata.update({k: v for k, v in first.metadata.items() if k.startswith("pending_in_backup")})
-    return Verdict(False, f"{len(bad)} of {len(reports)} daily windows differ; first: {first.description}", metadata)
+    return Verdict(False, f"{len(bad)} of {len(reports)} windows differ; first: {first.description}", metadata)
 
 
 @dataclass(frozen=True)
@@ -454,5 +464,5 @@ def stall_verdict(waiting: dict[int, tuple[int, float | None]], max_age_s: float
     if stalled:
         return Verdict(False, f"ingestion stalled: {lag} payments wait, the oldest for {oldest:.0f} s (limit "
                               f"{max_age_s:g} s) in partition(s) {stalled}; look at the ingestion sensor's ticks "
-                              f"and the failed runs of ingest_payments_range_job", metadata)
+                              f"and the failed runs of ingest_partition_lease_job (the topic asset names a failing partition)", metadata)
     return Verdict(True, f"{lag} payments wait, the oldest for {oldest:.0f} s: within {max_age_s:g} s", metadata)

@@ -13,6 +13,7 @@ implement `compare.PaymentSource`:
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Callable, Collection, Iterable, Iterator, Sequence
 
@@ -28,7 +29,8 @@ from payment_platform.domain.rowkeys import (
     time_prefix,
 )
 from payment_platform.lib.read_ahead import in_batches, read_ahead
-from payment_platform.reconciliation.compare import AllPayments, PaymentIds, Scope, TimeWindow
+from payment_platform.reconciliation.compare import AllPayments, BelowCut, IdSegments, PaymentIds, Scope, TimeWindow
+from payment_platform.reconciliation.cut import Cut, Throttle
 from payment_platform.reconciliation.digest import (
     PaymentRecord,
     RailCurrencyTotal,
@@ -41,6 +43,7 @@ from payment_platform.reconciliation.validity import RailChecker, allowed_table,
 _CF = COLUMN_FAMILY.encode() + b":"
 Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY = _CF + b"paymentType", _CF + b"amountValue", _CF + b"amountCurrency"
 Q_INDEX_ROW_KEY = _CF + b"rowKey"
+Q_KAFKA_POSITION = _CF + b"kafkaPosition"  # topic:partition:offset (stores.hbase.payment_cells_position)
 RECORD_COLUMNS = [Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY]
 MULTI_GET = 2000  # row keys per getRows call
 SCAN_BATCH = 5000  # rows per scannerGetList call
@@ -53,13 +56,6 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 
-def prefetched(rows: Iterable, chunk: int = SCAN_BATCH, depth: int = 4) -> Iterator:
-    """Iterate `rows` in a background thread, `depth` chunks ahead: the Thrift round trips (the gateway's work
-    in its own process) overlap with the caller's processing of the previous chunk."""
-    for batch in read_ahead(in_batches(rows, chunk), depth, name="hbase-scan-prefetch"):
-        yield from batch
-
-
 def _window_bounds(window: TimeWindow) -> tuple[bytes, bytes]:
     return time_prefix(window.start), time_prefix(window.end)
 
@@ -69,32 +65,35 @@ class HBaseReader:
 
     name = "hbase"
 
-    def __init__(self, table: Callable[[str], object], scan_batch: int = SCAN_BATCH, salt_buckets: int = 0):
+    def __init__(self, table: Callable[[str], object], scan_batch: int = SCAN_BATCH, salt_buckets: int = 0,
+                 throttle: Throttle | None = None):
         self._table = table  # name -> happybase.Table, e.g. HBaseStore.table
         self.scan_batch = scan_batch
+        self.throttle = throttle or Throttle()  # pauses between batches (checks_settings.busy_share)
         self.salt_buckets = check_salt_buckets(salt_buckets)  # the row-key layout (HBASE_SALT_BUCKETS)
 
     @classmethod
-    def from_store(cls, store) -> "HBaseReader":
-        return cls(store.table, salt_buckets=store.salt_buckets)
+    def from_store(cls, store, scan_batch: int = SCAN_BATCH, throttle: Throttle | None = None) -> "HBaseReader":
+        return cls(store.table, scan_batch, salt_buckets=store.salt_buckets, throttle=throttle)
 
     @staticmethod
     def _record(key: bytes, cells: dict[bytes, bytes]) -> PaymentRecord:
         return make_record(key.rsplit(b"_", 1)[-1], cells.get(Q_PAYMENT_TYPE), cells.get(Q_AMOUNT_CURRENCY),
                            cells.get(Q_AMOUNT_VALUE))
 
-    def _scan(self, scope: AllPayments | TimeWindow) -> Iterator[PaymentRecord]:
+    def _scan(self, scope: AllPayments | TimeWindow, columns: list[bytes]) -> Iterator[tuple[bytes, dict]]:
         from payment_platform.stores.hbase import scan_time_range
 
         table = self._table(PAYMENTS_TABLE)
         if isinstance(scope, TimeWindow):
             start, stop = _window_bounds(scope)
-            rows = scan_time_range(table, start, stop, self.salt_buckets, columns=RECORD_COLUMNS,
+            rows = scan_time_range(table, start, stop, self.salt_buckets, columns=columns,
                                    batch_size=self.scan_batch)
         else:  # the whole table, in any layout: one scan (digests do not depend on row order)
-            rows = table.scan(columns=RECORD_COLUMNS, batch_size=self.scan_batch)
-        for key, cells in prefetched(rows, self.scan_batch):
-            yield self._record(key, cells)
+            rows = table.scan(columns=columns, batch_size=self.scan_batch)
+        for batch in read_ahead(in_batches(rows, self.scan_batch), 4, name="hbase-scan-prefetch"):
+            yield from batch
+            self.throttle.tick()
 
     def row_keys(self, payment_ids: Iterable[str]) -> list[bytes]:
         """Row keys of these payments through the index table (ids without an entry are left out)."""
@@ -103,14 +102,21 @@ class HBaseReader:
             for _, cells in index.rows([i.encode() for i in chunk], columns=[Q_INDEX_ROW_KEY]):
                 if cells.get(Q_INDEX_ROW_KEY):
                     keys.append(cells[Q_INDEX_ROW_KEY])
+            self.throttle.tick()
         return keys
 
-    def _fetch(self, keys: Sequence[bytes]) -> Iterator[PaymentRecord]:
+    def _fetch_rows(self, keys: Sequence[bytes], columns: list[bytes] = RECORD_COLUMNS
+                    ) -> Iterator[tuple[bytes, dict]]:
         table = self._table(PAYMENTS_TABLE)
         for chunk in _chunks(keys, MULTI_GET):
-            for key, cells in table.rows(list(chunk), columns=RECORD_COLUMNS):
+            for key, cells in table.rows(list(chunk), columns=columns):
                 if cells:
-                    yield self._record(key, cells)
+                    yield key, cells
+            self.throttle.tick()
+
+    def _fetch(self, keys: Sequence[bytes]) -> Iterator[PaymentRecord]:
+        for key, cells in self._fetch_rows(keys):
+            yield self._record(key, cells)
 
     def records_with_key_hints(self, hints: dict[str, bytes | None]) -> Iterator[PaymentRecord]:
         """The rows of these payments: first by the row key each message gives (unsalted, `rowkeys.time_key`; put
@@ -131,13 +137,40 @@ class HBaseReader:
         for prefix in sorted(prefixes):
             for key, _ in index.scan(row_prefix=prefix.encode(), filter=b"KeyOnlyFilter()", batch_size=self.scan_batch):
                 ids.append(key.decode())
+            self.throttle.tick()
         return ids
 
-    def iter_records(self, scope: Scope) -> Iterator[PaymentRecord]:
+    def _rows(self, scope: Scope, columns: list[bytes], wanted: Collection[str] | None = None, depth: int = 0
+              ) -> Iterator[tuple[bytes, dict]]:
+        """The rows of a scope (without a cut), only those of the `wanted` id segments when given."""
+        def keep(pid: str) -> bool:
+            return wanted is None or pid[:depth] in wanted
+
         if isinstance(scope, PaymentIds):
-            yield from self._fetch(self.row_keys(scope.ids))
-        else:
-            yield from self._scan(scope)
+            yield from self._fetch_rows(self.row_keys(i for i in scope.ids if keep(i)), columns)
+        elif isinstance(scope, IdSegments):
+            ids = set(self._ids_with_prefixes(scope.prefixes)) | set(scope.ids)
+            yield from self._fetch_rows(self.row_keys(i for i in ids if keep(i)), columns)
+        elif isinstance(scope, AllPayments) and wanted is not None:  # narrowing: through the index, no rescan
+            yield from self._fetch_rows(self.row_keys(self._ids_with_prefixes(wanted)), columns)
+        else:  # a window is a key range: (re)scan it
+            for key, cells in self._scan(scope, columns):
+                if wanted is None or keep(self._record(key, cells).payment_id):
+                    yield key, cells
+
+    def _records(self, scope: Scope, wanted: Collection[str] | None = None, depth: int = 0
+                 ) -> Iterator[PaymentRecord]:
+        """The records of a scope; under a cut, the position cell is read too and rows at or past the cut (in
+        flight) are left out."""
+        cut = scope.cut if isinstance(scope, BelowCut) else None
+        inner = scope.inner if cut is not None else scope
+        columns = [*RECORD_COLUMNS, Q_KAFKA_POSITION] if cut is not None else RECORD_COLUMNS
+        for key, cells in self._rows(inner, columns, wanted, depth):
+            if cut is None or cut.below_cell(cells.get(Q_KAFKA_POSITION)):
+                yield self._record(key, cells)
+
+    def iter_records(self, scope: Scope) -> Iterator[PaymentRecord]:
+        yield from self._records(scope)
 
     def summarize(self, scope: Scope, depth: int, check_rails: bool = True) -> StoreSummary:
         summary = StoreSummary(track_duplicates=True)
@@ -151,13 +184,7 @@ class HBaseReader:
         return summary
 
     def records(self, scope: Scope, segments: Collection[str], depth: int) -> Iterator[PaymentRecord]:
-        wanted = set(segments)
-        if isinstance(scope, PaymentIds):
-            yield from self._fetch(self.row_keys(i for i in scope.ids if i[:depth] in wanted))
-        elif isinstance(scope, TimeWindow):  # a window is a key range: rescan it, keep the differing segments
-            yield from (r for r in self._scan(scope) if r.payment_id[:depth] in wanted)
-        else:
-            yield from self._fetch(self.row_keys(self._ids_with_prefixes(wanted)))
+        yield from self._records(scope, set(segments), depth)
 
 
 
@@ -174,6 +201,17 @@ def uuid_bounds(prefix: str) -> tuple[str, str | None]:
     if value >= 16 ** len(digits):
         return lower, None
     return lower, _as_uuid(format(value, f"0{len(digits)}x").ljust(32, "0"))
+
+
+def below_cut_condition(cut: Cut) -> tuple[sql.Composable, list]:
+    """SQL true for a row stored from a Kafka position below the cut, or with no position (`Cut.below`)."""
+    no_position = sql.SQL("kafka_topic IS NULL OR kafka_partition IS NULL OR kafka_offset IS NULL")
+    if not cut.offsets:
+        return sql.SQL("({})").format(no_position), []
+    whens = sql.SQL(" ").join(sql.SQL("WHEN kafka_topic = %s AND kafka_partition = %s THEN %s::bigint")
+                              for _ in cut.offsets)
+    return (sql.SQL("({} OR kafka_offset < CASE {} ELSE 0 END)").format(no_position, whens),
+            [v for offset in cut.offsets for v in offset])
 
 
 _LINE = sql.SQL("payment_id::text || '|' || payment_type || '|' || currency || '|' || trim_scale(amount)::text")
@@ -221,6 +259,19 @@ class PostgresReader:
             connection.close()
 
     def _where(self, scope: Scope) -> tuple[sql.Composable, list]:
+        if isinstance(scope, BelowCut):
+            inner, params = self._where(scope.inner)
+            below, cut_params = below_cut_condition(scope.cut)
+            return sql.SQL("({}) AND {}").format(inner, below), [*params, *cut_params]
+        if isinstance(scope, IdSegments):
+            ranges = [uuid_bounds(prefix) for prefix in sorted(scope.prefixes)]
+            parts = [sql.SQL("(payment_id >= %s::uuid AND payment_id < %s::uuid)") if upper
+                     else sql.SQL("payment_id >= %s::uuid") for _, upper in ranges]
+            params = [b for lower, upper in ranges for b in ((lower, upper) if upper else (lower,))]
+            if scope.ids:
+                parts.append(sql.SQL("payment_id = ANY(%s::uuid[])"))
+                params.append(sorted(scope.ids))
+            return (sql.SQL(" OR ").join(parts) if parts else sql.SQL("FALSE")), params
         if isinstance(scope, TimeWindow):
             return sql.SQL("created_at >= %s AND created_at < %s"), [scope.start, scope.end]
         if isinstance(scope, PaymentIds):
@@ -306,6 +357,59 @@ class PostgresReader:
                                    "WHERE NOT (created_at >= %s AND created_at <= %s) "
                                    "ORDER BY created_at DESC LIMIT %s").format(self.table), [earliest, latest, limit])
         return (int(rows[0][0]) if rows else 0), {pid: text for _, pid, text in rows}
+
+    # -- the cut and the incremental reconciliation's memory --------------------------------------------------
+    def progress(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> next offset to ingest, every topic: what a `Cut` is taken from."""
+        rows = self._query(sql.SQL("SELECT topic, partition, next_offset FROM {}").format(
+            self._t("ingestion_progress")))
+        return {(t, int(p)): int(o) for t, p, o in rows}
+
+    def ids_landed(self, spans: Sequence[tuple[str, int, int, int]]) -> set[str]:
+        """The payment ids stored from these Kafka positions: (topic, partition, start, end) each."""
+        if not spans:
+            return set()
+        where = sql.SQL(" OR ").join(sql.SQL("(kafka_topic = %s AND kafka_partition = %s AND kafka_offset >= %s "
+                                             "AND kafka_offset < %s)") for _ in spans)
+        rows = self._query(sql.SQL("SELECT payment_id::text FROM {} WHERE {}").format(self.table, where),
+                           [v for span in spans for v in span])
+        return {r[0] for r in rows}
+
+    def ensure_cuts(self) -> None:
+        """`reconciliation_cuts`: each store reconciliation's cut, what it compared and whether the stores agreed
+        (the last passing one is the last proven cut; the latest one holds the rotation's place)."""
+        self._execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, kind text NOT NULL, "
+                              "cut jsonb NOT NULL, passed boolean NOT NULL, next_segment integer NOT NULL, "
+                              "failing_segments jsonb NOT NULL DEFAULT '[]'::jsonb, summary text NOT NULL DEFAULT '', "
+                              "checked_at timestamptz NOT NULL DEFAULT now())").format(self._t("reconciliation_cuts")))
+
+    def reconciliation_memory(self) -> tuple[dict | None, int, list[str]]:
+        """(the last proven cut as stored, where the rotation continues, the segments still failing)."""
+        self.ensure_cuts()
+        proven = self._query(sql.SQL("SELECT cut FROM {} WHERE passed AND kind IN ('incremental', 'full') "
+                                     "ORDER BY id DESC LIMIT 1").format(self._t("reconciliation_cuts")))
+        table = self._t("reconciliation_cuts")
+        rotation = self._query(sql.SQL("SELECT next_segment FROM {} WHERE kind = 'incremental' ORDER BY id DESC "
+                                       "LIMIT 1").format(table))
+        latest = self._query(sql.SQL("SELECT failing_segments FROM {} WHERE kind IN ('incremental', 'full') "
+                                     "ORDER BY id DESC LIMIT 1").format(table))
+        next_segment = int(rotation[0][0]) if rotation else 0
+        failing = list(latest[0][0]) if latest else []
+        return (proven[0][0] if proven else None), next_segment, failing
+
+    def rotation_position(self, kind: str) -> int:
+        """Where the rotation of this kind of run continues (0 at first)."""
+        self.ensure_cuts()
+        rows = self._query(sql.SQL("SELECT next_segment FROM {} WHERE kind = %s ORDER BY id DESC LIMIT 1").format(
+            self._t("reconciliation_cuts")), [kind])
+        return int(rows[0][0]) if rows else 0
+
+    def record_cut(self, kind: str, cut: dict, passed: bool, next_segment: int, failing: list[str],
+                   summary: str) -> None:
+        self.ensure_cuts()
+        self._execute(sql.SQL("INSERT INTO {} (kind, cut, passed, next_segment, failing_segments, summary) "
+                              "VALUES (%s, %s, %s, %s, %s, %s)").format(self._t("reconciliation_cuts")),
+                      [kind, json.dumps(cut), passed, next_segment, json.dumps(failing), summary[:2000]])
 
     # -- what the range and quarantine checks need from the ledger's other tables ----------------------------
     _RANGE_COLUMNS = ("SELECT r.id, r.topic, r.partition, r.start_offset, r.end_offset, EXISTS (SELECT 1 FROM {resets} x "

@@ -13,17 +13,20 @@ from typing import Mapping
 from payment_platform.config import Scaling, scaling_from_env
 
 PARTITION_TAG = "payment_platform/partition"  # set on every ingestion run by the sensor (defs/ingestion/sensors.py)
+CHECKS_TAG = "payment_platform/checks"  # set on every run of store checks (defs/checks/checks.py CHECKS_TAG)
 
 
 def run_coordinator_limits(scaling: Scaling) -> dict:
     """QueuedRunCoordinator config: all runs bounded; ingestion runs at most two per partition (a lease and its
     successor, which waits for the lease) and at most twice `max_ranges_in_flight` together (the planner keeps
-    the same bounds; these hold even if it did not)."""
+    the same bounds; these hold even if it did not); runs of store checks one at a time (a slow one is never
+    joined by the next scheduled one)."""
     return {
         "max_concurrent_runs": scaling.max_concurrent_runs,
         "tag_concurrency_limits": [
             {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 2},
             {"key": PARTITION_TAG, "limit": 2 * scaling.max_ranges_in_flight},
+            {"key": CHECKS_TAG, "limit": 1},  # one run of store checks at a time: they yield to ingestion
         ],
     }
 

@@ -41,7 +41,7 @@ class PaymentView:
     degraded: str | None = None  # why the primary store did not answer (None: it did)
 
     def as_dict(self) -> dict:
-        # by hand: dataclasses.asdict deep-copies recursively and cost more than the two HBase gets (0.6 ms a view)
+        # by hand: dataclasses.asdict deep-copies recursively, slower than the lookup itself (docs/decisions.md)
         return {"payment_id": self.payment_id, "payment_type": self.payment_type, "amount": self.amount,
                 "currency": self.currency, "status": self.status, "created_at": self.created_at,
                 "value_date": self.value_date, "originator": self.originator.as_dict(),

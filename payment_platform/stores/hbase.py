@@ -2,7 +2,7 @@
 
 Works unchanged against a real HBase Thrift server and against the project's embedded gateway.
 
-Layout (design.md):
+Layout (docs/architecture.md, "Stores"):
 - `payments`, family `cf`, row key `{yyyyMMddHHmmss}_{paymentType}_{originatorId}_{paymentId}`
   (`payment_platform.domain.rowkeys.row_key`), one version per cell. Qualifiers (UTF-8 values):
   `paymentId`, `paymentType`, `amountValue` (decimal string, exact), `amountCurrency`, `originatorId`,
@@ -185,9 +185,9 @@ class HBaseStore:
                                           table_prefix=self.table_prefix, transport=self.transport,
                                           protocol=self.protocol)
         if self.transport == "buffered":
-            # happybase's buffered transport holds 4 KiB: a 2.6 MB mutateRows went out as ~650 socket writes, and
-            # after each one the sending thread had to win the GIL back from the parsing thread (up to 5 ms each),
-            # so sending took longer than HBase took to store it. One buffer the size of a chunk's request.
+            # happybase's buffered transport holds 4 KiB: a chunk's mutateRows would go out as hundreds of socket
+            # writes, each one handing the GIL to the parsing thread. One buffer the size of a chunk's request
+            # (docs/decisions.md, "What made ingestion fast").
             connection._transport_class = partial(TBufferedTransport, buf_size=TRANSPORT_BUFFER_BYTES)
             connection._refresh_thrift_client()
         try:

@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
+from figures import record_figures
+
 CHILD = r"""
 import json, sys, time
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
@@ -132,6 +134,20 @@ def hbase_raw_puts(endpoints, topic: str, start: int, end: int) -> float:
     return seconds
 
 
+def ingest_in_child(endpoints: dict, topic: str, start: int, end: int, chunk_size: int, fallback_dir: Path) -> dict:
+    """`Ingestor.ingest` of partition 0's offsets [start, end) of `topic` in a fresh child process: its RangeResult
+    metadata plus `seconds` (the loader's own time) and the child's RSS before and at its peak. Raises RuntimeError
+    with the end of the child's stderr if it fails. Also used by bench_sustained.py (the loader's rate beside the
+    daemon path's)."""
+    child_args = {"endpoints": endpoints, "topic": topic, "start": start, "end": end, "chunk_size": chunk_size,
+                  "fallback_dir": str(fallback_dir)}
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(child_args)], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"the ingest child failed (status {out.returncode}): {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,50000", help="range sizes, comma separated")
@@ -153,14 +169,11 @@ def main() -> int:
             print(f"published {size:,} payments to {topic} in {time.perf_counter() - t0:.1f}s", flush=True)
             raw_s = raw_consume(e.kafka, topic, start, end)
             stock_raw_rate = size / raw_consume_pure_python_crc(e.kafka, topic, start, end)
-            child_args = {"endpoints": e.as_dict(), "topic": topic, "start": start, "end": end,
-                          "chunk_size": args.chunk_size, "fallback_dir": str(data_dir / "failed_payments")}
-            out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(child_args)], capture_output=True,
-                                 text=True, check=False)
-            if out.returncode != 0:
-                print(out.stderr[-3000:])
+            try:
+                run = ingest_in_child(e.as_dict(), topic, start, end, args.chunk_size, data_dir / "failed_payments")
+            except RuntimeError as error:
+                print(error)
                 return 1
-            run = json.loads(out.stdout.strip().splitlines()[-1])
             raw_rate, rate = size / raw_s, run["messages"] / run["seconds"]
             hbase_rate = size / hbase_raw_puts(e, topic, start, end)
             rows.append((size, stock_raw_rate, raw_rate, hbase_rate, rate, run))
@@ -212,6 +225,12 @@ def main() -> int:
     for line in context:
         print(f"  n/a     {line}")
     print("RESULT:", "all targets met" if all(verdicts.values()) else "some targets MISSED (see above)")
+    record_figures(__file__, ["range", "ingest payments/s", "stock kafka-python msg/s", "ratio",
+                              "crc32c kafka-python msg/s", "ratio", "HBase raw puts/s", "peak RSS MB"],
+                   [(f"{size:,}", f"{rate:,.0f}", f"{stock:,.0f}", f"{rate / stock:.2f}", f"{raw:,.0f}",
+                     f"{rate / raw:.2f}", f"{hbase:,.0f}", f"{run['peak_rss_kb'] / 1024:.0f}")
+                    for size, stock, raw, hbase, rate, run in rows],
+                   note="; ".join([f"{'met' if met else 'MISSED'}: {t}" for t, met in verdicts.items()] + context))
     # The exit status says whether the pipeline worked (every payment landed, nothing backed up), so `make bench`
     # runs the benchmarks after this one; the target verdicts are the lines above.
     return 0 if ok else 1

@@ -151,6 +151,13 @@ def main() -> int:
     for r in results:
         print(f"{r['partitions']:>10} {r['rate']:>11,.0f} {r['runs']:>5} {r['at_once']:>8} {r['rate'] / base['rate']:>14.2f}")
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    from figures import record_figures  # the benchmarks' folder is on sys.path: this is a script
+    record_figures(__file__, ["partitions P", "payments/s", "ingestion runs", "most runs executing at once",
+                              f"ratio to P={base['partitions']}"],
+                   [(r["partitions"], f"{r['rate']:,.0f}", r["runs"], r["at_once"], f"{r['rate'] / base['rate']:.2f}")
+                    for r in results],
+                   note=f"{args.count:,} payments per configuration, micro-batch (INGESTION_BATCH_SIZE) {batch_size:,}; "
+                        f"INGESTION_MAX_RANGES_IN_FLIGHT = P, DAGSTER_MAX_CONCURRENT_RUNS = P + 1")
     return 0 if len(results) == len(counts) else 1
 
 

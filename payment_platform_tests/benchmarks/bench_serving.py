@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ingestion_throughput import publish  # noqa: E402 - the ingestion harness's publisher
 from bench_reconciliation import load_hbase, load_postgres, synthetic, timed  # noqa: E402 - the bulk loaders
+from figures import record_figures  # noqa: E402 - writes the figures into docs/capacity.md
 
 PAYMENTS_PER_ORIGINATOR = 100  # 1,000,000 payments: 10,000 originators
 ORIGINATORS = 10_000
@@ -381,12 +382,38 @@ def main() -> int:
         for target, met in verdicts.items():
             print(f"  {'met   ' if met else 'MISSED'}  {target}")
         print(json.dumps(figures))
+        record(figures, verdicts)
         return 0
     finally:
         if api is not None:
             api.terminate()
         stack.stop()
         remove_data_dir(work)  # its Postgres cluster may live outside it (root, private /tmp folder)
+
+
+def record(f: dict, verdicts: dict) -> None:
+    """The figures in docs/capacity.md, as the table the docs quote."""
+    lookup, page, totals, busy, ingest = (f["lookup"], f["page_of_50"], f["daily_totals"], f["concurrent_8"],
+                                          f["ingestion"])
+    record_figures(__file__, ["figure", f"{f['rows']:,} payments", "raw baseline, same run", "ratio"], [
+        ("lookup by id over HTTP p50 / p99", f"{lookup['api_p50_ms']:.2f} / {lookup['api_p99_ms']:.2f} ms",
+         f"happybase two gets {lookup['raw_hbase_p50_ms']:.2f} / {lookup['raw_hbase_p99_ms']:.2f} ms; Postgres PK "
+         f"select {lookup['raw_postgres_p50_ms']:.2f} / {lookup['raw_postgres_p99_ms']:.2f} ms",
+         f"{lookup['api_vs_raw_hbase_p50']:.2f}x (p50)"),
+        ("the least an HTTP server can do (bare ASGI app, the two raw gets) p50",
+         f"{lookup['bare_asgi_two_gets_p50_ms']:.2f} ms", f"happybase two gets {lookup['raw_hbase_p50_ms']:.2f} ms",
+         f"{lookup['bare_asgi_two_gets_p50_ms'] / lookup['raw_hbase_p50_ms']:.2f}x; the API "
+         f"{lookup['api_vs_bare_asgi_p50']:.2f}x that"),
+        ("page of 50 of one originator over HTTP p50 / p99", f"{page['api_p50_ms']:.1f} / {page['api_p99_ms']:.1f} ms",
+         f"index scan + multi-get p99 {page['raw_p99_ms']:.1f} ms", f"{page['api_p99_ms'] / page['raw_p99_ms']:.2f}x"),
+        ("daily totals over the whole table over HTTP", f"{totals['api_s']:.3f} s",
+         f"psycopg2 GROUP BY {totals['raw_s']:.3f} s", f"{totals['api_s'] / totals['raw_s']:.2f}x"),
+        ("lookups/s, 8 concurrent HTTP clients", f"{busy['api_req_per_s']:,.0f}/s",
+         f"one raw happybase client {busy['raw_hbase_single_client_per_s']:,.0f}/s",
+         f"{busy['api_req_per_s'] / busy['raw_hbase_single_client_per_s']:.2f}x"),
+        ("ingestion with / without the party indexes",
+         f"{ingest['with_index_per_s']:,} / {ingest['without_index_per_s']:,} payments/s", "", f"{ingest['ratio']:.2f}x"),
+    ], note="; ".join(f"{'met' if met else 'MISSED'}: {target}" for target, met in verdicts.items()))
 
 
 if __name__ == "__main__":

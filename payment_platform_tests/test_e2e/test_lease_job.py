@@ -16,6 +16,7 @@ import pytest
 from payment_platform.defs import asset_keys
 from payment_platform_tests.waiting import wait_until
 from payment_platform.defs.checks.checks import RANGE_CHECK_KEYS
+from payment_platform.defs.ingestion.assets import CONSUMER_GROUP
 from payment_platform.defs.ingestion.lease_job import ingest_lease_job
 from payment_platform.defs.ingestion.runs import lease_run_config
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
@@ -99,6 +100,8 @@ def test_a_lease_lands_what_is_published_while_it_runs_batch_by_batch(stack, tmp
     checked = sum(e.metadata["expected_payments"].value for e in evaluations
                   if e.asset_check_key.name == "ingested_ranges_consistency")
     assert checked == 75, "every landed batch is checked once"
+    with kafka.KafkaClient(stack.endpoints.kafka, topic) as client:  # Kafka's tools see the lag too
+        assert client.group_offsets(CONSUMER_GROUP) == {0: 75}
 
 
 def test_a_second_lease_waits_and_a_dead_holder_frees_the_partition_at_once(stack, topic):

@@ -141,7 +141,9 @@ class Platform:
             "backup": BackupResource(mongo_uri=self.mongo_uri, fallback_dir=str(self.fallback_dir)),
             "kafka": KafkaResource(bootstrap_servers=self.stack.endpoints.kafka, topic=self.topic),
             "redis": RedisResource(url=self.stack.endpoints.redis, key_prefix=self.namespace),  # replay forgets keys
-            "checks_settings": ChecksSettingsResource(settle_seconds=0.2),  # keeps failing checks quick
+            # failing checks quick; every id segment and hour in each run (a full pass every 0.25 h), so a row changed
+            # before an earlier passing run is named by the next one
+            "checks_settings": ChecksSettingsResource(settle_seconds=0.2, full_pass_hours=0.25),
             "ingestion_settings": IngestionSettingsResource(),  # the valid date window the checks share
         }
 

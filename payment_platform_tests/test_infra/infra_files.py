@@ -5,6 +5,8 @@ sensor's run tags), so the checks follow the code instead of repeating it.
 """
 from __future__ import annotations
 
+import re
+
 import ast
 import fnmatch
 import json
@@ -53,6 +55,45 @@ def load_yaml_documents(path: Path) -> list:
 def load_yaml(path: Path):
     (doc,) = load_yaml_documents(path)
     return doc
+
+
+# The secrets infra/docker-compose.yml and infra/platform.env read from the environment (infra/compose.env.example)
+SAMPLE_SECRETS = {"POSTGRES_PASSWORD": "sample-password"}
+_VARIABLE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\})")
+
+
+class MissingVariable(ValueError):
+    pass
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's (and the shell's) variable substitution over a loaded document: ${VAR}, ${VAR:-default},
+    ${VAR-default}, ${VAR:?error}, ${VAR?error}, and $$ for a literal $."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, operator, argument = match.groups()
+        if name is None:
+            return "$"
+        current = env.get(name)
+        unset = current is None or (operator in (":-", ":?") and current == "")
+        if not unset:
+            return current
+        if operator in (":?", "?"):
+            raise MissingVariable(f"{name}: {argument}")
+        return argument if operator in (":-", "-") else ""
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def load_compose(env: dict[str, str] | None = None) -> dict:
+    """infra/docker-compose.yml as compose sees it with these variables set (default: the sample secrets)."""
+    return interpolate(load_yaml(COMPOSE_FILE), SAMPLE_SECRETS if env is None else env)
 
 
 def k8s_manifests() -> list[tuple[Path, dict]]:
@@ -138,13 +179,14 @@ def dagster_yaml_env_vars(path: Path) -> set[str]:
     return found
 
 
-def env_file_vars(path: Path) -> dict[str, str]:
+def env_file_vars(path: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """KEY=VALUE lines, their ${...} substituted as a shell sourcing the file would (default: the sample secrets)."""
     pairs = {}
     for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
+            pairs[key.strip()] = interpolate(value.strip(), {**(SAMPLE_SECRETS if env is None else env), **pairs})
     return pairs
 
 

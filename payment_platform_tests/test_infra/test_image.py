@@ -44,7 +44,10 @@ def test_image_installs_no_embedded_server():
     base = {_requirement_name(r) for r in project["dependencies"]}
     assert not (servers | {devstack["name"]}) & base, f"dev stack among the base dependencies: {sorted(servers & base)}"
     installs = [i["value"] for i in infra.dockerfile_instructions() if i["instruction"] == "RUN" and "pip" in i["value"]]
-    assert installs and not any("[" in command or "devstack" in command for command in installs), installs
+    # the dependencies come from [project] dependencies alone, then the package without its extras
+    assert any('["project"]["dependencies"]' in command for command in installs), installs
+    assert not any(re.search(r"\.\[|optional-dependencies|devstack", command) for command in installs), \
+        f"the image installs an extra or the dev stack: {installs}"
     assert not any("devstack" in source for source in infra.dockerfile_copy_sources())
 
 
@@ -78,3 +81,22 @@ def test_build_context_builds_the_whole_package(tmp_path):
                if "__pycache__" not in p.parts}
     assert modules and not modules - packaged, f"missing from the image's package: {sorted(modules - packaged)}"
     assert "payment-platform = payment_platform.cli:main" in entry_points
+
+
+def test_every_deployment_names_the_image_make_image_builds():
+    """`make image` (infra/image/build.sh) tags payment-platform:<pyproject version>: the compose services, the Helm
+    user deployment (whose image the run pods use too) and the API manifest name exactly that."""
+    version = tomllib.loads((infra.REPO / "pyproject.toml").read_text())["project"]["version"]
+    built = f"payment-platform:{version}"
+    script = (infra.INFRA / "image" / "engine.sh").read_text()
+    assert 'IMAGE="${IMAGE:-payment-platform:$(project_version)}"' in script
+    services = infra.load_compose()["services"]
+    named = {f"compose {name}": s["image"] for name, s in services.items() if "build" in s}
+    values = infra.load_yaml(infra.HELM_VALUES)
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    named["helm user deployment"] = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    for path, doc in infra.k8s_manifests():
+        if doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                named[f"{path.name} {container['name']}"] = container["image"]
+    assert len(named) >= 6 and set(named.values()) == {built}, named

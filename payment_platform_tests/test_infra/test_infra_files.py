@@ -32,7 +32,7 @@ DAGSTER_SERVICES = ("dagster-code", "dagster-webserver", "dagster-daemon")
 
 
 def compose() -> dict:
-    return infra.load_yaml(infra.COMPOSE_FILE)
+    return infra.load_compose()
 
 
 def helm_values() -> dict:
@@ -83,6 +83,39 @@ def test_compose_specification_rejects_a_broken_file(breakage):
         service["ports"] = "4000:4000"
     schema = infra.compose_spec_schema()
     assert not jsonschema.validators.validator_for(schema)(schema).is_valid(spec)
+
+
+def test_compose_publishes_every_port_on_this_host_only():
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_compose_and_platform_env_hold_no_password_and_stop_without_one():
+    for path in (infra.COMPOSE_FILE, infra.PLATFORM_ENV_FILE):
+        text = path.read_text()
+        assert "payments:payments" not in text and "POSTGRES_PASSWORD: payments" not in text, path
+    for missing in ({}, {"POSTGRES_PASSWORD": ""}):
+        with pytest.raises(infra.MissingVariable, match="POSTGRES_PASSWORD: set POSTGRES_PASSWORD"):
+            infra.load_compose(missing)
+        with pytest.raises(infra.MissingVariable, match="POSTGRES_PASSWORD"):
+            infra.env_file_vars(infra.PLATFORM_ENV_FILE, missing)
+    example = infra.env_file_vars(infra.INFRA / "compose.env.example", {})
+    assert set(example) == set(infra.SAMPLE_SECRETS) and not any(example.values())  # names only, no value
+    secret = "s3cret-Value"
+    spec = infra.load_compose({"POSTGRES_PASSWORD": secret})
+    assert spec["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == secret
+    assert f"payments:{secret}@postgres" in spec["services"]["dagster-code"]["environment"]["POSTGRES_DSN"]
+    assert f":{secret}@localhost" in infra.env_file_vars(infra.PLATFORM_ENV_FILE, {"POSTGRES_PASSWORD": secret})[
+        "POSTGRES_DSN"]
+
+
+def test_compose_interpolation_follows_compose_rules():
+    env = {"SET": "x", "EMPTY": ""}
+    assert infra.interpolate("${SET}-${EMPTY:-d}-${EMPTY-d}-${UNSET:-d}-${UNSET}-$$HOME", env) == "x-d--d--$HOME"
+    with pytest.raises(infra.MissingVariable, match="UNSET: needed"):
+        infra.interpolate({"a": ["${UNSET:?needed}"]}, env)
+    assert infra.interpolate("${EMPTY?fine when empty}", env) == ""
 
 
 def test_compose_runs_dagster_and_the_api_from_the_project_image():
@@ -350,7 +383,12 @@ def test_dockerignore_matcher_follows_docker_rules():
 def test_dockerfile_pins_its_base_runs_non_root_and_serves_the_code_location_over_grpc():
     instructions = infra.dockerfile_instructions()
     (base,) = [i["value"] for i in instructions if i["instruction"] == "FROM"]
-    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+", base), f"base image not pinned to a version: {base}"
+    # the base is a build argument (make image passes a Debian stand-in where no registry answers) whose default
+    # is the official image, pinned
+    assert base == "${BASE_IMAGE}"
+    (default,) = [i["value"].split("=", 1)[1] for i in instructions
+                  if i["instruction"] == "ARG" and i["value"].startswith("BASE_IMAGE=")]
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+", default), f"base image not pinned to a version: {default}"
     users = [i["value"].strip() for i in instructions if i["instruction"] == "USER"]
     assert users and users[-1] not in ("root", "0"), "the image must not run as root"
     (cmd,) = [i["value"] for i in instructions if i["instruction"] == "CMD"]
@@ -359,7 +397,7 @@ def test_dockerfile_pins_its_base_runs_non_root_and_serves_the_code_location_ove
     assert command[command.index("-m") + 1] == code_location_module()
     assert compose()["services"]["dagster-code"]["command"] == command
     installs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
-    assert "pip install ." in installs
+    assert "pip install --no-deps ." in installs and "pip check" in installs
 
 
 # --- environment variables ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Poison messages (design.md guarantee 6): a payment that passed validation but that a store refuses is
+"""Poison messages (docs/architecture.md, guarantee 6): a payment that passed validation but that a store refuses is
 isolated by bisection and quarantined with the store's error, alone; the rest of its range lands once, the range's
 progress moves on. A store that is down is an outage (backup), never a poison message.
 

@@ -2,7 +2,7 @@
 Playwright (`executable_path`, nothing downloaded). It opens the lineage, an asset's overview (schema,
 owner), a Checks tab and a run page, fails on any error the page shows (a JavaScript exception, an error panel), and
 saves a screenshot of each page (folder: $UI_SCREENSHOTS_DIR, default a temporary one; UI_SCREENSHOTS_DIR=
-docs/screenshots refreshes the README's pictures).
+docs/screenshots refreshes the pictures of docs/ui.md).
 
 Chromium missing is a failure with the command that installs it, never a skip."""
 from __future__ import annotations
@@ -125,9 +125,17 @@ def test_a_checks_tab_shows_every_verdict(browser, dagster_ui, loaded_ui, screen
 
 
 def test_a_run_page_shows_the_ingestion_run(browser, dagster_ui, loaded_ui, screenshots):
+    def landed(run_id: str) -> bool:
+        events = dagster_ui.query("""query($id: ID!) { logsForRun(runId: $id, limit: 5000) { ... on EventConnection {
+            events { __typename } } } }""", {"id": run_id})["logsForRun"]["events"]
+        return any(e["__typename"] == "MaterializationEvent" for e in events)
+
+    def landed_leases() -> list[dict]:  # a lease that landed batches (not one that found none)
+        found = dagster_ui.query("""{ runsOrError(filter: {pipelineName: "ingest_partition_lease_job",
+            statuses: [SUCCESS]}, limit: 20) { ... on Runs { results { runId } } } }""")["runsOrError"]["results"]
+        return [r for r in found if landed(r["runId"])]
+
     # a lease ends a few seconds after its partition went quiet
-    runs = wait_until(lambda: dagster_ui.query("""{ runsOrError(filter: {pipelineName: "ingest_partition_lease_job",
-        statuses: [SUCCESS]}, limit: 1) { ... on Runs { results { runId } } } }""")["runsOrError"]["results"], 60,
-                      "a successful ingestion run", every_s=1)
+    runs = wait_until(landed_leases, 60, "a successful ingestion run that landed payments", every_s=1)
     shows(browser, f"{dagster_ui.url}/runs/{runs[0]['runId']}", "ingest_partition_lease", ("hbase/payments",),
           screenshots / "run.png", "run page")

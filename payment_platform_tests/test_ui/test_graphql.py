@@ -205,9 +205,11 @@ def test_a_launchpad_run_with_half_a_range_fails_saying_what_to_give(dagster_ui)
 LAUNCHPAD = {  # a Launchpad run of each job, with the config a person would give
     "generate_payments_job": {"ops": {"generation__payment_batch": {"config": {"count": 50, "seed": 5}}}},
     "ingest_payments_range_job": {},  # no range: what waits now
+    # a lease of partition 0 (the resource's topic): it waits for the sensor's lease, or ingests, then ends
     "consistency_checks_job": {},
     "daily_settlement_job": {},
     "replay_failed_payments_job": {},
+    "ingest_partition_lease_job": {"ops": {"ingest_partition_lease": {"config": {"partition": 0}}}},
 }
 
 

@@ -3,9 +3,9 @@
 Every landed micro-batch is reported as it lands: a materialization of `hbase/payments` and `postgres/payments`
 (and of the backup or quarantine when the batch put payments there) with its offset range and counts, and the
 range checks of what landed (consistency, duplicates, rail validity), evaluated every `range_check_seconds` over
-the batches landed since, so each batch is checked. The sensor (sensors.py) keeps a lease running per partition
-with work and starts the next one before the current one ends; the successor waits for the lease and carries on
-from the recorded progress.
+the batches landed since, so each batch is checked; the landed offsets then go to the Kafka consumer group.
+The sensor (sensors.py) keeps a lease running per partition with work and starts the next one before the
+current one ends; the successor waits for the lease and carries on from the recorded progress.
 """
 
 import time
@@ -15,6 +15,7 @@ import dagster as dg
 
 from payment_platform.defs import asset_keys
 from payment_platform.defs.checks.checks import range_check_events
+from payment_platform.defs.ingestion.assets import commit_consumer_group
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, LEASE_OP_NAME
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
@@ -26,10 +27,12 @@ from payment_platform.stores.postgres import PartitionLease
 
 
 class LeaseConfig(dg.Config):
-    """The partition this run ingests; the sensor sets both. `start_offset` is informational (the progress when
-    the sensor requested the lease): the run always carries on from the progress recorded when it takes the lease."""
+    """The partition this run ingests (the sensor sets the topic; from the Launchpad, the `kafka` resource's topic
+    is the default). `start_offset` is informational (the progress when the sensor requested the lease): the run
+    always carries on from the progress recorded when it takes the lease. A lease of a partition another run
+    holds waits for it (up to `lease_acquire_seconds`), then ends having touched nothing."""
 
-    topic: str
+    topic: str | None = None
     partition: int
     start_offset: int = -1
 
@@ -71,11 +74,15 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
                            redis: RedisResource, ingestion_settings: IngestionSettingsResource,
                            checks_settings: ChecksSettingsResource):
     record_worker(context)  # judgeable from its first moment (defs.run_workers)
+    topic = config.topic or kafka.topic
+    if config.partition < 0:
+        raise dg.Failure(f"ingest_partition_lease config: partition must be >= 0, got {config.partition}",
+                         allow_retries=False)
     settings = ingestion_settings.lease()
     ingestor = Ingestor.from_resources(kafka, hbase, postgres, backup, redis,
                                        window=ingestion_settings.validity_window())
-    runner = LeaseRunner(ingestor, kafka.bootstrap_servers, config.topic, config.partition,
-                         PartitionLease(postgres.dsn, config.topic, config.partition), settings, log=context.log)
+    runner = LeaseRunner(ingestor, kafka.bootstrap_servers, topic, config.partition,
+                         PartitionLease(postgres.dsn, topic, config.partition), settings, log=context.log)
     unchecked: list[LandedBatch] = []
     failed_before: dict[dg.AssetCheckKey, str] = {}
     last_check = time.monotonic()
@@ -85,16 +92,19 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
                 yield from batch_materializations(event)
                 unchecked.append(event)
             elif isinstance(event, BatchFailed):
-                context.log.warning(f"{config.topic}[{config.partition}] batch at offset {event.offset} failed "
+                context.log.warning(f"{topic}[{config.partition}] batch at offset {event.offset} failed "
                                     f"({event.failures} in a row), trying again: {event.error}")
             elif isinstance(event, LeaseEnd):
-                context.log.info(f"lease of {config.topic}[{config.partition}] ended: {event.reason}; "
+                context.log.info(f"lease of {topic}[{config.partition}] ended: {event.reason}; "
                                  f"{event.batches} batches, {event.messages} messages")
             if unchecked and (isinstance(event, LeaseEnd) or
                               time.monotonic() - last_check >= ingestion_settings.range_check_seconds):
                 for evaluation in range_check_events(context, [b.result.range for b in unchecked], hbase, postgres,
                                                      backup, kafka, checks_settings):
                     yield sticky(evaluation, failed_before)
+                # Kafka's own tools (kafka-consumer-groups.sh, Kafka UI) see the lag; Postgres stays the truth
+                commit_consumer_group(context, kafka, [b.result for b in unchecked],
+                                      ingestion_settings.io_timeout_seconds)
                 unchecked, last_check = [], time.monotonic()
     finally:
         ingestor.close()

@@ -8,7 +8,7 @@ import dagster as dg
 
 from payment_platform.defs import catalog
 from payment_platform.defs.asset_keys import DAILY_SETTLEMENT_SUMMARY, HBASE_PAYMENTS, POSTGRES_PAYMENTS
-from payment_platform.defs.checks.checks import BLOCKING_CHECKS
+from payment_platform.defs.checks.checks import BLOCKING_CHECKS, CHECKS_EXECUTOR, CHECKS_TAG
 from payment_platform.defs.resources import PostgresResource
 from payment_platform.stores.postgres import SETTLEMENT_SUMMARY_TABLE
 
@@ -37,6 +37,8 @@ SUMMARY_JOB = "daily_settlement_job"
 daily_settlement_job = dg.define_asset_job(
     SUMMARY_JOB,
     selection=dg.AssetSelection.assets(DAILY_SETTLEMENT_SUMMARY) | dg.AssetSelection.checks(*BLOCKING_CHECKS),
+    tags={CHECKS_TAG: "store"},  # one run of store checks at a time (dagster.yaml)
+    executor_def=CHECKS_EXECUTOR,
     description="The blocking store checks, then the daily settlement summary (skipped if a check fails).")
 
 daily_settlement_schedule = dg.ScheduleDefinition(

@@ -124,7 +124,7 @@ GET_ROWS_PER_QUERY = 500  # well under SQLite's 32,766 bound parameters, with ro
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
     # 16 KiB pages (a no-op on an existing file): a payment row's cells repeat its ~80-byte key and carry the raw
-    # message, so 4 KiB leaves split often; measured 15% more cells/s on batched puts.
+    # message, so 4 KiB leaves split often (docs/decisions.md, "HBase gateway").
     conn.execute("PRAGMA page_size=16384")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -143,8 +143,8 @@ class Store:
         self._writer = _connect(self.path)
         self._writer.executescript(_SCHEMA)
         # The WAL is copied into the database by a background thread, not by the write that crosses SQLite's
-        # 1,000-page threshold: that write's caller would wait for the copy and its fsync (measured ~8% of the
-        # time of batched puts). Under sustained writes a background checkpoint never catches the last frame, and
+        # 1,000-page threshold: that write's caller would wait for the copy and its fsync (docs/decisions.md).
+        # Under sustained writes a background checkpoint never catches the last frame, and
         # only a complete checkpoint lets the WAL start over: so the writer still checkpoints past
         # WAL_LIMIT_PAGES (little is left to copy by then), and the file is cut back to WAL_LIMIT_BYTES after.
         self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_PAGES}")

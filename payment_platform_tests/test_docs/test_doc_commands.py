@@ -1,5 +1,5 @@
-"""The README's deployment pages name only real commands: every `payment-platform ...` and Dagster command
-line in "Deployment", "Capacity" and "Runbook" parses with the real command-line parsers."""
+"""The deployment pages of the docs name only real commands: every `payment-platform ...` and Dagster command
+line in docs/deployment.md, capacity.md and operating.md parses with the real command-line parsers."""
 from __future__ import annotations
 
 import re
@@ -8,26 +8,19 @@ import shlex
 import click
 import pytest
 
-from payment_platform_tests.test_infra.infra_files import REPO
+from payment_platform_tests.test_docs.docs_files import DOCS
 
-SECTIONS = ("Deployment", "Capacity", "Runbook")
+PAGES = ("deployment.md", "capacity.md", "operating.md")
 PROGRAMS = ("payment-platform", "dagster", "dagster-daemon", "dagster-webserver")
 # what may stand before a program on a line: a virtualenv path, or running it inside a container or pod
 WRAPPER = re.compile(r"^(?:[A-Z_]+=\S+ )*(?:\.venv/bin/|compose (?:exec|run --rm) \S+ |kubectl exec \S+ -- )?")
 
 
-def _section(text: str, title: str) -> str:
-    match = re.search(rf"^## {title}\n(.*?)(?=^## )", text, flags=re.S | re.M)
-    assert match, f"README has no section {title!r}"
-    return match.group(1)
-
-
-def readme_commands() -> list[str]:
-    """Command lines of the sections: code-block lines and inline code, from the program name on."""
-    text = (REPO / "README.md").read_text()
+def doc_commands() -> list[str]:
+    """Command lines of the pages: code-block lines and inline code, from the program name on."""
     found = []
-    for title in SECTIONS:
-        section = _section(text, title)
+    for page in PAGES:
+        section = (DOCS / page).read_text()
         blocks = re.findall(r"```[a-z]*\n(.*?)```", section, flags=re.S)
         candidates = [line for block in blocks for line in block.splitlines()]
         candidates += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", section, flags=re.S))
@@ -70,16 +63,16 @@ def parse(line: str) -> None:
         _click_parse(cli, "dagster-webserver", args)
 
 
-COMMANDS = readme_commands()
+COMMANDS = doc_commands()
 
 
-def test_readme_deployment_pages_name_commands():
+def test_deployment_pages_name_commands():
     programs = {line.split()[0] for line in COMMANDS}
     assert {"payment-platform", "dagster"} <= programs, COMMANDS
 
 
 @pytest.mark.parametrize("line", COMMANDS)
-def test_readme_command_parses(line):
+def test_doc_command_parses(line):
     try:
         parse(line)
     except SystemExit as exit_:  # argparse: an unknown command or option

@@ -1,0 +1,189 @@
+"""The consistent cut a store check compares under, and the incremental plan of the scheduled reconciliation.
+
+A `Cut` is the recorded ingestion progress of every (topic, partition) read when a check starts: the next offset to
+ingest. Progress moves only after a range has settled (each payment in both stores, or in a store's backup, or in
+quarantine), so every payment stored from a position below the cut has settled before the check began, and the
+check compares only those: what lands while it runs (a position at or past the cut, or of a partition with no
+progress yet) is in flight and never a mismatch; a payment missing from a store below the cut always is. Both
+stores keep the position: Postgres in `kafka_topic`/`kafka_partition`/`kafka_offset`, HBase in `cf:kafkaPosition`
+(`topic:partition:offset`). A row without a position (written by hand, or before positions were kept) is not in
+flight: it is always compared.
+
+The incremental reconciliation (`plan_increment`) re-reads, at each scheduled run, what landed since the last proven
+cut (the positions between that cut and this one) plus a rotating slice of the payment-id segments of all older
+data, and the segments still failing from earlier runs. With S segments, k per run, every segment is compared
+again every ceil(S / k) runs: a mismatch anywhere below a cut is reported within that many runs, plus one.
+
+Pure logic, no I/O: `readers` turns a cut into SQL and into a filter of HBase rows.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Mapping
+
+SEGMENT_DEPTH = 2  # hex characters of a payment-id segment: 256 segments in the rotation
+SEGMENTS = [format(i, "02x") for i in range(16 ** SEGMENT_DEPTH)]
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Per (topic, partition): the next offset to ingest, as recorded when the check started."""
+
+    offsets: tuple[tuple[str, int, int], ...]  # (topic, partition, next offset), sorted
+    taken_at: str = ""  # ISO 8601 UTC
+
+    @classmethod
+    def of(cls, progress: Mapping[tuple[str, int], int], taken_at: datetime | None = None) -> "Cut":
+        moment = (taken_at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        return cls(tuple(sorted((t, int(p), int(o)) for (t, p), o in progress.items())), moment)
+
+    @property
+    def by_position(self) -> dict[tuple[str, int], int]:
+        return {(t, p): o for t, p, o in self.offsets}
+
+    def below(self, topic: str | None, partition: int | None, offset: int | None) -> bool:
+        """Whether a payment stored from this position had settled when the cut was taken (no position: yes)."""
+        if topic is None or partition is None or offset is None:
+            return True
+        return offset < self.by_position.get((topic, int(partition)), 0)
+
+    def below_cell(self, cell: bytes | None) -> bool:
+        """`below` for HBase's `cf:kafkaPosition` cell (`topic:partition:offset`; a topic may hold ':')."""
+        if not cell:
+            return True
+        try:
+            topic, partition, offset = cell.decode().rsplit(":", 2)
+            return self.below(topic, int(partition), int(offset))
+        except (ValueError, UnicodeDecodeError):
+            return True  # an unreadable position is compared, never hidden as in flight
+
+    def describe(self) -> str:
+        if not self.offsets:
+            return f"nothing ingested yet (progress read at {self.taken_at})"
+        parts = [f"{t}[{p}]<{o}" for t, p, o in self.offsets[:6]]
+        more = f" and {len(self.offsets) - 6} more partitions" if len(self.offsets) > 6 else ""
+        return f"Kafka positions below the ingestion progress read at {self.taken_at}: {', '.join(parts)}{more}"
+
+    def as_json(self) -> dict:
+        return {"taken_at": self.taken_at, "offsets": [list(o) for o in self.offsets]}
+
+    @classmethod
+    def from_json(cls, value: Mapping) -> "Cut":
+        return cls(tuple(sorted((str(t), int(p), int(o)) for t, p, o in value.get("offsets", []))),
+                   str(value.get("taken_at", "")))
+
+    def metadata(self) -> dict:
+        """The cut in a check's metadata: stable keys (the UI plots `cut_payments_below`'s sum over time)."""
+        return {"cut": self.describe(), "cut_taken_at": self.taken_at,
+                "cut_offsets": {f"{t}[{p}]": o for t, p, o in self.offsets},
+                "cut_positions_below": sum(o for _, _, o in self.offsets)}
+
+
+def landed_between(since: Cut | None, cut: Cut) -> list[tuple[str, int, int, int]]:
+    """(topic, partition, start, end): the positions that settled after `since` and below `cut` (all of them below
+    `cut` when there is no earlier cut). A partition whose progress went backwards (offsets reset) is taken whole."""
+    before = since.by_position if since else {}
+    spans = []
+    for topic, partition, end in cut.offsets:
+        start = before.get((topic, partition), 0)
+        if start > end:
+            start = 0
+        if start < end:
+            spans.append((topic, partition, start, end))
+    return spans
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """How many id segments each scheduled run re-reads, and the guarantee that follows."""
+
+    segments_per_run: int
+    interval_minutes: float
+    total: int = len(SEGMENTS)
+
+    @classmethod
+    def for_full_pass(cls, full_pass_hours: float, interval_minutes: float, total: int = len(SEGMENTS)
+                      ) -> "Rotation":
+        """The fewest segments per run that still read every segment within `full_pass_hours`."""
+        runs = max(1, math.floor(full_pass_hours * 60 / interval_minutes))
+        return cls(max(1, math.ceil(total / runs)), interval_minutes, total)
+
+    @property
+    def runs_per_pass(self) -> int:
+        return math.ceil(self.total / self.segments_per_run)
+
+    @property
+    def guarantee_hours(self) -> float:
+        """A mismatch anywhere below a cut is reported within this: a full pass of the rotation, plus the run that
+        was already under way when it appeared (new payments are compared at the next run)."""
+        return (self.runs_per_pass + 1) * self.interval_minutes / 60
+
+    def describe(self) -> str:
+        return (f"any mismatch is reported within {self.guarantee_hours:g} h ({self.segments_per_run} of "
+                f"{self.total} id segments per run every {self.interval_minutes:g} min: every payment re-read "
+                f"every {self.runs_per_pass * self.interval_minutes / 60:g} h; new payments at the next run)")
+
+
+@dataclass(frozen=True)
+class Increment:
+    """What one scheduled run compares (all below `cut`)."""
+
+    cut: Cut
+    since: Cut | None  # the last proven cut: what landed after it is compared in full
+    landed: list[tuple[str, int, int, int]]
+    segments: tuple[str, ...]  # id segments re-read this run: the rotation's slice plus those still failing
+    rotated: tuple[str, ...]  # the rotation's slice alone
+    next_segment: int  # where the next run's slice starts
+
+    def describe(self) -> str:
+        landed = sum(e - s for _, _, s, e in self.landed)
+        return (f"{landed} Kafka positions landed since the last proven cut, and id segments "
+                f"{_span(self.segments)} of all older payments")
+
+
+def _span(segments: Iterable[str]) -> str:
+    items = list(segments)
+    if not items:
+        return "(none)"
+    return ", ".join(items) if len(items) <= 4 else f"{items[0]}..{items[-1]} ({len(items)})"
+
+
+def plan_increment(cut: Cut, since: Cut | None, next_segment: int, failing: Iterable[str],
+                   rotation: Rotation) -> Increment:
+    """This run's slice of the rotation (from `next_segment`, wrapping), the segments that failed last time (kept
+    until they pass, so a red check never turns green by rotating away), and what landed since `since`."""
+    start = next_segment % rotation.total
+    rotated = tuple(SEGMENTS[(start + i) % rotation.total] for i in range(min(rotation.segments_per_run,
+                                                                                rotation.total)))
+    segments = tuple(sorted(set(rotated) | {s for s in failing if s in set(SEGMENTS)}))
+    return Increment(cut, since, landed_between(since, cut), segments, rotated,
+                     (start + len(rotated)) % rotation.total)
+
+
+@dataclass
+class Throttle:
+    """Keeps a reader's share of busy time at most `busy_share`: after each batch it sleeps in proportion to the
+    time the batch took, so a check spreads its reads and the stores keep serving ingestion in between."""
+
+    busy_share: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    slept: float = 0.0
+    _mark: float | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if not 0 < self.busy_share <= 1:
+            raise ValueError(f"busy_share must be in (0, 1], got {self.busy_share}")
+
+    def tick(self) -> None:
+        """Call after each batch of work."""
+        now = self.clock()
+        if self._mark is not None and self.busy_share < 1:
+            pause = (now - self._mark) * (1 - self.busy_share) / self.busy_share
+            self.sleep(pause)
+            self.slept += pause
+            now = self.clock()
+        self._mark = now

@@ -1,0 +1,100 @@
+"""The cut, the incremental plan and the throttle: pure logic, no servers."""
+import pytest
+
+from payment_platform.defs.checks.checks import CHECKS_TAG
+from payment_platform.reconciliation.cut import (
+    SEGMENTS,
+    Cut,
+    Rotation,
+    Throttle,
+    landed_between,
+    plan_increment,
+)
+from payment_platform.scaling.run_limits import CHECKS_TAG as LIMITED_TAG
+
+
+def test_a_position_below_the_progress_is_settled_and_one_at_or_past_it_is_in_flight():
+    cut = Cut.of({("t", 0): 10, ("t", 1): 0})
+    assert cut.below("t", 0, 9)
+    assert not cut.below("t", 0, 10)
+    assert not cut.below("t", 1, 0)  # nothing recorded for partition 1
+    assert not cut.below("other", 0, 0)  # a topic without progress: in flight
+    assert cut.below(None, None, None)  # no position: never hidden as in flight
+
+
+def test_the_hbase_position_cell_is_read_with_a_topic_holding_colons():
+    cut = Cut.of({("a:b", 2): 5})
+    assert cut.below_cell(b"a:b:2:4") and not cut.below_cell(b"a:b:2:5")
+    assert cut.below_cell(None) and cut.below_cell(b"garbage")  # unreadable: compared, not skipped
+
+
+def test_a_cut_round_trips_through_json_and_names_itself():
+    cut = Cut.of({("t", 0): 10, ("t", 1): 7})
+    assert Cut.from_json(cut.as_json()) == cut
+    metadata = cut.metadata()
+    assert metadata["cut_offsets"] == {"t[0]": 10, "t[1]": 7} and metadata["cut_positions_below"] == 17
+    assert "t[0]<10" in metadata["cut"]
+
+
+def test_what_landed_since_a_cut_is_the_span_between_the_two_progresses():
+    since = Cut.of({("t", 0): 10, ("t", 1): 7})
+    now = Cut.of({("t", 0): 25, ("t", 1): 7, ("t", 2): 3})
+    assert landed_between(since, now) == [("t", 0, 10, 25), ("t", 2, 0, 3)]
+    assert landed_between(None, now) == [("t", 0, 0, 25), ("t", 1, 0, 7), ("t", 2, 0, 3)]
+    # offsets went backwards (broker restarted): the partition is taken whole
+    assert landed_between(Cut.of({("t", 0): 100}), Cut.of({("t", 0): 4})) == [("t", 0, 0, 4)]
+
+
+def test_the_rotation_reads_every_segment_within_the_stated_time():
+    rotation = Rotation.for_full_pass(6, 15)
+    assert rotation.segments_per_run == 11 and rotation.runs_per_pass == 24
+    assert rotation.guarantee_hours == 6.25
+    assert "within 6.25 h" in rotation.describe()
+    assert Rotation.for_full_pass(0.25, 15).segments_per_run == len(SEGMENTS)
+
+
+def test_runs_of_the_plan_cover_every_segment_once_per_pass_and_keep_failing_ones():
+    rotation = Rotation(segments_per_run=100, interval_minutes=15)
+    cut, seen, position = Cut.of({("t", 0): 1}), [], 0
+    for _ in range(rotation.runs_per_pass):
+        increment = plan_increment(cut, None, position, [], rotation)
+        seen += increment.rotated
+        position = increment.next_segment
+    assert sorted(seen[:len(SEGMENTS)]) == SEGMENTS  # 3 runs: every segment, the last run wraps around
+    failing = plan_increment(cut, None, 0, ["ff", "zz"], rotation)
+    assert "ff" in failing.segments and "zz" not in failing.segments and "ff" not in failing.rotated
+
+
+def test_the_throttle_pauses_in_proportion_to_the_work():
+    now, pauses = [0.0], []
+    throttle = Throttle(0.25, clock=lambda: now[0], sleep=lambda s: (pauses.append(s), now.__setitem__(0, now[0] + s)))
+    throttle.tick()
+    now[0] += 1.0  # a batch took 1 s
+    throttle.tick()
+    assert pauses == [3.0] and throttle.slept == 3.0  # busy 1 s of every 4
+    with pytest.raises(ValueError, match="busy_share"):
+        Throttle(0)
+
+
+def test_runs_of_store_checks_carry_the_tag_the_run_coordinator_limits():
+    assert CHECKS_TAG == LIMITED_TAG
+
+
+def test_recent_days_are_compared_an_hour_slice_at_a_time_with_the_newest_hour_every_run():
+    from datetime import datetime, timedelta, timezone
+
+    from payment_platform.reconciliation.compare import TimeWindow
+    from payment_platform.reconciliation.scheduled import RecentSlices, hour_slices
+
+    day = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    days = [TimeWindow(day, day + timedelta(days=1)), TimeWindow(day - timedelta(days=1), day)]
+    assert len(hour_slices(days)) == 48 and hour_slices(days)[0].start == day + timedelta(hours=23)
+    newest = day + timedelta(hours=9, minutes=30)
+    rotation, seen, position = Rotation.for_full_pass(6, 15), set(), 0
+    for _ in range(rotation.runs_per_pass):
+        select = RecentSlices(rotation, position, newest)
+        chosen = select(days)
+        assert any(w.start <= newest < w.end for w in chosen) and len(chosen) <= 3
+        seen |= set(chosen)
+        position = select.next_slice
+    assert seen == set(hour_slices(days))
