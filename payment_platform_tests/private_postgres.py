@@ -6,26 +6,31 @@ import time
 
 from devstack.stack import services
 from devstack.stack.processes import spawn
+from payment_platform.config import Endpoints
+from payment_platform.monitoring import health
+from payment_platform_tests.waiting import WaitTimeout, wait_until
 
 
 def start_postgres(data_dir, port):
     """A private PostgreSQL (the stack's own binaries and launch settings) that this test may crash."""
-    user = services.postgres_prepare(data_dir)
-    launch = services.postgres_launch(data_dir, port, user)
+    launch = services.POSTGRES.launch(data_dir, port)
     dsn = services.postgres_url(port, "postgres")
-    deadline = time.monotonic() + 40
-    process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
-    while True:
-        try:
-            services.postgres_probe(dsn)
-            return process, dsn
-        except Exception:  # noqa: BLE001 - not up yet: polled until the deadline
-            if time.monotonic() > deadline:
-                process.kill()
-                log = (data_dir / "postgres.log").read_text()[-2000:]
-                raise RuntimeError(f"private Postgres did not start: {log}") from None
-            if process.poll() is not None:
-                # after a crash, the old server's last backends may still hold its shared memory for a moment
-                time.sleep(0.5)
-                process = spawn(launch.command, data_dir / "postgres.log", user=launch.user, die_with_parent=True)
-            time.sleep(0.1)
+    log = data_dir / "postgres.log"
+    process = spawn(launch.command, log, user=launch.user, die_with_parent=True)
+
+    def answers() -> bool:
+        nonlocal process
+        if process.poll() is not None:
+            # after a crash, the old server's last backends may still hold its shared memory for a moment
+            time.sleep(0.5)
+            process = spawn(launch.command, log, user=launch.user, die_with_parent=True)
+            return False
+        return bool(health.probe("postgres", Endpoints(postgres=dsn)))
+
+    try:
+        wait_until(answers, 40, "the private Postgres answering", retry_on=(Exception,),
+                   detail=lambda: log.read_text()[-2000:])
+    except WaitTimeout:
+        process.kill()
+        raise
+    return process, dsn

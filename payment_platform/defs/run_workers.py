@@ -16,7 +16,8 @@ import time
 
 import dagster as dg
 import psutil
-from dagster._core.events import JobFailureData, RunFailureReason
+
+from payment_platform.defs.dagster_internals import worker_lost_failure
 
 WORKER_PID_TAG = "payment_platform/worker_pid"
 WORKER_HOST_TAG = "payment_platform/worker_host"
@@ -24,9 +25,6 @@ WORKER_STARTED_TAG = "payment_platform/worker_started"  # the process's start ti
 # The run that recorded them: Dagster's run retries copy the parent's tags, and a retry that has not recorded its
 # own worker yet must not be judged by its dead parent's pid.
 WORKER_RUN_TAG = "payment_platform/worker_run"
-# Failures that say nothing about the work itself: the run never started or its process vanished.
-WORKER_LOST_REASONS = {RunFailureReason.START_TIMEOUT.value, RunFailureReason.UNEXPECTED_TERMINATION.value,
-                       RunFailureReason.RUN_WORKER_RESTART.value}
 
 
 def record_worker(context) -> None:
@@ -86,8 +84,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, records, log=None) -> list[str]
             continue
         message = (f"run worker died: {why}; marked failed by payment_platform so its work is planned again "
                    f"(a re-run changes nothing already done)")
-        instance.report_run_failed(run, message, JobFailureData(
-            error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION))
+        instance.report_run_failed(run, message, worker_lost_failure())
         if log is not None:
             log.warning(f"run {run.run_id}: {message}")
         failed.append(run.run_id)

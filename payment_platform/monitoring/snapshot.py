@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from payment_platform.config import Endpoints
+from payment_platform.monitoring import health
+from payment_platform.monitoring.health import NotConfigured, ProbeFailed
 
 if TYPE_CHECKING:
     from payment_platform.stores.kafka import KafkaClient
 
-SERVICES = ("kafka", "postgres", "hbase", "mongo", "redis")
+SERVICES = health.SERVICES
 
 # The numeric figures of a snapshot, stable names (metadata keys of the monitoring observations).
 FIGURES = ("kafka_lag", "avg_processing_ms", "last_processing_ms", "rate_per_s", "processed", "errors",
@@ -59,21 +61,9 @@ class Probes:
 
     @classmethod
     def from_endpoints(cls, endpoints: Endpoints, backup_dir: str = "failed_payments", timeout_s: float = 3.0) -> "Probes":
-        from payment_platform.stores.backup import FailedPaymentBackup
-        from payment_platform.stores.hbase import HBaseStore
-        from payment_platform.stores.kafka import KafkaClient
-        from payment_platform.stores.postgres import PostgresLedger
-        from payment_platform.stores.redis_state import RedisState
-
-        ms = int(timeout_s * 1000)
-        ledger = PostgresLedger(endpoints.postgres, connect_timeout_s=max(1, round(timeout_s)),
-                                statement_timeout_ms=ms) if endpoints.postgres else None
-        hbase = HBaseStore(endpoints.hbase_host, endpoints.hbase_port, endpoints.hbase_transport,
-                           endpoints.hbase_protocol, timeout_ms=ms, health_timeout_ms=ms) if endpoints.hbase else None
-        backup = FailedPaymentBackup(endpoints.mongo, backup_dir, timeout_ms=ms)
-        redis = RedisState(endpoints.redis, timeout_s=timeout_s) if endpoints.redis else None
-        kafka = KafkaClient(endpoints.kafka, endpoints.topic, timeout_s) if endpoints.kafka else None
-        return cls(kafka, ledger, hbase, backup, redis, timeout_s)
+        clients = {name: health.client(name, endpoints, timeout_s, backup_dir) for name in health.SERVICES}
+        return cls(clients["kafka"], clients["postgres"], clients["hbase"], clients["mongo"], clients["redis"],
+                   timeout_s)
 
     def close(self) -> None:
         for client in (self.kafka, self.ledger, self.hbase, self.backup, self.redis):
@@ -97,12 +87,12 @@ def collect(probes: Probes) -> Snapshot:
     # the health probe and the lag read share one read of the end offsets (one admin connection)
     end_offsets = _once(lambda: need(probes.kafka, "KAFKA_BOOTSTRAP_SERVERS").end_offsets())
     topic = probes.kafka.topic if probes.kafka is not None else None
-    health = {
-        "kafka": lambda: _kafka_health(end_offsets, topic),
-        "postgres": lambda: f"PostgreSQL {need(probes.ledger, 'POSTGRES_DSN').health()['server_version']}",
-        "hbase": lambda: f"{len(need(probes.hbase, 'HBASE_HOST').health()['tables'])} tables at {probes.hbase.address}",
-        "mongo": lambda: _mongo_health(probes.backup),
-        "redis": lambda: _redis_health(need(probes.redis, "REDIS_URL")),
+    health_checks = {
+        "kafka": lambda: health.kafka_health(end_offsets, topic),
+        "postgres": lambda: health.check("postgres", probes.ledger),
+        "hbase": lambda: health.check("hbase", probes.hbase),
+        "mongo": lambda: health.check("mongo", probes.backup),
+        "redis": lambda: health.check("redis", probes.redis),
     }
     reads = {
         "lag": lambda: _lag(end_offsets, topic, need(probes.ledger, "POSTGRES_DSN")),
@@ -110,10 +100,10 @@ def collect(probes: Probes) -> Snapshot:
         "backup": lambda: probes.backup.stats(),
         "quarantine": lambda: _before_first_ingestion(need(probes.ledger, "POSTGRES_DSN").count_quarantine),
     }
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(health) + len(reads), thread_name_prefix="status")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(health_checks) + len(reads), thread_name_prefix="status")
     try:
         started = time.perf_counter()
-        futures = {("health", k): pool.submit(_timed, fn) for k, fn in health.items()}
+        futures = {("health", k): pool.submit(_timed, fn) for k, fn in health_checks.items()}
         futures.update({("read", k): pool.submit(_timed, fn) for k, fn in reads.items()})
         deadline = started + timeout * 2 + 1
         results = {}
@@ -171,15 +161,6 @@ def _once(read: Callable[[], dict]) -> Callable[[], dict]:
     return call
 
 
-def _kafka_health(end_offsets: Callable[[], dict], topic: str) -> str:
-    from payment_platform.stores import kafka as kafka_store
-
-    try:
-        return f"{len(end_offsets())} partitions of {topic}"
-    except kafka_store.UnknownTopic:  # the broker answered: healthy, nothing published yet
-        return f"broker up, topic {topic} not created yet"
-
-
 def _lag(end_offsets: Callable[[], dict], topic: str, ledger) -> int:
     from payment_platform.ingestion.planner import lag_of
     from payment_platform.stores import kafka as kafka_store
@@ -199,27 +180,6 @@ def _before_first_ingestion(read, empty=0):
         return read()
     except psycopg2.errors.UndefinedTable:
         return empty
-
-
-def _redis_health(redis_state) -> str:
-    report = redis_state.health()
-    version = report.get("redis_version") if isinstance(report, dict) else None
-    return f"Redis {version}" if version else f"Redis {report}"
-
-
-class NotConfigured(RuntimeError):
-    """The service's setting is not set."""
-
-
-class ProbeFailed(RuntimeError):
-    """A probe answered with a failure (the message is already readable)."""
-
-
-def _mongo_health(backup) -> str:
-    report = backup.health()
-    if report.get("mongo") != "ok":
-        raise ProbeFailed(f"{report.get('mongo')} (fallback folder {'writable' if report.get('fallback_writable') else 'NOT writable'})")
-    return f"ok, fallback folder {report['fallback_dir']}"
 
 
 def _timed(fn: Callable) -> tuple[bool, object, float]:

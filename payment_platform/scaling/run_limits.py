@@ -39,7 +39,7 @@ def apply_run_limits(dagster_yaml: Path, env: Mapping[str, str] | None = None) -
 
     settings = yaml.safe_load(dagster_yaml.read_text()) or {}
     coordinator = settings.setdefault("run_coordinator", {
-        "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator", "config": {}})
+        "module": "dagster", "class": "QueuedRunCoordinator", "config": {}})
     if coordinator.get("class") != "QueuedRunCoordinator":
         return scaling  # another coordinator has no such limits: leave it as the deployment wrote it
     config = coordinator.get("config") or {}

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devstack.stack import processes, services
+from devstack.stack import processes
 from devstack.stack.manager import free_ports, remove_data_dir
 from devstack.stack.services import SERVICES
 
@@ -50,9 +50,8 @@ def raw_start(data_dir: Path) -> float:
     ports = dict(zip(SERVICES, free_ports(len(SERVICES))))
     began = time.perf_counter()
     popens = []
-    for name, port in sorted(ports.items(), key=lambda item: item[0] == "postgres"):  # initdb overlaps the others
-        launch = (services.postgres_launch(data_dir, port, services.postgres_prepare(data_dir)) if name == "postgres"
-                  else SERVICES[name].launch(data_dir, port))
+    for name, port in sorted(ports.items(), key=lambda item: SERVICES[item[0]].launch_last):
+        launch = SERVICES[name].launch(data_dir, port)
         popens.append((processes.spawn(launch.command, data_dir / "logs" / f"{name}.log", cwd=data_dir,
                                        user=launch.user, die_with_parent=True), launch.stop_signal))
     waiting = set(ports.values())

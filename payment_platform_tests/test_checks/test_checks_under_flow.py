@@ -25,11 +25,12 @@ from payment_platform.defs.checks.checks import CHECKS_JOB, CROSS_STORE_CONSISTE
 from payment_platform.defs.summaries.settlement import SUMMARY_JOB
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
-from devstack.stack.dagster_process import PROJECT_ROOT, DagsterDaemon, _code_location_args, dagster_tool, wait_for
+from devstack.stack.dagster_process import PROJECT_ROOT, DagsterDaemon, _code_location_args, dagster_tool
 from payment_platform.stores import kafka
 from payment_platform.stores.hbase import Q_AMOUNT_VALUE, HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform_tests.test_healing.conftest import private_hbase  # noqa: F401 - a fixture, used by name
+from payment_platform_tests.waiting import watching, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]  # a hang guard, not a timing
 
@@ -111,8 +112,7 @@ def run_through_daemon(instance: dg.DagsterInstance, daemon: DagsterDaemon, runs
             found = [instance.get_run_by_id(run_id) for run_id in ids]
             return all(r is not None and r.is_finished for r in found) and found
 
-        assert wait_for(all_done, RUN_WAIT_S, daemon=daemon), \
-            f"runs {ids} did not finish in {RUN_WAIT_S}s; daemon log: {daemon.log_tail()}"
+        wait_until(all_done, RUN_WAIT_S, f"runs {ids} finishing", every_s=1.0, **watching(daemon))
         for i, run_id in zip(todo, ids):
             if ("hbase/payments", CROSS_STORE_CONSISTENCY) in evaluations(instance, run_id):
                 ran[i] = run_id
@@ -188,7 +188,7 @@ def test_checks_hold_while_payments_flow_and_name_tampering_below_the_cut(stack,
                     return None
                 return progress if sum(progress.values()) >= at_least else None
 
-            assert wait_for(lambda: landed(200), RUN_WAIT_S, daemon=daemon), daemon.log_tail()
+            wait_until(lambda: landed(200), RUN_WAIT_S, "200 payments landing", every_s=1.0, **watching(daemon))
 
             # clean data, payments landing all along: every check of the stores passes, the summary is built
             clean, summary = run_through_daemon(instance, daemon, [(CHECKS_JOB, {}), (SUMMARY_JOB, {})])

@@ -50,13 +50,13 @@ def parse(line: str) -> None:
 
         build_parser().parse_args(args)
     elif program == "dagster":
-        from dagster._cli import cli
+        from payment_platform_tests.dagster_internals import dagster_cli
 
-        _click_parse(cli, "dagster", args)
+        _click_parse(dagster_cli, "dagster", args)
     elif program == "dagster-daemon":
-        from dagster._daemon.cli import cli
+        from payment_platform_tests.dagster_internals import dagster_daemon_cli
 
-        _click_parse(cli, "dagster-daemon", args)
+        _click_parse(dagster_daemon_cli, "dagster-daemon", args)
     else:
         from dagster_webserver.cli import cli
 

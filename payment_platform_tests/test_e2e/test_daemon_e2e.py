@@ -14,11 +14,12 @@ from payment_platform.domain.rowkeys import row_key
 from payment_platform.domain.validation import parse_and_validate
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
-from devstack.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
+from payment_platform_tests.waiting import watching, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -48,10 +49,10 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
                 return None
             return result if result.unaccounted == 0 else None
 
-        accounting = wait_for(settled, WAIT_S, interval_s=2.0, daemon=daemon)
-        assert accounting is not None, f"not every payment landed in {WAIT_S}s; daemon log: {daemon.log_tail()}"
+        accounting = wait_until(settled, WAIT_S, "every payment landing", every_s=2.0, **watching(daemon))
         end_offsets = kafka.end_offsets(endpoints.kafka, topic)
-        progress = wait_for(lambda: (p := ledger.read_progress(topic)) == end_offsets and p, 30, daemon=daemon)
+        progress = wait_until(lambda: (p := ledger.read_progress(topic)) == end_offsets and p, 30,
+                              f"progress recorded up to the end offsets {end_offsets}", every_s=1.0, **watching(daemon))
         monkeypatch.setenv("DAGSTER_POSTGRES_URL", stack.dagster_postgres_url)
         instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
         try:
@@ -61,7 +62,8 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
                         if o.asset_observation and o.asset_observation.metadata["topic"].value == topic]
 
             # the sensor observes the topic's lag: the newest observation reaches 0 once all is ingested
-            lags = wait_for(lambda: (lags := topic_lags()) and lags[0] == 0 and lags, 30, daemon=daemon)
+            lags = wait_until(lambda: (lags := topic_lags()) and lags[0] == 0 and lags, 30,
+                              "a lag observation of 0", every_s=1.0, **watching(daemon))
 
             def finished_topic_runs():
                 runs = instance.get_runs(filters=dg.RunsFilter(
@@ -70,7 +72,8 @@ def test_published_payments_land_in_both_stores_under_the_daemon(stack, tmp_path
                 return mine if mine and all(r.is_finished for r in mine) else None
 
             # a lease ends a few seconds after its partition went quiet (INGESTION_LEASE_IDLE_SECONDS in the tests)
-            topic_runs = wait_for(finished_topic_runs, 60, interval_s=1.0, daemon=daemon) or []
+            topic_runs = wait_until(finished_topic_runs, 60, "every lease run of the topic finished", every_s=1.0,
+                                    **watching(daemon))
         finally:
             instance.dispose()
 

@@ -8,10 +8,11 @@ import uuid
 
 import pytest
 
-from devstack.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon
 from payment_platform.stores import kafka
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
+from payment_platform_tests.waiting import watching, wait_until
 
 from ..test_loader.conftest import publish
 from ..test_loader.test_poison import overflowing_payment
@@ -38,8 +39,8 @@ def test_under_the_daemon_a_poison_message_is_quarantined_and_the_partition_move
                        tmp_path / "daemon.log") as daemon:
         first, end = publish(stack.endpoints.kafka, topic, values)
         assert (first, end) == (0, COUNT)
-        moved = wait_for(lambda: ledger.read_progress(topic).get(0) == COUNT, WAIT_S, interval_s=1.0, daemon=daemon)
-        assert moved, f"progress {ledger.read_progress(topic)}; daemon log: {daemon.log_tail()}"
+        wait_until(lambda: ledger.read_progress(topic).get(0) == COUNT, WAIT_S, f"progress of partition 0 reaching {COUNT}",
+                   every_s=1.0, **watching(daemon))
 
     entries = [q for q in ledger.quarantined(limit=1000) if q["kafka_topic"] == topic]
     assert [(q["kafka_offset"], q["payment_id"], q["raw"]) for q in entries] == [(POISON, ids[POISON], values[POISON])]

@@ -13,11 +13,12 @@ import pytest
 from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, RANGE_TAG
 from devstack.demo.accounting import account
 from payment_platform.generation.generator import generate
-from devstack.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon
 from payment_platform.stores import kafka
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
+from payment_platform_tests.waiting import watching, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -59,8 +60,8 @@ def test_a_failed_range_is_retried_and_lands_once_the_stores_are_back(stack, tmp
                 failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
                 return len(failed) >= 2 and all(r.is_finished for r in runs) and failed
 
-            failed = wait_for(leases_failed, 240, interval_s=2.0, daemon=daemon)
-            assert failed, f"no second failed lease seen; daemon log: {daemon.log_tail()}"
+            failed = wait_until(leases_failed, 240, "a second failed lease, none in flight", every_s=2.0,
+                                **watching(daemon))
             assert all(r.tags[RANGE_TAG].startswith(f"ingest:{topic}:0:lease:") for r in failed)
             assert ledger.read_progress(topic).get(0, 0) == 0  # nothing settled, nothing recorded
         finally:
@@ -77,14 +78,14 @@ def test_a_failed_range_is_retried_and_lands_once_the_stores_are_back(stack, tmp
                 return None
             return result if result.unaccounted == 0 and result.hbase == result.postgres else None
 
-        accounting = wait_for(landed, 240, interval_s=2.0, daemon=daemon)
-        assert accounting is not None, f"the failed range never landed; daemon log: {daemon.log_tail()}"
-        assert wait_for(lambda: ledger.read_progress(topic) == {0: COUNT}, 30, daemon=daemon)
+        accounting = wait_until(landed, 240, "the failed range landing", every_s=2.0, **watching(daemon))
+        wait_until(lambda: ledger.read_progress(topic) == {0: COUNT}, 30, f"progress {{0: {COUNT}}} recorded",
+                   every_s=1.0, **watching(daemon))
         instance = dg.DagsterInstance.from_config(str(home))
         try:
             # the lease ends a few seconds after the partition went quiet
-            wait_for(lambda: [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.SUCCESS],
-                     60, interval_s=1.0, daemon=daemon)
+            wait_until(lambda: [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.SUCCESS],
+                       60, "a lease run succeeding", every_s=1.0, **watching(daemon))
             runs = range_runs(instance, topic)
         finally:
             instance.dispose()

@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from payment_platform.defs import asset_keys
+from payment_platform_tests.waiting import wait_until
 from payment_platform.defs.checks.checks import RANGE_CHECK_KEYS
 from payment_platform.defs.ingestion.assets import CONSUMER_GROUP
 from payment_platform.defs.ingestion.lease_job import ingest_lease_job
@@ -51,15 +52,9 @@ def test_a_lease_lands_what_is_published_while_it_runs_batch_by_batch(stack, tmp
     def publish_during_the_lease():
         """Once the first 30 landed, three bursts: they land in the same run, as later micro-batches."""
         ledger = PostgresLedger(stack.endpoints.postgres)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if ledger.read_progress(topic).get(0) == 30:
-                        break
-                except Exception:  # noqa: BLE001 - the lease creates the tables
-                    pass
-                time.sleep(0.05)
+        try:  # retried until the lease has created the tables
+            wait_until(lambda: ledger.read_progress(topic).get(0) == 30, 60, "the first 30 payments landing",
+                       every_s=0.05, retry_on=(Exception,))
         finally:
             ledger.close()
         for _ in range(3):

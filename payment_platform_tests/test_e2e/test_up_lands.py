@@ -2,7 +2,6 @@
 HBase and in Postgres by itself: the daemon's sensor plans it, a run lands it, progress covers its offset."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform_tests.conftest import stack_data_dir
 from payment_platform_tests.running_up import RunningUp
+from payment_platform_tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -56,18 +56,14 @@ def test_a_payment_published_to_a_running_up_lands_in_both_stores(running_up):
                     found[f"{store}_error"] = str(error)[:200]
             return found
 
-        deadline = time.monotonic() + LAND_WAIT_S
-        found = where()
-        while not (found["postgres"] and found["hbase"] and (found["progress"] or 0) > offset):
-            running_up.check()
-            if time.monotonic() > deadline:
-                pytest.fail(f"payment {message.payment_id} (partition {partition}, offset {offset}) published to a "
-                            f"running `payment-platform up` did not land within {LAND_WAIT_S:.0f} s: in Postgres "
-                            f"{bool(found['postgres'])}, in HBase {bool(found['hbase'])}, progress of partition "
-                            f"{partition} {found['progress']} (errors: "
-                            f"{ {k: v for k, v in found.items() if k.endswith('_error')} }); {running_up.log_tail()}")
-            time.sleep(1.0)
+        def landed() -> dict | None:
             found = where()
+            return found if found["postgres"] and found["hbase"] and (found["progress"] or 0) > offset else None
+
+        found = wait_until(landed, LAND_WAIT_S, f"payment {message.payment_id} (partition {partition}, offset {offset}) "
+                           f"published to a running `payment-platform up` landing in both stores", every_s=1.0,
+                           give_up=running_up.check,
+                           detail=lambda: f"now: {where()}; {running_up.log_tail()}")
     finally:
         hbase.close()
         ledger.close()

@@ -13,6 +13,7 @@ import pytest
 from payment_platform.generation.generator import generate
 from payment_platform.generation.settings import GenerationSettings
 from payment_platform.stores import kafka
+from payment_platform_tests.waiting import wait_until
 
 CLI = [sys.executable, "-m", "payment_platform.cli"]
 
@@ -128,10 +129,9 @@ def test_produce_streams_at_the_rate_and_stops_cleanly_on_ctrl_c(stack):
         process.stderr.fileno(), 4096), b"")], daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 90  # start-up (imports, party pool) is slow on a busy machine
-        while b"rate" not in seen and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        assert b"rate" in seen, seen.decode()  # the live rate line
+        # the live rate line; start-up (imports, party pool) is slow on a busy machine
+        wait_until(lambda: b"rate" in seen, 90, "the live rate line", every_s=0.2, detail=seen.decode,
+                   give_up=lambda: process.poll() is not None and f"produce exited with {process.returncode}")
         time.sleep(2)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import happybase
 import pytest
 
+from payment_platform_tests.waiting import accepts_connections, wait_until
+
 START_TIMEOUT_S = 10
 
 
@@ -57,15 +59,9 @@ class RunningGateway:
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> float:
     """Seconds until the port accepts connections."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return time.monotonic() - started
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"gateway did not listen on {port} within {timeout}s")
+    wait_until(lambda: accepts_connections(port), timeout, f"the gateway listening on {port}", every_s=0.02,
+               give_up=lambda: proc.poll() is not None and f"it exited with {proc.returncode}")
+    return time.monotonic() - started
 
 
 def start_gateway(data_dir, framed: bool = False, compact: bool = False, port: int | None = None) -> RunningGateway:

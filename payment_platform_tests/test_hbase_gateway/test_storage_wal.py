@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import time
 
 from devstack.hbase_gateway import storage
 from devstack.hbase_gateway.storage import LATEST_TIMESTAMP, Family, Store
+from payment_platform_tests.waiting import wait_until
 
 
 def _wal_bytes(store: Store) -> int:
@@ -37,9 +37,8 @@ def test_background_checkpoint_copies_the_wal_into_the_database(tmp_path, monkey
         store.create_table(b"t", [Family(b"cf", 1)])
         db_before = os.path.getsize(store.path)
         store.put(b"t", [(b"r%04d" % i, b"cf", b"q", os.urandom(1000)) for i in range(500)], {b"cf"}, LATEST_TIMESTAMP)
-        deadline = time.monotonic() + 5
-        while os.path.getsize(store.path) <= db_before and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: os.path.getsize(store.path) > db_before, 5, "a checkpoint growing the database file",
+                   every_s=0.05)
         assert os.path.getsize(store.path) > db_before + 400_000  # the rows reached the database file itself
     finally:
         store.close()

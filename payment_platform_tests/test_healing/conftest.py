@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from payment_platform.config import Endpoints
 from payment_platform.defs.asset_keys import (
     FAILED_PAYMENT_BACKUP,
     HBASE_PAYMENTS,
@@ -33,6 +33,7 @@ from payment_platform.defs.resources import (
 from payment_platform.defs.summaries.settlement import daily_settlement_job, daily_settlement_summary
 from payment_platform.generation.generator import generate
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
+from payment_platform.monitoring import health
 from devstack.stack import processes, services
 from devstack.stack.manager import free_ports
 from payment_platform.stores import kafka
@@ -40,6 +41,7 @@ from payment_platform.stores.backup import FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform.stores.redis_state import RedisState
+from payment_platform_tests.waiting import wait_until
 
 
 class PrivateServer:
@@ -52,16 +54,9 @@ class PrivateServer:
     def start(self, timeout: float = 20.0) -> None:
         launch = self.launch(self.data_dir, self.port)
         self.popen = processes.spawn(launch.command, self.data_dir / f"{self.name}.log", die_with_parent=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.probe()
-                return
-            except Exception:  # noqa: BLE001 - not ready yet
-                if self.popen.poll() is not None or time.monotonic() > deadline:
-                    log = self.data_dir / (self.name + ".log")
-                    raise RuntimeError(f"{self.name} did not start: see {log}") from None
-                time.sleep(0.1)
+        wait_until(self.probe, timeout, f"the private {self.name} answering", retry_on=(Exception,),
+                   give_up=lambda: self.popen.poll() is not None and f"it exited with status {self.popen.returncode}",
+                   detail=lambda: f"see {self.data_dir / (self.name + '.log')}")
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes as in a crash."""
@@ -74,7 +69,7 @@ class PrivateServer:
 @pytest.fixture
 def private_hbase(tmp_path):
     port = free_ports(1)[0]
-    server = PrivateServer("hbase", services.hbase_launch, lambda: services.hbase_probe("127.0.0.1", port),
+    server = PrivateServer("hbase", services.hbase_launch, lambda: health.probe("hbase", Endpoints(hbase_host="127.0.0.1", hbase_port=port)),
                            tmp_path / "hbase-server", port)
     server.start()
     yield server
@@ -84,7 +79,9 @@ def private_hbase(tmp_path):
 @pytest.fixture
 def private_mongo(tmp_path):
     port = free_ports(1)[0]
-    server = PrivateServer("mongo", services.mongo_launch, lambda: services.mongo_probe(f"mongodb://127.0.0.1:{port}"),
+    endpoints = Endpoints(mongo=f"mongodb://127.0.0.1:{port}")
+    server = PrivateServer("mongo", services.mongo_launch,
+                           lambda: health.probe("mongo", endpoints, backup_dir=tmp_path / "probe-fallback"),
                            tmp_path / "mongo-server", port)
     server.start()
     yield server

@@ -8,7 +8,8 @@ import dagster as dg
 import psutil
 
 from payment_platform.defs.run_workers import WORKER_PID_TAG
-from devstack.stack.dagster_process import DagsterDaemon, wait_for
+from payment_platform_tests.waiting import watching, wait_until
+from devstack.stack.dagster_process import DagsterDaemon
 
 RESUME_S = 90  # the target: ingestion and replay resume within 90 s of Dagster coming back (its daemon beating)
 BOOT_S = 180  # booting the daemon and its code server takes 10-50 s on this shared machine
@@ -33,8 +34,7 @@ def crash_while_working(daemon: DagsterDaemon, runs, timeout_s: float) -> dg.Dag
     def working():
         return [r for r in runs() if r.status == dg.DagsterRunStatus.STARTED and WORKER_PID_TAG in r.tags]
 
-    caught = wait_for(working, timeout_s, interval_s=0.2, daemon=daemon)
-    assert caught, f"no run seen working; daemon log: {daemon.log_tail()}"
+    caught = wait_until(working, timeout_s, "a run seen working", every_s=0.2, **watching(daemon))
     killed = crash(daemon)
     worker = int(caught[0].tags[WORKER_PID_TAG])
     assert worker in killed and not psutil.pid_exists(worker)
@@ -49,5 +49,5 @@ def wait_until_back(instance: dg.DagsterInstance, daemon: DagsterDaemon, restart
         beats = instance.get_daemon_heartbeats()
         return beats and min(beat.timestamp for beat in beats.values()) > restarted_at
 
-    assert wait_for(beating, BOOT_S, interval_s=0.5, daemon=daemon), daemon.log_tail()
+    wait_until(beating, BOOT_S, "every daemon of the restarted dagster-daemon beating", every_s=0.5, **watching(daemon))
     return time.monotonic()

@@ -12,10 +12,11 @@ import pytest
 
 from payment_platform.defs.replay.replay import REPLAY_JOB
 from payment_platform.generation.generator import generate
-from devstack.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon
 from payment_platform.reconciliation.compare import AllPayments
 from payment_platform.reconciliation.readers import HBaseReader
 from payment_platform.stores import kafka
+from payment_platform_tests.waiting import watching, wait_until
 from payment_platform.stores.backup import FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
@@ -44,8 +45,8 @@ def test_under_the_daemon_a_store_back_is_healed_by_itself(stack, private_hbase,
     with DagsterDaemon(tmp_path / "dagster_home", env, tmp_path / "daemon.log") as daemon:
         with kafka.Publisher(stack.endpoints.kafka, topic) as publisher:
             assert publisher.publish(messages).acknowledged == COUNT
-        filled = wait_for(lambda: backup.size("hbase") == COUNT, WAIT_S, interval_s=2.0, daemon=daemon)
-        assert filled, f"backup holds {backup.size('hbase')} for hbase; daemon log: {daemon.log_tail()}"
+        wait_until(lambda: backup.size("hbase") == COUNT, WAIT_S, f"the backup holding {COUNT} payments for hbase",
+                   every_s=2.0, **watching(daemon))
         assert ledger.existing_ids(ids) == ids
 
         private_hbase.start()  # back, and empty
@@ -59,7 +60,7 @@ def test_under_the_daemon_a_store_back_is_healed_by_itself(stack, private_hbase,
                 hbase.reset()
                 return False
 
-        assert wait_for(healed, WAIT_S, interval_s=2.0, daemon=daemon), daemon.log_tail()
+        wait_until(healed, WAIT_S, "the stores healed", every_s=2.0, **watching(daemon))
 
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", stack.dagster_postgres_url)
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))

@@ -13,8 +13,9 @@ import dagster as dg
 import pytest
 
 from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, RANGE_TAG
-from devstack.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon
 from payment_platform.stores import kafka
+from payment_platform_tests.waiting import watching, wait_until
 from payment_platform.stores.backup import FailedPaymentBackup, default_fallback_dir
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
@@ -66,12 +67,11 @@ def test_after_a_dagster_crash_mid_run_ingestion_resumes_and_every_payment_lands
     restarted, restarted_at = time.monotonic(), time.time()
     with DagsterDaemon(home, env, tmp_path / "daemon-2.log") as daemon:
         back = wait_until_back(instance, daemon, restarted_at)  # from then on the platform has RESUME_S to heal
-        resumed = wait_for(landed_once, RESUME_S, interval_s=1.0, daemon=daemon)
+        wait_until(landed_once, RESUME_S, "healed after Dagster came back", every_s=1.0, **watching(daemon))
         took = time.monotonic() - back
-        assert resumed, f"not healed within {RESUME_S} s of Dagster coming back; daemon log: {daemon.log_tail()}"
-        succeeded = wait_for(lambda: [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.SUCCESS],
-                             60, interval_s=1.0, daemon=daemon)  # the run that landed it finishes its bookkeeping
-        assert succeeded, daemon.log_tail()
+        # the run that landed it finishes its bookkeeping
+        wait_until(lambda: [r for r in range_runs(instance, topic) if r.status == dg.DagsterRunStatus.SUCCESS],
+                   60, "the run that landed it succeeding", every_s=1.0, **watching(daemon))
     records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in range_runs(instance, topic)]))
     timeline = sorted((round(r.create_timestamp.timestamp() - restarted_at, 1),
                        round((r.end_time or restarted_at) - restarted_at, 1), r.dagster_run.status.value,

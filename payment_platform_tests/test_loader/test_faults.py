@@ -4,11 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from payment_platform.config import Endpoints
 from payment_platform.ingestion.loader import IngestionError
+from payment_platform.monitoring import health
+from payment_platform_tests.waiting import WaitTimeout, wait_until
 from devstack.stack.postgres_as_root import release_cluster
 
 from ..private_postgres import start_postgres
@@ -155,19 +157,14 @@ def start_gateway(data_dir, port):
     process = subprocess.Popen([sys.executable, "-m", "payment_platform.cli", "hbase-gateway", "--host", "127.0.0.1",
                                 "--port", str(port), "--data-dir", str(data_dir)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    import happybase
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            connection = happybase.Connection("127.0.0.1", port, timeout=1000)
-            connection.tables()
-            connection.close()
-            return process
-        except Exception:  # noqa: BLE001 - not up yet: polled until the deadline
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"private HBase gateway did not start: {process.stderr.read()[-2000:]!r}") from None
-            time.sleep(0.1)
+    endpoints = Endpoints(hbase_host="127.0.0.1", hbase_port=port)
+    try:
+        wait_until(lambda: health.probe("hbase", endpoints, timeout_s=1), 15, "the private HBase gateway answering",
+                   retry_on=(Exception,), give_up=lambda: process.poll() is not None and "it exited")
+    except WaitTimeout as timeout:
+        process.kill()
+        raise WaitTimeout(f"{timeout}; its stderr: {process.stderr.read()[-2000:]!r}") from None
+    return process
 
 
 def test_private_hbase_gateway_killed_mid_range(lane, tmp_path):

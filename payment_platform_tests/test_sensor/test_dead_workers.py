@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import uuid
 
 import dagster as dg
-from dagster._core.utils import make_new_run_id
 import psutil
 import pytest
 
@@ -50,7 +50,7 @@ def instance():
 
 def started_run(instance, tags: dict, job=replay_failed_payments_job, recorded_by: str | None = None) -> dg.DagsterRun:
     """A STARTED run whose worker tags were recorded by itself (or, `recorded_by`, copied from another run)."""
-    run_id = make_new_run_id()
+    run_id = str(uuid.uuid4())
     if WORKER_PID_TAG in tags:
         tags = {**tags, WORKER_RUN_TAG: recorded_by or run_id}
     return instance.create_run_for_job(job, run_config={}, status=dg.DagsterRunStatus.STARTED, tags=tags,
@@ -65,7 +65,7 @@ def test_which_workers_count_as_dead(instance):
     assert dead_worker(started_run(instance, worker_tags(gone_pid(), host="another-host"))) is None  # not ours to judge
     assert dead_worker(started_run(instance, {})) is None  # no pid recorded (yet): run monitoring's timeouts apply
     # a Dagster run retry copies its parent's tags: until it records its own worker, the parent's pid is not its
-    assert dead_worker(started_run(instance, worker_tags(gone_pid()), recorded_by=make_new_run_id())) is None
+    assert dead_worker(started_run(instance, worker_tags(gone_pid()), recorded_by=str(uuid.uuid4()))) is None
 
 
 def test_a_run_killed_before_it_recorded_its_worker_is_judged_dead_once_it_had_time_to_record_it(instance):
@@ -76,7 +76,7 @@ def test_a_run_killed_before_it_recorded_its_worker_is_judged_dead_once_it_had_t
                                                       now=1000.0 + UNRECORDED_WORKER_SECONDS + 1)
     # a retry carrying its parent's record, but none of its own, is judged the same way
     retry = started_run(instance, worker_tags(os.getpid(), psutil.Process().create_time()),
-                        recorded_by=make_new_run_id())
+                        recorded_by=str(uuid.uuid4()))
     assert "never recorded" in dead_worker(retry, started_at=1000.0, now=1000.0 + UNRECORDED_WORKER_SECONDS + 1)
     # a run that recorded itself is judged by its process only, however long it has been running
     assert dead_worker(started_run(instance, me()), started_at=1000.0, now=10**10) is None

@@ -17,7 +17,10 @@ from payment_platform.defs.ingestion.sensors import evaluate, payments_ingestion
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import KafkaResource, PostgresResource
 from payment_platform.ingestion.planner import CursorState, RunState
+from payment_platform.config import Endpoints
+from payment_platform.monitoring import health
 from payment_platform.stores import kafka as kafka_store
+from payment_platform_tests.waiting import wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -263,16 +266,10 @@ class PrivateBroker:
 
         launch = self._services.kafka_launch(self.folder, self.port)
         self.proc = processes.spawn(launch.command, self.folder / "tansu.log", die_with_parent=True)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                self._services.kafka_probe(self.bootstrap)
-                return self.bootstrap
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    log = (self.folder / "tansu.log").read_text()[-500:]
-                    raise RuntimeError(f"private Tansu did not start: {log}") from None
-                time.sleep(0.1)
+        log = self.folder / "tansu.log"
+        wait_until(lambda: health.probe("kafka", Endpoints(kafka=self.bootstrap)), 15, "the private Tansu answering",
+                   retry_on=(Exception,), detail=lambda: log.read_text()[-500:])
+        return self.bootstrap
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

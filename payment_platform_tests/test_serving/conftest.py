@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,8 @@ from payment_platform.stores.backup import FailedPaymentBackup
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform.stores.redis_state import RedisState
+
+from payment_platform_tests.waiting import wait_until
 
 from ..test_loader.conftest import Outgoing, free_port
 from ..test_stores.payments import bad_messages, payment_doc, raw
@@ -164,11 +165,8 @@ class ApiServer:
 
     def __enter__(self) -> "ApiServer":
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.02)
+        wait_until(lambda: self.server.started, 20, "the API server starting", every_s=0.02,
+                   give_up=lambda: not self.thread.is_alive() and "its thread ended")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 
@@ -21,6 +20,8 @@ from payment_platform.serving.api import create_app
 from payment_platform.stores.hbase import HBaseStore
 from payment_platform.stores.postgres import PostgresLedger
 from payment_platform.stores.records import PaymentRecord
+
+from payment_platform_tests.waiting import wait_until
 
 from ..test_loader.conftest import free_port
 from ..test_stores.payments import payment_doc, raw
@@ -173,17 +174,13 @@ def test_api_command_serves_with_the_token(stack_env):
     process = subprocess.Popen([sys.executable, "-m", "payment_platform.cli", "api", "--port", str(port)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/health",
-                                                 headers={"Authorization": "Bearer t0ken"})
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    body = json.loads(response.read())
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "the API did not start"
-                time.sleep(0.2)
+        def health() -> dict:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"Authorization": "Bearer t0ken"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+
+        body = wait_until(health, 30, "the API answering /health", every_s=0.2, retry_on=(OSError,),
+                          give_up=lambda: process.poll() is not None and "the API process exited")
         assert body["healthy"] and set(body["services"]) == {"kafka", "postgres", "hbase", "mongo", "redis"}
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)

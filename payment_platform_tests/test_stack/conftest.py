@@ -1,11 +1,11 @@
 """Helpers for testing the stack manager itself: each test that needs its own stack starts (and stops) it."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -13,6 +13,7 @@ import pytest
 
 from payment_platform.config import ENV_VARS
 from devstack.stack.manager import remove_data_dir
+from payment_platform_tests.waiting import WaitTimeout, wait_until
 
 STACK_SETTINGS = set(ENV_VARS) | {"PAYMENT_PLATFORM_PORTS", "DAGSTER_HOME"}
 
@@ -44,20 +45,23 @@ def processes_under(folder: Path) -> list[psutil.Process]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def alive(pids) -> list[int]:
+    return [pid for pid in pids if running(pid)]
+
+
 def wait_until_gone(pids, timeout: float = 15.0) -> list[int]:
-    """The pids still alive (not zombies) after waiting up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
+    """The pids still alive (not zombies) after waiting up to `timeout` seconds for them to end."""
+    with contextlib.suppress(WaitTimeout):  # the caller asserts on (or kills) what is left
+        wait_until(lambda: not alive(pids), timeout, "the processes ending")
+    return alive(pids)
 
 
 def clusters_owned_by(data_dir: Path) -> list[Path]:

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from devstack.stack.manager import remove_data_dir
 from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, wait_until_gone
+from payment_platform_tests.waiting import wait_until
 
 PROJECT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -38,13 +38,10 @@ def test_an_interrupted_session_stops_the_stack(tmp_path, sig):
          "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path / "test_holder.py")],
         cwd=PROJECT, env=clean_env(PIDS_FILE=str(pids_file)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        while not pids_file.exists():
-            assert session.poll() is None, session.stdout.read().decode()
-            assert time.monotonic() < deadline, "the stack did not come up"
-            time.sleep(0.2)
-        time.sleep(0.2)  # the file is written in one call; let it land
-        held = json.loads(pids_file.read_text())
+        # written in one call: read once it parses
+        held = wait_until(lambda: json.loads(pids_file.read_text()), 90, "the held stack writing its pids",
+                          every_s=0.2, retry_on=(OSError, ValueError),
+                          give_up=lambda: session.poll() is not None and session.stdout.read().decode())
         pids = held["pids"]
         assert sorted(pids) == sorted(SERVICES)
         session.send_signal(sig)

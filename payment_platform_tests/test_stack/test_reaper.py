@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 
 from devstack.stack import processes, reaper
 from payment_platform_tests.test_stack.conftest import cli, clean_env, wait_until_gone
+from payment_platform_tests.waiting import wait_until
 
 # A stand-in for `dagster dev`: a child in a session of its own (a code server) and an orphan (a run worker whose
 # parent is gone), each writing its pid to a file; it ignores SIGTERM, as a slow shutdown does.
@@ -41,12 +41,10 @@ def _start(folder: Path, launcher: list[str]) -> subprocess.Popen:
 
 
 def _pids(folder: Path, timeout: float = 30.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while not all((folder / name).exists() for name in ("ready", "session", "orphan")):
-        assert time.monotonic() < deadline, "the process tree did not start"
-        time.sleep(0.05)
-    time.sleep(0.1)
-    return [int((folder / name).read_text()) for name in ("session", "orphan")]
+    def written() -> list[int] | None:  # each file holds its pid once it parses
+        return (folder / "ready").exists() and [int((folder / name).read_text()) for name in ("session", "orphan")]
+
+    return wait_until(written, timeout, "the process tree starting", every_s=0.05, retry_on=(OSError, ValueError))
 
 
 def test_a_stop_signal_ends_the_whole_tree_after_the_grace(tmp_path):

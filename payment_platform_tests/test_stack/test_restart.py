@@ -6,13 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import happybase
 import psutil
 import pytest
 
-from devstack.stack.services import SERVICES, hbase_probe
+from devstack.stack.services import SERVICES
+from payment_platform.config import Endpoints
+from payment_platform.monitoring import health
+from payment_platform_tests.waiting import wait_until
 from payment_platform_tests.test_stack.conftest import cli, read_state, wait_until_gone
 from payment_platform_tests.test_stack.test_lifecycle import port_args, service_pids
 
@@ -29,15 +31,8 @@ def hbase_rows(state: dict, table: str) -> list[tuple[bytes, dict]]:
 
 
 def wait_answering(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            hbase_probe("127.0.0.1", port)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    wait_until(lambda: health.probe("hbase", Endpoints(hbase_host="127.0.0.1", hbase_port=port)), timeout,
+               f"the HBase gateway answering on port {port}", every_s=0.2, retry_on=(Exception,))
 
 
 def test_up_restarts_a_killed_gateway_then_adopts_one_restarted_by_hand(data_dir):

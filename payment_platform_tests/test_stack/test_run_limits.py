@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import yaml
-from dagster._config import validate_config
-from dagster._core.run_coordinator import QueuedRunCoordinator
+from payment_platform_tests.dagster_internals import validate_config
+from dagster import QueuedRunCoordinator
 
 from payment_platform.config import ConfigError
 from payment_platform.defs.ingestion.sensors import run_request

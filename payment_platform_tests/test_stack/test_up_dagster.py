@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import psutil
@@ -15,10 +14,9 @@ import pytest
 from devstack.stack.manager import free_ports
 from devstack.stack.services import SERVICES
 from payment_platform_tests.test_stack.conftest import clean_env, processes_under, wait_until_gone
+from payment_platform_tests.waiting import wait_for_location, wait_until
 
 pytestmark = pytest.mark.slow
-LOCATIONS_QUERY = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
-                   "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
 
 
 def graphql(port: int, query: str) -> dict:
@@ -26,22 +24,6 @@ def graphql(port: int, query: str) -> dict:
                                      headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
-
-
-def wait_for_location(port: int, parent: subprocess.Popen, timeout: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        assert parent.poll() is None, "payment-platform up exited early"
-        try:
-            entries = graphql(port, LOCATIONS_QUERY)["data"]["workspaceOrError"]["locationEntries"]
-            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                return {e["name"]: e for e in entries}
-            last = entries
-        except OSError as error:
-            last = error
-        time.sleep(1)
-    pytest.fail(f"the Dagster UI did not load the code location in {timeout} s: {last}")
 
 
 def test_up_serves_dagster_and_ctrl_c_leaves_nothing(data_dir):
@@ -52,21 +34,18 @@ def test_up_serves_dagster_and_ctrl_c_leaves_nothing(data_dir):
          "--dagster-port", str(ui_port), "--api-port", str(api_port), *ports],
         env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        locations = wait_for_location(ui_port, parent)
+        locations = wait_for_location(lambda query: graphql(ui_port, query)["data"], parent, 180)
         assert locations["payment_platform"]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
         # Dagster's instance is the stack's Postgres (dagster.yaml + DAGSTER_POSTGRES_URL)
         instance = graphql(ui_port, "{ instance { info } }")["data"]["instance"]["info"]
         assert "PostgresRunStorage" in instance
         # the REST API runs beside Dagster, over the same stack
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=30) as response:
-                    assert json.loads(response.read())["services"]["hbase"]["up"]
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the REST API did not answer"
-                time.sleep(0.5)
+        def api_health() -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=30) as response:
+                return json.loads(response.read())
+
+        health = wait_until(api_health, 30, "the REST API answering /health", every_s=0.5, retry_on=(OSError,))
+        assert health["services"]["hbase"]["up"]
         everything = [p.pid for p in psutil.Process(parent.pid).children(recursive=True)]
         assert len(everything) > len(SERVICES)  # the services, dagster dev, its webserver, daemon, code server
     finally:
@@ -88,7 +67,7 @@ def test_up_killed_outright_leaves_nothing_not_even_code_servers(data_dir):
          "--dagster-port", str(ui_port), "--api-port", str(api_port), *ports],
         env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        wait_for_location(ui_port, parent)
+        wait_for_location(lambda query: graphql(ui_port, query)["data"], parent, 180)
         tree = psutil.Process(parent.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in tree if p.is_running()]
         assert any("code-server start" in c for c in commands) and any("api grpc" in c for c in commands), commands

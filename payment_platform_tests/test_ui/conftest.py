@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from devstack.stack.manager import free_ports, remove_data_dir
 from devstack.stack.services import SERVICES
+from payment_platform_tests import waiting
 from payment_platform_tests.test_stack.conftest import clean_env, processes_under, wait_until_gone
 
 LOCATION = "payment_platform"
@@ -96,13 +96,8 @@ class DagsterUI:
             runId status jobName stepStats { stepKey status } } } }""", {"id": run_id})["runOrError"]
 
     def wait_for_run(self, run_id: str, timeout: float = 420) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.run(run_id)
-            if run["status"] in TERMINAL:
-                return run
-            time.sleep(1)
-        pytest.fail(f"run {run_id} did not finish in {timeout} s: {self.run(run_id)}")
+        return waiting.wait_until(lambda: (run := self.run(run_id))["status"] in TERMINAL and run, timeout,
+                                  f"run {run_id} finishing", every_s=1.0, detail=lambda: f"the run: {self.run(run_id)}")
 
     def run_messages(self, run_id: str) -> list[str]:
         """Every log message of the run, a step failure's error included (a dg.Failure's description)."""
@@ -120,22 +115,9 @@ class DagsterUI:
 
 
 def wait_for_location(ui: DagsterUI, timeout: float = 240.0) -> None:
-    query = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
-             "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        assert ui.process.poll() is None, "payment-platform up exited early"
-        try:
-            entries = ui.query(query, timeout=5)["workspaceOrError"]["locationEntries"]
-            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                errors = [e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
-                assert not errors, errors
-                return
-            last = entries
-        except OSError as error:
-            last = error
-        time.sleep(1)
-    pytest.fail(f"the Dagster UI did not load the code location in {timeout} s: {last}")
+    entries = waiting.wait_for_location(lambda query: ui.query(query, timeout=5), ui.process, timeout)
+    errors = [e for e in entries.values() if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
+    assert not errors, errors
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from payment_platform_tests.test_ui.conftest import DagsterUI
+from payment_platform_tests.waiting import wait_until
 
 # the module's first test also pays for `up` and a batch ingested: minutes on a loaded 2-core machine
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -66,14 +66,9 @@ def loaded_ui(dagster_ui: DagsterUI) -> dict:
     run_id = dagster_ui.launched_run("__ASSET_JOB", assets=[["generation", "payment_batch"]], run_config={
         "ops": {"generation__payment_batch": {"config": {"count": 200, "seed": 21}}}})
     assert dagster_ui.wait_for_run(run_id)["status"] == "SUCCESS"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        executions = dagster_ui.check_executions(["hbase", "payments"], "ingested_ranges_consistency")
-        if executions and executions[0]["status"] == "SUCCEEDED":
-            break
-        time.sleep(2)
-    else:
-        pytest.fail("the sensor did not ingest the batch and check its range within 300 s")
+    wait_until(lambda: (executions := dagster_ui.check_executions(["hbase", "payments"], "ingested_ranges_consistency"))
+               and executions[0]["status"] == "SUCCEEDED", 300, "the sensor ingesting the batch and checking its range",
+               every_s=2)
     return {"batch_run": run_id}
 
 
@@ -135,15 +130,13 @@ def test_a_run_page_shows_the_ingestion_run(browser, dagster_ui, loaded_ui, scre
             events { __typename } } } }""", {"id": run_id})["logsForRun"]["events"]
         return any(e["__typename"] == "MaterializationEvent" for e in events)
 
-    deadline = time.monotonic() + 60  # a lease ends a few seconds after its partition went quiet
-    while True:
+    def landed_leases() -> list[dict]:  # a lease that landed batches (not one that found none)
         found = dagster_ui.query("""{ runsOrError(filter: {pipelineName: "ingest_partition_lease_job",
             statuses: [SUCCESS]}, limit: 20) { ... on Runs { results { runId } } } }""")["runsOrError"]["results"]
-        runs = [r for r in found if landed(r["runId"])]  # a lease that landed batches (not one that found none)
-        if runs or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert runs, "no successful ingestion run that landed payments"
+        return [r for r in found if landed(r["runId"])]
+
+    # a lease ends a few seconds after its partition went quiet
+    runs = wait_until(landed_leases, 60, "a successful ingestion run that landed payments", every_s=1)
     shows(browser, f"{dagster_ui.url}/runs/{runs[0]['runId']}", "ingest_partition_lease",
           ("ingest_partition_lease_job", "RUN_SUCCESS"),
           screenshots / "run.png", "run page")

@@ -5,10 +5,10 @@ Execute all on a Checks tab, Launchpad runs, sensor and schedule toggles) and ch
 The tests run in file order and share one `up` (the data they build on is the batch materialized below)."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
+from payment_platform_tests.waiting import wait_until
 from payment_platform_tests.test_ui.conftest import REPO, START_SCHEDULE, START_SENSOR, STOP_SCHEDULE, STOP_SENSOR
 
 # the first test also pays for `up`, the Launchpad test for five runs: minutes on a loaded 2-core machine
@@ -80,16 +80,6 @@ def checks_in(ui, run_id: str, keys) -> dict[tuple, dict]:
     return found
 
 
-def wait_until(condition, timeout: float, what: str, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"{what}: not within {timeout} s")
-
-
 def test_the_asset_graph_shows_the_lineage_kinds_owners_and_schemas(dagster_ui):
     graph = nodes(dagster_ui)
     deps = {key: {tuple(d["path"]) for d in node["dependencyKeys"]} for key, node in graph.items()}
@@ -130,7 +120,7 @@ def test_sensors_and_schedules_start_in_their_default_state(dagster_ui):
 
 def test_before_the_first_batch_the_sensor_says_it_is_waiting_and_how_to_publish(dagster_ui):
     ticks = wait_until(lambda: [t for t in sensor_ticks(dagster_ui, "payments_ingestion_sensor")
-                                if t["status"] == "SKIPPED"], 90, "a skipped tick of the ingestion sensor")
+                                if t["status"] == "SKIPPED"], 90, "a skipped tick of the ingestion sensor", every_s=1.0)
     reason = ticks[0]["skipReason"]
     assert reason.startswith("no payments published yet: materialize generation/payment_batch or run "
                              "`payment-platform produce --tps 50`"), reason
@@ -152,12 +142,12 @@ def test_materialize_the_batch_then_the_sensor_ingests_it_and_the_range_checks_f
 
     wait_until(lambda: any(t["status"] == "SKIPPED" and "up to date" in (t["skipReason"] or "")
                            for t in sensor_ticks(dagster_ui, "payments_ingestion_sensor")), 180,
-               f"a tick saying all {BATCH_SIZE} payments are ingested", every=2)
+               f"a tick saying all {BATCH_SIZE} payments are ingested", every_s=2)
 
     def leases_ended():  # a lease ends a few seconds after its partition went quiet (INGESTION_LEASE_IDLE_SECONDS)
         runs = runs_of(dagster_ui, "ingest_partition_lease_job")
         return runs if runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs) else None
-    runs = wait_until(leases_ended, 60, "the lease runs ending", every=2)
+    runs = wait_until(leases_ended, 60, "the lease runs ending", every_s=2)
     landed = [r for r in runs if r["status"] == "SUCCESS" and {tuple(HBASE), tuple(POSTGRES)} <= materialized_in(
         dagster_ui, r["runId"])]
     assert landed and all(r["status"] == "SUCCESS" for r in runs), runs

@@ -14,7 +14,8 @@ import dagster as dg
 
 from payment_platform.defs.asset_keys import FAILED_PAYMENT_BACKUP, HBASE_PAYMENTS, POSTGRES_PAYMENTS, QUARANTINE
 from payment_platform.defs.resources import BackupResource, HBaseResource, PostgresResource, RedisResource
-from payment_platform.defs.run_workers import WORKER_LOST_REASONS, fail_dead_runs, record_worker
+from payment_platform.defs.dagster_internals import WORKER_LOST_REASONS
+from payment_platform.defs.run_workers import fail_dead_runs, record_worker
 from payment_platform.lib.bounded import bounded
 from payment_platform.replay.replayer import ReplaySettings, replayer_for
 from payment_platform.replay.scheduling import ReplayPlan, plan_replay

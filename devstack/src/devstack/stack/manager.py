@@ -87,7 +87,7 @@ class Stack:
         return {name: rec.pid for name, rec in self.services.items() if rec.pid}
 
     def health(self) -> list[ServiceHealth]:
-        return check_health(self.endpoints, self.services)
+        return check_health(self.endpoints, self.services, self.data_dir)
 
     def stop(self, timeout: float = 10.0) -> None:
         stop_services(self.services, self._popens, timeout=timeout)
@@ -212,45 +212,24 @@ def choose_ports(names: list[str], requested: Mapping[str, int], setting: str, u
 
 
 # ---------------------------------------------------------------- health
-def _probe(name: str, endpoints: Endpoints) -> None:
-    if name == "kafka":
-        services.kafka_probe(endpoints.kafka)
-    elif name == "postgres":
-        services.postgres_probe(endpoints.postgres)
-    elif name == "redis":
-        services.redis_probe(endpoints.redis)
-    elif name == "mongo":
-        services.mongo_probe(endpoints.mongo)
-    elif name == "hbase":
-        services.hbase_probe(endpoints.hbase_host, endpoints.hbase_port, endpoints.hbase_transport,
-                             endpoints.hbase_protocol)
-    else:
-        raise ValueError(name)
-
-
-def endpoint_of(name: str, endpoints: Endpoints) -> str:
-    return {"kafka": endpoints.kafka, "postgres": endpoints.postgres, "redis": endpoints.redis,
-            "mongo": endpoints.mongo, "hbase": endpoints.hbase}[name] or ""
-
-
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text[:300]
 
 
-def probe_once(name: str, endpoints: Endpoints) -> str | None:
+def probe_once(name: str, endpoints: Endpoints, data_dir: Path) -> str | None:
     """None when the service answers its probe, else the reason it did not."""
     try:
-        _probe(name, endpoints)
+        SERVICES[name].probe(endpoints, data_dir)
         return None
     except Exception as error:  # noqa: BLE001 - any failure of a probe means "not healthy", with its reason
         return _one_line(error)
 
 
-def check_health(endpoints: Endpoints, records: Mapping[str, ServiceRecord]) -> list[ServiceHealth]:
+def check_health(endpoints: Endpoints, records: Mapping[str, ServiceRecord], data_dir: Path) -> list[ServiceHealth]:
     names = sorted(records, key=lambda name: list(SERVICES).index(name) if name in SERVICES else len(SERVICES))
     with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
-        errors = dict(zip(names, pool.map(lambda n: probe_once(n, endpoints), names)))
+        errors = dict(zip(names, pool.map(lambda n: probe_once(n, endpoints, data_dir), names)))
     result = []
     for name in names:
         rec = records[name]
@@ -259,7 +238,7 @@ def check_health(endpoints: Endpoints, records: Mapping[str, ServiceRecord]) -> 
         error = errors[name]
         if running is False:
             error = "process is not running" + (f" (last probe: {error})" if error else "")
-        result.append(ServiceHealth(name, rec.external, endpoint_of(name, endpoints), running,
+        result.append(ServiceHealth(name, rec.external, SERVICES[name].endpoint(endpoints), running,
                                     error is None, error))
     return result
 
@@ -271,35 +250,28 @@ def log_tail(path: str | None, lines: int = 5) -> str:
     return " | ".join(tail[-lines:])
 
 
-def _wait_healthy(name: str, endpoints: Endpoints, record: ServiceRecord, popen: subprocess.Popen | None,
-                  deadline: float) -> str | None:
-    """Polls the probe until it answers (None) or the process exits / the deadline passes (the reason)."""
-    last = None
+def _wait_ready(name: str, endpoints: Endpoints, record: ServiceRecord, popen: subprocess.Popen | None,
+                deadline: float, data_dir: Path) -> str | None:
+    """Polls its probe until it answers, then gives it what it needs once up (Postgres: its databases); None
+    when ready, else the reason (the process exited, or the deadline passed)."""
+    service = SERVICES[name]
+    endpoints = service.starting_endpoints(endpoints, record.port)
     while True:
         if popen is not None and popen.poll() is not None:
             tail = log_tail(record.log)
             return f"exited with status {popen.returncode}" + (f": {tail}" if tail else "")
-        if name == "postgres":  # its databases are created once it answers
-            endpoints = replace(endpoints, postgres=services.postgres_url(record.port, "postgres"))
-        last = probe_once(name, endpoints)
+        last = probe_once(name, endpoints, data_dir)
         if last is None:
-            return None
+            break
         if time.monotonic() > deadline:
             tail = log_tail(record.log)
             return f"no answer within the start timeout ({last})" + (f"; log: {tail}" if tail else "")
         time.sleep(0.1)
-
-
-def _wait_ready(name: str, endpoints: Endpoints, record: ServiceRecord, popen: subprocess.Popen | None,
-                deadline: float) -> str | None:
-    """Healthy, then (Postgres) its databases created, while the other services are still booting."""
-    failure = _wait_healthy(name, endpoints, record, popen, deadline)
-    if failure is None and name == "postgres":
-        try:
-            services.postgres_create_databases(services.postgres_url(record.port, "postgres"))
-        except Exception as error:  # noqa: BLE001 - reported as this service's start failure
-            return f"creating its databases failed: {_one_line(error)}"
-    return failure
+    try:
+        service.when_ready(record.port)
+    except Exception as error:  # noqa: BLE001 - reported as this service's start failure
+        return _one_line(error)
+    return None
 
 
 # ---------------------------------------------------------------- start / stop
@@ -312,26 +284,6 @@ def stop_services(records: Mapping[str, ServiceRecord], popens: Mapping[str, sub
     with ThreadPoolExecutor(max_workers=len(ours) or 1) as pool:
         list(pool.map(lambda rec: processes.stop(rec.ref, rec.stop_signal, timeout=timeout,
                                                  popen=popens.get(rec.name)), ours))
-
-
-def _embedded_endpoints(base: Endpoints, ports: Mapping[str, int]) -> Endpoints:
-    changes = {}
-    if "kafka" in ports:
-        changes["kafka"] = f"127.0.0.1:{ports['kafka']}"
-    if "postgres" in ports:
-        changes["postgres"] = services.postgres_url(ports["postgres"], services.PAYMENTS_DATABASE)
-    if "redis" in ports:
-        changes["redis"] = f"redis://127.0.0.1:{ports['redis']}/0"
-    if "mongo" in ports:
-        changes["mongo"] = f"mongodb://127.0.0.1:{ports['mongo']}/"
-    if "hbase" in ports:
-        changes["hbase_host"], changes["hbase_port"] = "127.0.0.1", ports["hbase"]
-    return replace(base, **changes)
-
-
-def _is_external(name: str, base: Endpoints) -> bool:
-    return {"kafka": base.kafka, "postgres": base.postgres, "redis": base.redis, "mongo": base.mongo,
-            "hbase": base.hbase_host}[name] is not None
 
 
 def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports_setting: str = "--port",
@@ -353,30 +305,18 @@ def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports
     if existing is not None:
         return bring_back(existing, owned=False, timeout=timeout)  # others rely on a recorded stack: detached
 
-    external = [name for name in SERVICES if _is_external(name, base)]
+    external = [name for name, service in SERVICES.items() if service.is_external(base)]
     embedded = [name for name in SERVICES if name not in external]
-    _check_external(external, base)
+    _check_external(external, base, data_dir)
     chosen = choose_ports(embedded, requested, ports_setting, use_default_ports)
-    endpoints = _embedded_endpoints(base, chosen)
-    dagster_url = env.get("DAGSTER_POSTGRES_URL") or (
-        services.postgres_url(chosen["postgres"], services.DAGSTER_DATABASE, "psycopg2") if "postgres" in chosen
-        else services.dagster_url_from_dsn(base.postgres or ""))
+    endpoints = base
+    for name, port in chosen.items():
+        endpoints = SERVICES[name].embedded(endpoints, port)
+    dagster_url = env.get("DAGSTER_POSTGRES_URL") or services.POSTGRES.dagster_url(chosen.get("postgres"), base)
 
-    records = {name: ServiceRecord(name, external=True) for name in external}
-    stack = Stack(data_dir, endpoints, dagster_url, records)
-    child_env = _child_env(stack)
+    stack = Stack(data_dir, endpoints, dagster_url, {name: ServiceRecord(name, external=True) for name in external})
     try:
-        # The other servers boot while initdb runs: Postgres is prepared and launched last.
-        for name in sorted(embedded, key=lambda n: n == "postgres"):
-            stack._popens[name], records[name] = _launch(name, data_dir, chosen[name], child_env, owned)
-            _save(stack)
-        deadline = time.monotonic() + timeout
-        with ThreadPoolExecutor(max_workers=len(embedded) or 1) as pool:
-            waits = {name: pool.submit(_wait_ready, name, endpoints, records[name], stack._popens[name], deadline)
-                     for name in embedded}
-            failures = {name: future.result() for name, future in waits.items() if future.result() is not None}
-        if failures:
-            raise StackStartError("; ".join(f"{name} did not start: {why}" for name, why in failures.items()))
+        stack._popens.update(_start(stack, chosen, owned, timeout))
         _save(stack)
         return stack
     except BaseException:
@@ -384,16 +324,16 @@ def start_stack(data_dir: Path, *, ports: Mapping[str, int] | None = None, ports
         raise
 
 
-def _check_external(names: list[str], base: Endpoints) -> None:
+def _check_external(names: list[str], base: Endpoints, data_dir: Path) -> None:
     """An external service that does not answer is a bad setting: named, before anything is started."""
     if not names:
         return
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        errors = dict(zip(names, pool.map(lambda n: probe_once(n, base), names)))
+        errors = dict(zip(names, pool.map(lambda n: probe_once(n, base, data_dir), names)))
     for name in names:
         if errors[name] is not None:
             raise ConfigError(SERVICES[name].setting,
-                              f"{endpoint_of(name, base)} is unreachable ({errors[name]})")
+                              f"{SERVICES[name].endpoint(base)} is unreachable ({errors[name]})")
 
 
 def _child_env(stack: Stack) -> dict[str, str]:
@@ -403,14 +343,38 @@ def _child_env(stack: Stack) -> dict[str, str]:
     return child_env
 
 
+def _start(stack: Stack, ports: Mapping[str, int], owned: bool, timeout: float) -> dict[str, subprocess.Popen]:
+    """Launches each named service on its port (the slow-to-prepare last: the others boot meanwhile), records
+    each in the state file as it starts, and waits until all are ready. If any is not, stops what this call
+    launched, records them as not running and raises StackStartError naming each failure and why."""
+    child_env = _child_env(stack)
+    started: dict[str, subprocess.Popen] = {}
+    try:
+        for name in sorted((n for n in SERVICES if n in ports), key=lambda n: SERVICES[n].launch_last):
+            started[name], stack.services[name] = _launch(name, stack.data_dir, ports[name], child_env, owned)
+            _save(stack)
+        deadline = time.monotonic() + timeout
+        with ThreadPoolExecutor(max_workers=len(started) or 1) as pool:
+            waits = {name: pool.submit(_wait_ready, name, stack.endpoints, stack.services[name], popen, deadline,
+                                       stack.data_dir) for name, popen in started.items()}
+            failures = {name: future.result() for name, future in waits.items() if future.result() is not None}
+        if failures:
+            raise StackStartError("; ".join(f"{name} did not start: {why}" for name, why in failures.items()))
+    except BaseException:
+        stop_services({name: stack.services[name] for name in started}, started)
+        for name in started:
+            stack.services[name] = replace(stack.services[name], pid=None, create_time=None)
+        _save(stack)
+        raise
+    return started
+
+
 def _launch(name: str, data_dir: Path, port: int, child_env: dict[str, str],
             owned: bool) -> tuple[subprocess.Popen, ServiceRecord]:
     """Launches one embedded service on `port` with its data under data_dir; returns it and its record."""
     log = data_dir / LOG_DIR / f"{name}.log"
     try:
-        postgres_runtime = services.postgres_prepare(data_dir) if name == "postgres" else None
-        launch = (services.postgres_launch(data_dir, port, postgres_runtime) if name == "postgres"
-                  else SERVICES[name].launch(data_dir, port))
+        launch = SERVICES[name].launch(data_dir, port)
         popen = processes.spawn(launch.command, log, env=child_env, cwd=data_dir, user=launch.user,
                                 die_with_parent=owned, death_signal=launch.stop_signal)
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
@@ -429,7 +393,7 @@ def _existing_stack(data_dir: Path, requested: Mapping[str, int] | None = None,
         return None
     ours = [rec for rec in stack.services.values() if not rec.external]
     if not any(rec.ref and rec.ref.alive() for rec in ours) and not any(
-            rec.port and port_in_use(rec.port) and _answers(rec.name, stack.endpoints) for rec in ours):
+            rec.port and port_in_use(rec.port) and _answers(rec.name, stack) for rec in ours):
         state_path(data_dir).unlink(missing_ok=True)
         return None
     for name, port in (requested or {}).items():
@@ -442,8 +406,8 @@ def _existing_stack(data_dir: Path, requested: Mapping[str, int] | None = None,
     return stack
 
 
-def _answers(name: str, endpoints: Endpoints) -> bool:
-    return probe_once(name, endpoints) is None
+def _answers(name: str, stack: Stack) -> bool:
+    return probe_once(name, stack.endpoints, stack.data_dir) is None
 
 
 def listener_pid(port: int) -> int | None:
@@ -479,7 +443,7 @@ def bring_back(stack: Stack, *, owned: bool = False, timeout: float = START_TIME
             continue
         if rec.ref and rec.ref.alive():
             stack.actions[name] = f"already running (pid {rec.pid})"
-        elif port_in_use(rec.port) and _answers(name, stack.endpoints):
+        elif port_in_use(rec.port) and _answers(name, stack):
             stack.services[name], stack.actions[name] = _adopt(rec)
         else:
             missing.append(name)
@@ -495,26 +459,7 @@ def bring_back(stack: Stack, *, owned: bool = False, timeout: float = START_TIME
             raise StackStartError(f"{name} did not start: port {rec.port} is held by a process that does not "
                                   f"answer as {name}; stop it, then run `payment-platform stack up "
                                   f"--data-dir {stack.data_dir}` again")
-    child_env = _child_env(stack)
-    started: dict[str, subprocess.Popen] = {}
-    try:
-        for name in sorted(missing, key=lambda n: n == "postgres"):
-            started[name], stack.services[name] = _launch(name, stack.data_dir, stack.services[name].port,
-                                                          child_env, owned)
-            _save(stack)
-        deadline = time.monotonic() + timeout
-        with ThreadPoolExecutor(max_workers=len(started)) as pool:
-            waits = {name: pool.submit(_wait_ready, name, stack.endpoints, stack.services[name], popen, deadline)
-                     for name, popen in started.items()}
-            failures = {name: future.result() for name, future in waits.items() if future.result() is not None}
-        if failures:
-            raise StackStartError("; ".join(f"{name} did not start: {why}" for name, why in failures.items()))
-    except BaseException:
-        stop_services({name: stack.services[name] for name in started}, started)
-        for name in started:
-            stack.services[name] = replace(stack.services[name], pid=None, create_time=None)
-        _save(stack)
-        raise
+    started = _start(stack, {name: stack.services[name].port for name in missing}, owned, timeout)
     for name, popen in started.items():
         stack.actions[name] = f"started (pid {popen.pid}) on port {stack.services[name].port}: it was not running"
     stack._popens.update(started)
@@ -560,19 +505,11 @@ def restart_service(data_dir: Path, name: str, *, data_dir_setting: str = "--dat
         before = "was not running"
     if not _wait_port_free(rec.port):
         raise StackStartError(f"{name} did not start: port {rec.port} is still in use after stopping it")
-    popen, new = _launch(name, stack.data_dir, rec.port, _child_env(stack), owned=False)
-    stack.services[name] = new
-    _save(stack)
-    failure = _wait_ready(name, stack.endpoints, new, popen, time.monotonic() + timeout)
-    if failure is not None:
-        processes.stop(new.ref, new.stop_signal, popen=popen)
-        stack.services[name] = replace(new, pid=None, create_time=None)
-        _save(stack)
-        raise StackStartError(f"{name} did not start: {failure}")
+    popen = _start(stack, {name: rec.port}, owned=False, timeout=timeout)[name]
     said = (f"{name}: {before}; started pid {popen.pid} on port {rec.port}, healthy in "
             f"{time.monotonic() - began:.1f} s")
-    if name == "kafka":
-        said += " (the embedded broker keeps topics in memory: they start empty again)"
+    if SERVICES[name].restart_note:
+        said += f" ({SERVICES[name].restart_note})"
     return stack, said
 
 

