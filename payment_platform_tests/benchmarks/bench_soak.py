@@ -47,7 +47,8 @@ def role_of(cmdline: list[str]) -> str | None:
     if "resource_tracker" in text:  # multiprocessing's helper beside the run workers, not one of them
         return "mp_tracker"
     for needle, role in (("tansu", "kafka"), ("redis-server", "redis"), ("nx-27017", "mongo"),
-                         ("hbase-gateway", "hbase_gateway"), ("stack.reaper", "reaper"),
+                         ("hbase-gateway", "hbase_gateway"), ("devstack.hbase_gateway", "hbase_gateway"),
+                         ("stack.reaper", "reaper"),
                          ("dagster_webserver", "webserver"), ("dagster._daemon", "daemon"),
                          ("code-server start", "code_server"), ("api grpc", "grpc_server"),
                          ("execute_run", "run_worker"), ("payment-platform api", "rest_api"),
