@@ -41,7 +41,7 @@ def record_worker(context) -> None:
 # A run records its worker as the first thing its op does, within seconds of STARTED. One STARTED this long without
 # a record of its own was killed while starting (before it could record anything): judged dead, not left to
 # max_runtime.
-UNRECORDED_WORKER_SECONDS = 30.0
+UNRECORDED_WORKER_SECONDS = 60.0
 
 
 def dead_worker(run: dg.DagsterRun, host: str | None = None, started_at: float | None = None,
