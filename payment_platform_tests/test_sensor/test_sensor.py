@@ -345,3 +345,22 @@ def test_broker_restarted_and_refilled_past_the_old_end_is_caught_by_the_topic_i
     assert ledger(resources).read_progress(topic) == {0: 0}
     after = tick(instance, resources, cursor=reset.cursor, now=1002.0)
     assert [r.run_key for r in after.run_requests] == [f"ingest:{topic}:0:lease:1002000:reset1"]
+
+
+def test_tables_gone_under_a_running_sensor_are_created_again_not_a_pause_forever(instance, stack, topic):
+    # a database restored or recreated while the sensor runs (its cursor already knows the topic)
+    schema = f"gone_{uuid.uuid4().hex[:8]}"
+    resources = dict(sensor_resources(stack.endpoints.kafka, stack, topic),
+                     postgres=PostgresResource(dsn=stack.endpoints.postgres, schema_name=schema))
+    publish(stack.endpoints.kafka, topic, {0: 3})
+    first = tick(instance, resources)
+    assert first.run_requests
+    ledger = resources["postgres"].client()
+    with ledger.connection().cursor() as cur:
+        cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    ledger.connection().commit()
+    again = tick(instance, resources, cursor=first.cursor, now=1001.0)
+    assert isinstance(again, dg.SensorResult), again
+    assert "paused" not in (again.skip_reason.skip_message if again.skip_reason else "")
+    assert ledger.read_progress(topic) == {}
+    ledger.close()

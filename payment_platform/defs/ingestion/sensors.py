@@ -52,9 +52,18 @@ def read_offsets(kafka: KafkaClient, ledger, cursor: planner.CursorState, timeou
     margin_s = timeout_s + 1.0  # the client's own timeout fires first; this only catches a hung socket
     end_offsets = _read(where, f"end offsets of {topic!r}", kafka.end_offsets, margin_s)
     topic_id = _read(where, f"the id of topic {topic!r}", kafka.topic_id, margin_s)
-    if cursor.topic is None:  # first tick (of a deployment or after a bad cursor): tables exist from now on
+    if cursor.topic != topic:  # first tick (of a deployment, a new topic, a bad cursor): tables exist from now on
         bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
-    progress = _read("Postgres", f"ingestion progress of {topic!r}", lambda: ledger.read_progress(topic), timeout_s)
+    try:
+        progress = _read("Postgres", f"ingestion progress of {topic!r}", lambda: ledger.read_progress(topic),
+                         timeout_s)
+    except OffsetsUnavailable as error:
+        if type(error.__cause__).__name__ != "UndefinedTable":
+            raise
+        # the tables went away under a running sensor (a database restored or recreated): create them again
+        bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
+        progress = _read("Postgres", f"ingestion progress of {topic!r}", lambda: ledger.read_progress(topic),
+                         timeout_s)
     first_offsets = {}
     missing = [p for p in end_offsets if p not in progress]
     if missing or planner.backwards_partitions(cursor, topic, end_offsets, progress, topic_id):
