@@ -28,7 +28,6 @@ SENSOR_INTERVAL_SECONDS = 3  # a tick costs milliseconds; it starts leases, not 
 MAX_RUNTIME_MARGIN_SECONDS = 300  # past its lease (and the wait for it), run monitoring ends a hung lease run
 
 _FINISHED_BAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-_FINISHED = _FINISHED_BAD | {dg.DagsterRunStatus.SUCCESS}
 
 T = TypeVar("T")
 
