@@ -27,6 +27,14 @@ LOCATIONS_QUERY = ("{ workspaceOrError { ... on Workspace { locationEntries { na
                    "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
 
 
+def accept_ctrl_c() -> None:
+    """Started in the background by a non-interactive shell (`bench.py &`, nohup), this process ignores SIGINT, and
+    so would every child it starts (exec keeps an ignored signal): `up` and `produce` would then never see the Ctrl+C
+    a test or benchmark stops them with. Restore Python's own handler, which children get back as the default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class UpFailed(RuntimeError):
     """`payment-platform up` exited or did not get ready in time; the message carries the end of its logs."""
 

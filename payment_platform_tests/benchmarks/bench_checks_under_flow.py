@@ -132,6 +132,10 @@ def line(name: str, figures: dict, base: dict | None) -> str:
 
 
 def main() -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from payment_platform_tests.running_up import accept_ctrl_c
+
+    accept_ctrl_c()  # the benchmark stops its children with SIGINT, also when it was started in the background
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, default=50_000, help="payments ingested before measuring")
     parser.add_argument("--rate", type=float, default=100.0, help="payments per second published while measuring")

@@ -511,6 +511,10 @@ def memory_slopes(samples: list[Sample], warmup_s: float) -> dict[str, float | N
 
 
 def main() -> int:
+    sys.path.insert(0, str(PROJECT))
+    from payment_platform_tests.running_up import accept_ctrl_c
+
+    accept_ctrl_c()  # the benchmark stops its children with SIGINT, also when it was started in the background
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--tps", type=float, default=250.0, help="payments per second (default 250: half of what "

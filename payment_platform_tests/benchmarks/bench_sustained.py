@@ -468,6 +468,10 @@ def _interrupt(signum, frame):  # noqa: ARG001 - a signal handler's signature
 
 
 def main() -> int:
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from payment_platform_tests.running_up import accept_ctrl_c
+
+    accept_ctrl_c()  # the benchmark stops its children with SIGINT, also when it was started in the background
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="300,1500,4000",
                         help="producer rates, payments/s, or multiples of the loader's rate measured in the same "

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -55,6 +56,22 @@ def test_a_stop_signal_ends_the_whole_tree_after_the_grace(tmp_path):
     top.wait(timeout=30)
     assert top.returncode == -signal.SIGTERM  # the command ignored SIGTERM and was ended as it asked
     assert wait_until_gone([session, orphan]) == []
+
+
+def test_an_orphan_that_exits_is_collected_and_the_command_keeps_its_status(tmp_path):
+    """An adopted orphan that exits is reaped while COMMAND runs (no zombie piles up over days), and COMMAND's own
+    exit status still reaches the reaper's caller."""
+    top = subprocess.Popen(reaper.command(["sh", "-c", "(sleep 0.2 &); sleep 3; exit 7"], 1.0), env=clean_env())
+    wait_until(lambda: any(p.name() == "sleep" for p in psutil.Process(top.pid).children(recursive=True)), 30,
+               "the command starting", every_s=0.05, retry_on=(psutil.Error,))
+    time.sleep(1.0)  # the orphan (`sleep 0.2`, adopted by the reaper) has exited by now
+
+    def orphan_collected() -> bool:
+        adopted = [p for p in psutil.Process(top.pid).children() if p.name() != "sh"]
+        return not adopted  # the exited orphan, adopted by the reaper, is gone: not left a zombie
+
+    wait_until(orphan_collected, 30, "the exited orphan collected", every_s=0.1, retry_on=(psutil.Error,))
+    assert top.wait(timeout=30) == 7
 
 
 def test_killing_the_launcher_outright_ends_the_whole_tree(tmp_path):
