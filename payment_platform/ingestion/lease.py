@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
 from payment_platform.ingestion.loader import Ingestor, IngestionError, OffsetRange, RangeResult
-from payment_platform.stores.kafka import KafkaUnavailable, PartitionReader, RangeUnavailable
+from payment_platform.stores.kafka import KafkaMessage, KafkaUnavailable, PartitionReader, RangeUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class LandedBatch:
     # how long the previous batch's reporting took (its materializations, range checks, consumer group commit:
     # the caller's work between two batches, part of the fixed cost per batch, measured when the caller resumes)
     report_seconds: float = 0.0
+    # the messages it landed, as read: the range checks parse them from here instead of fetching them again
+    messages: list[KafkaMessage] = field(default_factory=list, repr=False)
 
     @property
     def overhead_seconds(self) -> float:
@@ -88,6 +90,11 @@ class BatchFailed:
     error: str
     failures: int  # in a row at this offset
     next_batch_size: int
+
+
+@dataclass
+class Waiting:
+    """Nothing to read for a moment (at most a second): the caller may report what finished meanwhile."""
 
 
 @dataclass
@@ -120,7 +127,7 @@ class LeaseRunner:
     _streak: _Streak = field(default_factory=_Streak)
     _start: int = 0  # the next offset to ingest
 
-    def run(self) -> Iterator[LandedBatch | BatchFailed | LeaseEnd]:
+    def run(self) -> Iterator[LandedBatch | BatchFailed | Waiting | LeaseEnd]:
         settings = self.settings
         if not self.lease.acquire(settings.acquire_seconds, self.should_stop):
             yield LeaseEnd(f"{self.topic}[{self.partition}]: another run held the lease for "
@@ -132,7 +139,7 @@ class LeaseRunner:
         finally:
             self.lease.release()
 
-    def _ingest_until_expiry(self) -> Iterator[LandedBatch | BatchFailed | LeaseEnd]:
+    def _ingest_until_expiry(self) -> Iterator[LandedBatch | BatchFailed | Waiting | LeaseEnd]:
         settings, started = self.settings, self.clock()
         deadline, idle_since = started + settings.lease_seconds, started
         batches = messages = 0
@@ -158,6 +165,7 @@ class LeaseRunner:
                     reader = self._reader()
                 batch, first_seen = self._next_batch(reader, batch_limit, min(1.0, deadline - now))
                 if not batch:
+                    yield Waiting()
                     continue
                 closed = self.clock()
                 idle_since = self.clock()  # something to ingest (landed or failed): not idle
@@ -182,7 +190,7 @@ class LeaseRunner:
                 handed = self.clock()
                 yield LandedBatch(result, handed - closed, loader_seconds,
                                   None if high is None else max(0, high - offset_range.end), closed - first_seen,
-                                  report_seconds)
+                                  report_seconds, batch)
                 report_seconds = self.clock() - handed  # the caller reported it (events, checks) meanwhile
         finally:
             if reader is not None:

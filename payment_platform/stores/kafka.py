@@ -408,6 +408,33 @@ class PartitionReader:
         self.close()
 
 
+class HeldMessages:
+    """Messages a lease has just read, served the way `KafkaClient.read_range` serves the broker's: the range checks
+    of the batches a lease landed parse them from memory instead of fetching them again (a Kafka log is immutable:
+    the broker would return the same bytes). A range not held whole and contiguous (an offset missing: compaction,
+    a transaction marker) is read from the broker through `fallback`."""
+
+    def __init__(self, fallback: "KafkaClient", topic: str):
+        self.fallback, self.topic = fallback, topic
+        self._held: dict[tuple[str, int, int, int], list[KafkaMessage]] = {}
+        self.served_from_memory = self.read_from_broker = 0  # ranges, for the checks' metadata
+
+    def hold(self, topic: str, partition: int, start: int, end: int, messages: list[KafkaMessage]) -> None:
+        if len(messages) == end - start and all(m.offset == start + i for i, m in enumerate(messages)):
+            self._held[(topic, partition, start, end)] = messages
+
+    def read_range(self, partition: int, start: int, end: int, batch: int = 2000, stall_timeout_s: float = 15.0,
+                   topic: str | None = None) -> Iterator[list[KafkaMessage]]:
+        held = self._held.get((topic or self.topic, partition, start, end))
+        if held is None:
+            self.read_from_broker += 1
+            yield from self.fallback.read_range(partition, start, end, batch, stall_timeout_s, topic)
+            return
+        self.served_from_memory += 1
+        for i in range(0, len(held), batch):
+            yield held[i:i + batch]
+
+
 @dataclass
 class PublishResult:
     """What the broker acknowledged: counts and, per partition, the offsets written [first, end)."""

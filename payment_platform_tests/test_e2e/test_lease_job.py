@@ -97,6 +97,10 @@ def test_a_lease_lands_what_is_published_while_it_runs_batch_by_batch(stack, tmp
     checked = sum(e.metadata["expected_payments"].value for e in evaluations
                   if e.asset_check_key.name == "ingested_ranges_consistency")
     assert checked == 75, "every landed batch is checked once"
+    consistency = [e.metadata for e in evaluations if e.asset_check_key.name == "ingested_ranges_consistency"]
+    # the checks parsed the batches' messages as the lease read them, not fetched from the broker again
+    assert sum(m["ranges_read_from_memory"].value for m in consistency) == len(batches)
+    assert sum(m["ranges_read_from_kafka"].value for m in consistency) == 0
     with kafka.KafkaClient(stack.endpoints.kafka, topic) as client:  # Kafka's tools see the lag too
         assert client.group_offsets(CONSUMER_GROUP) == {0: 75}
 

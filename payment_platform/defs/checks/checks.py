@@ -34,7 +34,7 @@ from payment_platform.defs.resources import BackupResource, HBaseResource, Kafka
 from payment_platform.reconciliation import evaluate, scheduled
 from payment_platform.reconciliation.cut import Throttle
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
-from payment_platform.stores.kafka import UnknownTopic
+from payment_platform.stores.kafka import HeldMessages, UnknownTopic
 
 CROSS_STORE_CONSISTENCY = "cross_store_consistency"
 NO_DUPLICATE_PAYMENT_IDS = "no_duplicate_payment_ids"
@@ -242,13 +242,19 @@ def ranges_for_run(context: dg.AssetCheckExecutionContext, postgres_reader: Post
 
 def range_verdicts(rows: list[tuple], which: str, hbase_reader: HBaseReader, postgres_reader: PostgresReader,
                    backup: BackupResource, kafka: KafkaResource,
-                   count_unproven: bool = True) -> dict[dg.AssetCheckKey, evaluate.Verdict]:
+                   count_unproven: bool = True, held: list[tuple] = ()) -> dict[dg.AssetCheckKey, evaluate.Verdict]:
     """The range checks' verdicts on the ingested ranges `rows` (as `recent_ranges` lists them); ranges proven
     consistent are remembered. `count_unproven` counts the ranges never proven (a scan of every recorded range:
-    a lease, checking every few seconds, leaves it to the scheduled run)."""
+    a lease, checking every few seconds, leaves it to the scheduled run). `held`: (OffsetRange, messages) a lease
+    has just read and landed, parsed from memory instead of fetched from Kafka again."""
     ranges = [evaluate.IngestedRange(*row) for row in rows]
     with kafka.client() as kafka_client:
-        verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(), kafka_client)
+        source = HeldMessages(kafka_client, kafka.topic)
+        for offset_range, messages in held:
+            source.hold(offset_range.topic, offset_range.partition, offset_range.start, offset_range.end, messages)
+        verdicts = evaluate.ranges_verdicts(ranges, hbase_reader, postgres_reader, backup.client(), source)
+    verdicts.consistency.metadata.update({"ranges_read_from_memory": source.served_from_memory,
+                                          "ranges_read_from_kafka": source.read_from_broker})
     postgres_reader.ensure_range_checks()
     postgres_reader.record_range_checks(verdicts.consistency.outcomes)
     verdicts.consistency.metadata.update({"checked": which, "rechecked_recent": which == RECHECKED_RECENT})
@@ -261,25 +267,31 @@ def range_verdicts(rows: list[tuple], which: str, hbase_reader: HBaseReader, pos
     return by_key
 
 
-def range_check_events(context, landed: list, hbase: HBaseResource, postgres: PostgresResource,
-                       backup: BackupResource, kafka: KafkaResource,
-                       checks_settings: ChecksSettingsResource) -> Iterator[dg.AssetCheckEvaluation]:
-    """The range checks of ranges a lease run just landed (`landed`: OffsetRanges), as check evaluations it logs."""
+def lease_range_verdicts(landed: list[tuple], hbase: HBaseResource, postgres: PostgresResource,
+                         backup: BackupResource, kafka: KafkaResource) -> tuple[dict, str | None]:
+    """The range checks' verdicts on what a lease run just landed (`landed`: (OffsetRange, its messages as read)),
+    and the warning to log when the stores could not be read. No Dagster context: it runs on the lease's checks
+    thread, with clients of its own."""
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres)
-        wanted = {(r.topic, r.partition, r.start, r.end) for r in landed}
+        wanted = {(r.topic, r.partition, r.start, r.end) for r, _ in landed}
         recent = postgres_reader.recent_ranges(max(50, 4 * len(wanted)))
         rows = [row for row in recent if tuple(row[1:5]) in wanted]
-        by_key = range_verdicts(rows, "the micro-batches this lease landed", hbase_reader, postgres_reader, backup,
-                                kafka, count_unproven=False)
+        return range_verdicts(rows, "the micro-batches this lease landed", hbase_reader, postgres_reader, backup,
+                              kafka, count_unproven=False, held=landed), None
     except Exception as error:  # noqa: BLE001 - a store down fails the checks with the reason, not the lease
-        context.log.warning(f"range checks could not read the stores: {error!r}")
-        by_key = {key: unavailable(error) for key in RANGE_CHECK_KEYS}
+        return {key: unavailable(error) for key in RANGE_CHECK_KEYS}, f"range checks could not read the stores: {error!r}"
+
+
+def range_check_evaluations(by_key: dict) -> list[dg.AssetCheckEvaluation]:
+    """The verdicts of `lease_range_verdicts` as the check evaluations a lease run logs."""
+    evaluations = []
     for key in RANGE_CHECK_KEYS:
         checked = result(key.asset_key, key.name, by_key[key])
-        yield dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=checked.passed,
-                                      metadata=checked.metadata, severity=checked.severity,
-                                      description=checked.description)
+        evaluations.append(dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name,
+                                                   passed=checked.passed, metadata=checked.metadata,
+                                                   severity=checked.severity, description=checked.description))
+    return evaluations
 
 
 @dg.multi_asset_check(name="ingested_range_checks", specs=RANGE_CHECK_SPECS, can_subset=True)

@@ -9,12 +9,14 @@ current one ends; the successor waits for the lease and carries on from the reco
 """
 
 import time
-from typing import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import dagster as dg
 
 from payment_platform.defs import asset_keys
-from payment_platform.defs.checks.checks import range_check_events
+from payment_platform.defs.checks.checks import lease_range_verdicts, range_check_evaluations
 from payment_platform.defs.ingestion.assets import commit_consumer_group
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.ingestion.runs import LEASE_JOB_NAME, LEASE_OP_NAME
@@ -66,6 +68,61 @@ def sticky(evaluation: dg.AssetCheckEvaluation, failed_before: dict) -> dg.Asset
         description=f"{evaluation.description}; FAILED earlier in this lease: {failed_before[key]}")
 
 
+class _Warnings:
+    """Stands in for a run context on the checks thread: what would be logged is kept for the run's thread to log
+    (Dagster's log calls stay on the thread that runs the op)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.log = self
+
+    def warning(self, message: str) -> None:
+        self.messages.append(message)
+
+
+@dataclass
+class CheckedBatches:
+    batches: list[LandedBatch]
+    evaluations: list[dg.AssetCheckEvaluation]
+    warnings: list[str]
+    seconds: float
+
+
+@dataclass
+class BackgroundChecks:
+    """The range checks (and the consumer-group commit) of landed batches on one worker thread: at most one round
+    at a time, so while a round runs, the batches landing meanwhile gather for the next. `work(batches)` returns
+    (evaluations, warnings)."""
+
+    work: Callable[[list[LandedBatch]], tuple[list[dg.AssetCheckEvaluation], list[str]]]
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "lease-range-checks"))
+    _running: Future | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not None and not self._running.done()
+
+    def start(self, batches: list[LandedBatch]) -> None:
+        assert not self.busy, "one round of checks at a time"
+
+        def round_() -> CheckedBatches:
+            began = time.monotonic()
+            evaluations, warnings = self.work(batches)
+            return CheckedBatches(batches, evaluations, warnings, time.monotonic() - began)
+
+        self._running = self._pool.submit(round_)
+
+    def finished(self, wait: bool = False) -> CheckedBatches | None:
+        """The last round's outcome once it is done (waiting for it with `wait`); None while it runs or if none."""
+        if self._running is None or not (wait or self._running.done()):
+            return None
+        running, self._running = self._running, None
+        return running.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dg.op(name=LEASE_OP_NAME, out=dg.Out(dg.Nothing),
        description="Ingest one Kafka partition continuously for a lease: every micro-batch lands in HBase, Postgres "
                    "and Redis with exactly-once effects and is reported as a materialization with its checks.")
@@ -83,9 +140,32 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
                                        window=ingestion_settings.validity_window())
     runner = LeaseRunner(ingestor, kafka.bootstrap_servers, topic, config.partition,
                          PartitionLease(postgres.dsn, topic, config.partition), settings, log=context.log)
+
+    def check_and_commit(batches: list[LandedBatch]) -> tuple[list[dg.AssetCheckEvaluation], list[str]]:
+        by_key, warning = lease_range_verdicts([(b.result.range, b.messages) for b in batches], hbase, postgres,
+                                               backup, kafka)
+        warnings = _Warnings()
+        if warning:
+            warnings.warning(warning)
+        # Kafka's own tools (kafka-consumer-groups.sh, Kafka UI) see the lag; Postgres stays the truth
+        commit_consumer_group(warnings, kafka, [b.result for b in batches], ingestion_settings.io_timeout_seconds)
+        return range_check_evaluations(by_key), warnings.messages
+
+    checks = BackgroundChecks(check_and_commit)
     unchecked: list[LandedBatch] = []
     failed_before: dict[dg.AssetCheckKey, str] = {}
     last_check = time.monotonic()
+
+    def report(done: CheckedBatches | None) -> Iterator[dg.AssetCheckEvaluation]:
+        if done is None:
+            return
+        for message in done.warnings:
+            context.log.warning(message)
+        for evaluation in done.evaluations:
+            yield sticky(evaluation, failed_before)
+        for batch in done.batches:
+            batch.messages = []  # checked: the messages are not needed any more
+
     try:
         for event in runner.run():
             if isinstance(event, LandedBatch):
@@ -97,16 +177,15 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
             elif isinstance(event, LeaseEnd):
                 context.log.info(f"lease of {topic}[{config.partition}] ended: {event.reason}; "
                                  f"{event.batches} batches, {event.messages} messages")
-            if unchecked and (isinstance(event, LeaseEnd) or
-                              time.monotonic() - last_check >= ingestion_settings.range_check_seconds):
-                for evaluation in range_check_events(context, [b.result.range for b in unchecked], hbase, postgres,
-                                                     backup, kafka, checks_settings):
-                    yield sticky(evaluation, failed_before)
-                # Kafka's own tools (kafka-consumer-groups.sh, Kafka UI) see the lag; Postgres stays the truth
-                commit_consumer_group(context, kafka, [b.result for b in unchecked],
-                                      ingestion_settings.io_timeout_seconds)
+            yield from report(checks.finished(wait=isinstance(event, LeaseEnd)))
+            if unchecked and not checks.busy and (isinstance(event, LeaseEnd) or
+                                                  time.monotonic() - last_check >= ingestion_settings.range_check_seconds):
+                checks.start(unchecked)
                 unchecked, last_check = [], time.monotonic()
+                if isinstance(event, LeaseEnd):
+                    yield from report(checks.finished(wait=True))
     finally:
+        checks.close()
         ingestor.close()
     yield dg.Output(None)
 
