@@ -53,12 +53,12 @@ def sample():
 rss_before = me.memory_info().rss
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 result = ingestor.ingest(OffsetRange(args["topic"], 0, args["start"], args["end"]), chunk_size=args["chunk_size"])
-seconds = time.perf_counter() - started
+seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
 done.set()
 sampler.join()
-print(json.dumps({"seconds": seconds, "rss_before_kb": rss_before // 1024, "peak_rss_kb": peak[0] // 1024,
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_kb": rss_before // 1024, "peak_rss_kb": peak[0] // 1024,
                   **result.as_metadata()}))
 """
 

@@ -200,16 +200,69 @@ def wait_until(predicate, timeout_s: float, up, interval_s: float = 0.25):
 
 
 # ------------------------------------------------------------------------------------------------ the loader
+class CpuMeter:
+    """CPU seconds by role (bench_soak.role_of) of `up`'s processes and of `extra` ones, over a window: sampled
+    (`sample()`, e.g. every second) so a process that ends inside the window still counts up to its last sample."""
+
+    def __init__(self, root_pid: int, extra: dict[int, str] | None = None):
+        self.root_pid, self.extra = root_pid, dict(extra or {})
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self.sample(first=True)
+
+    def sample(self, first: bool = False) -> None:
+        import psutil
+        from bench_soak import role_of
+
+        try:
+            procs = [(p, None) for p in psutil.Process(self.root_pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            procs = []
+        for pid, role in self.extra.items():
+            try:
+                procs.append((psutil.Process(pid), role))
+            except psutil.NoSuchProcess:
+                pass
+        for proc, role in procs:
+            try:
+                role = role or role_of(proc.cmdline()) or "other"
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            used = times.user + times.system
+            if first:
+                self._first[proc.pid] = used
+            self._last[proc.pid] = (role, used)
+
+    def by_role(self) -> dict[str, float]:
+        roles: dict[str, float] = {}
+        for pid, (role, used) in self._last.items():
+            roles[role] = roles.get(role, 0.0) + used - self._first.get(pid, 0.0)  # a new process: all of it
+        return roles
+
+
+STORE_ROLES = ("hbase_gateway", "postgres", "redis", "mongo")
+# what publishing costs, not ingesting: the producer, and the broker (it receives what is produced; in the loader's
+# window it only serves reads, ~2 us a payment); kept apart from the daemon path's CPU per payment
+PUBLISHING_ROLES = ("producer", "kafka")
+
+
 def loader_rate(platform: Platform, size: int, chunk_size: int, work: Path) -> dict:
-    """`Ingestor.ingest` of `size` messages of a one-partition topic of its own, into the same stores."""
+    """`Ingestor.ingest` of `size` messages of a one-partition topic of its own, into the same stores; with the CPU
+    it cost: the loader's own process (during the ingest) and the stores' servers (over the child's life)."""
     from bench_ingestion_throughput import ingest_in_child, publish
 
     topic = f"bench-sustained-loader-{os.getpid()}"
     start, end = publish(platform.bootstrap, topic, size, seed=9000)
+    meter = CpuMeter(platform.up.process.pid)
     run = ingest_in_child(platform.stack.endpoints.as_dict(), topic, start, end, chunk_size, work / "loader_failed")
+    meter.sample()
+    stores = {role: seconds for role, seconds in meter.by_role().items() if role in STORE_ROLES}
+    cpu = {"loader": run["cpu_seconds"], **stores}
     landed = run["written_postgres"] + run["duplicates_skipped"] + run["quarantined"]
     return {"messages": run["messages"], "seconds": run["seconds"], "rate": run["messages"] / run["seconds"],
-            "chunk_size": chunk_size, "clean": landed == size and not run["backed_up"]}
+            "chunk_size": chunk_size, "clean": landed == size and not run["backed_up"],
+            "cpu_s": cpu, "cpu_us_per_payment": sum(cpu.values()) / size * 1e6}
 
 
 # ------------------------------------------------------------------------------------------------ one rate
@@ -298,6 +351,7 @@ def measure_rate(platform: Platform, rate: float, seconds: float, seed: int, sam
     before = platform.end_offsets()
     began = time.time()
     producer = platform.produce(rate, seed, work / f"produce_{rate:g}.log")
+    meter = CpuMeter(up.process.pid, {producer.pid: "producer"})
     try:
         if not wait_until(lambda: platform.end_offsets() != before or producer.poll() is not None, 60, up):
             raise NotMeasured(f"{rate:g}/s: `payment-platform produce` sent nothing in 60 s "
@@ -310,6 +364,7 @@ def measure_rate(platform: Platform, rate: float, seconds: float, seed: int, sam
         while time.monotonic() < stop_at:
             up.check()
             lags.append((round(time.time() - began, 1), platform.lag()))
+            meter.sample()
             time.sleep(max(0.0, min(1.0, stop_at - time.monotonic())))
         producer.send_signal(signal.SIGINT)  # Ctrl+C: it flushes what it sent and exits
         producer.wait(timeout=60)
@@ -320,8 +375,9 @@ def measure_rate(platform: Platform, rate: float, seconds: float, seed: int, sam
     stopped = time.time()
     after = platform.end_offsets()
     published = sum(end - before.get(p, 0) for p, end in after.items())
-    drained = wait_until(lambda: platform.covered(after), drain_timeout_s, up)
+    drained = wait_until(lambda: (meter.sample(), platform.covered(after))[1], drain_timeout_s, up)
     drained_at = time.time() if drained else None
+    meter.sample()
 
     rows = platform.landed_rows(before, after)
     quarantined = platform.quarantined(before, after)  # `produce` sends no bad payments: any here is a finding
@@ -355,6 +411,11 @@ def measure_rate(platform: Platform, rate: float, seconds: float, seed: int, sam
         "hbase_after_postgres_s": spread([hb - pg for _, pg, hb in found]),
     }
     result["fixed_cost"] = fixed_costs(platform, began, before, after)
+    cpu = meter.by_role()
+    ingesting = sum(v for role, v in cpu.items() if role not in PUBLISHING_ROLES)
+    result["cpu_s"] = {role: round(v, 2) for role, v in sorted(cpu.items(), key=lambda kv: -kv[1])}
+    result["cpu_us_per_payment"] = ingesting / len(rows) * 1e6 if rows else None
+    result["cpu_window_s"] = (drained_at or time.time()) - began
     return result
 
 
@@ -443,6 +504,17 @@ def print_report(results: list[dict], loader: dict, checks, partitions: int) -> 
             line += f"; STARTED WITH A BACKLOG of {r['backlog_at_start']:,} messages (the rate before did not drain)"
         print(line + f"; max lag while producing {r['max_lag']:,} messages; load average after "
                      f"{r['load_average_1m']:.1f} on {os.cpu_count()} cores")
+    print(f"\nCPU per landed payment (user+system of every process; the producer and the broker's share of publishing "
+          f"kept apart): loader {loader['cpu_us_per_payment']:.0f} us ("
+          + ", ".join(f"{k} {v / loader['messages'] * 1e6:.0f}" for k, v in loader["cpu_s"].items()) + ")")
+    for r in results:
+        if not r.get("cpu_us_per_payment"):
+            continue
+        per = {k: v / max(1, r["landed"]) * 1e6 for k, v in r["cpu_s"].items()}
+        print(f"  {r['rate']:,.0f}/s: daemon path {r['cpu_us_per_payment']:.0f} us = "
+              f"{loader['cpu_us_per_payment'] / r['cpu_us_per_payment']:.2f}x the loader's efficiency; "
+              f"{sum(r['cpu_s'].values()) / r['cpu_window_s']:.2f} cores busy over {r['cpu_window_s']:.0f} s (of "
+              f"{os.cpu_count()}); by role, us: " + ", ".join(f"{k} {v:.0f}" for k, v in per.items() if v >= 1))
     print("\ntargets (issue 18; printed, not asserted):")
     for target, met, said in checks:
         print(f"  {'n/a   ' if met is None else 'met   ' if met else 'MISSED'}  {target}: {said}")
