@@ -103,16 +103,18 @@ class Flow(threading.Thread):
 
 
 def launch_and_wait(daemon, instance, job: str, timeout_s: float) -> tuple[float, float, str]:
-    """Queues a run of `job` through the daemon; returns (launched at, finished at, status)."""
+    """Queues a run of `job` through the daemon; returns (queued at, finished at, status)."""
     from devstack.stack.dagster_process import PROJECT_ROOT, _code_location_args, dagster_tool
 
     run_id = str(uuid.uuid4())
-    started = time.monotonic()
     done = subprocess.run([dagster_tool("dagster"), "job", "launch", "-j", job, *_code_location_args(),
                            "--run-id", run_id, "--config-json", json.dumps({})],
                           cwd=PROJECT_ROOT, env=daemon.env, capture_output=True, text=True, timeout=120)
     if done.returncode:
         raise RuntimeError(done.stdout + done.stderr)
+    # the window opens once the run is queued: the `dagster job launch` command (a process importing Dagster and
+    # the project) is this benchmark's way in, not the platform's: a schedule queues its runs from the daemon
+    started = time.monotonic()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         run = instance.get_run_by_id(run_id)
