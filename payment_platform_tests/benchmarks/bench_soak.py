@@ -357,7 +357,12 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
              data_root: Path | None = None, log=print) -> SoakResult:
     root = Path(data_root or tempfile.mkdtemp(prefix="payment-platform-soak-"))
     data_dir = root / "data"
-    warmup_s = warmup_s if warmup_s is not None else min(600.0, minutes * 60 / 3)
+    if warmup_s is None:
+        # until Redis holds a full idempotency window (its landed ids expire after REDIS_LANDED_TTL_S: before
+        # that its memory grows by design), at most a third of the run
+        from payment_platform.config import DEFAULT_REDIS_LANDED_TTL_S
+
+        warmup_s = min(max(600.0, DEFAULT_REDIS_LANDED_TTL_S + 120.0), minutes * 60 / 3)
     result = SoakResult()
     platform = start_up(data_dir, {"HOUSEKEEPING_KEEP_RUNS_HOURS": str(keep_runs_hours),
                                    "HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS": str(keep_runs_hours)})
