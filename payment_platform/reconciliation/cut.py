@@ -166,24 +166,77 @@ def plan_increment(cut: Cut, since: Cut | None, next_segment: int, failing: Iter
 @dataclass
 class Throttle:
     """Keeps a reader's share of busy time at most `busy_share`: after each batch it sleeps in proportion to the
-    time the batch took, so a check spreads its reads and the stores keep serving ingestion in between."""
+    time the batch took, so a check spreads its reads and the stores keep serving ingestion in between.
+
+    With `behind` (a probe: has ingestion fallen behind?), it also waits while ingestion catches up, polling every
+    `yield_poll_s`, but never more than `max_yield_share` of the time since the first batch: ingestion gets the
+    machine back when it needs it, and a check under a load that never lets up still finishes."""
 
     busy_share: float = 1.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    slept: float = 0.0
+    behind: Callable[[], bool] | None = None
+    max_yield_share: float = 0.8
+    yield_poll_s: float = 1.0
+    slept: float = 0.0  # the proportional pauses
+    yielded: float = 0.0  # the waits for ingestion
     _mark: float | None = field(default=None, repr=False)
+    _started: float | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if not 0 < self.busy_share <= 1:
             raise ValueError(f"busy_share must be in (0, 1], got {self.busy_share}")
+        if not 0 <= self.max_yield_share < 1:
+            raise ValueError(f"max_yield_share must be in [0, 1), got {self.max_yield_share}")
 
     def tick(self) -> None:
         """Call after each batch of work."""
         now = self.clock()
+        if self._started is None:
+            self._started = now
         if self._mark is not None and self.busy_share < 1:
             pause = (now - self._mark) * (1 - self.busy_share) / self.busy_share
             self.sleep(pause)
             self.slept += pause
-            now = self.clock()
-        self._mark = now
+        if self.behind is not None:
+            while (self.yielded + self.yield_poll_s <= self.max_yield_share * (self.clock() - self._started
+                                                                                + self.yield_poll_s)
+                   and self.behind()):
+                self.sleep(self.yield_poll_s)
+                self.yielded += self.yield_poll_s
+        self._mark = self.clock()
+
+
+@dataclass
+class BacklogProbe:
+    """Whether ingestion has fallen behind since a check started: the backlog (messages published and not yet
+    ingested, from `backlog()`) above `floor` and above `factor` times the backlog when the probe was first asked
+    (what ingestion carries in flight at that load). Read at most every `every_s`; a backlog that cannot be read
+    counts as not behind (a check is never held up by a probe)."""
+
+    backlog: Callable[[], int]
+    floor: int = 5000
+    factor: float = 2.0
+    every_s: float = 2.0
+    clock: Callable[[], float] = time.monotonic
+    baseline: int | None = None
+    last: int | None = None
+    times_behind: int = 0
+    _read_at: float | None = field(default=None, repr=False)
+    _answer: bool = field(default=False, repr=False)
+
+    def __call__(self) -> bool:
+        now = self.clock()
+        if self._read_at is not None and now - self._read_at < self.every_s:
+            return self._answer
+        self._read_at = now
+        try:
+            self.last = int(self.backlog())
+        except Exception:  # noqa: BLE001 - a probe never fails or holds up the check it serves
+            self._answer = False
+            return False
+        if self.baseline is None:
+            self.baseline = self.last
+        self._answer = self.last > max(self.floor, self.factor * self.baseline)
+        self.times_behind += self._answer
+        return self._answer

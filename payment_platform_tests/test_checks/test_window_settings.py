@@ -23,7 +23,7 @@ from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.ingestion.assets import ingest_payments_range, ingest_range_job
 from payment_platform.defs.ingestion.runs import range_run_config
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
-from payment_platform.defs.resources import BackupResource, HBaseResource, PostgresResource
+from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
 from payment_platform.domain.validation import DEFAULT_WINDOW
 from payment_platform.stores import kafka
 
@@ -71,6 +71,7 @@ def test_the_date_check_refuses_a_malformed_window_naming_the_setting_before_rea
         "hbase": HBaseResource(host="127.0.0.1", port=1),
         "postgres": PostgresResource(dsn="postgresql://x@127.0.0.1:1/x"),
         "backup": BackupResource(mongo_uri="mongodb://127.0.0.1:1", fallback_dir="/nonexistent"),
+        "kafka": KafkaResource(bootstrap_servers="127.0.0.1:1", topic="payments"),
         "checks_settings": ChecksSettingsResource(),
         "ingestion_settings": IngestionSettingsResource(earliest_created_at="1990-01-01")})
     job = definitions.resolve_implicit_global_asset_job_def()

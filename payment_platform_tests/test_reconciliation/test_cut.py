@@ -4,6 +4,7 @@ import pytest
 from payment_platform.defs.checks.checks import CHECKS_TAG
 from payment_platform.reconciliation.cut import (
     SEGMENTS,
+    BacklogProbe,
     Cut,
     Rotation,
     Throttle,
@@ -74,6 +75,50 @@ def test_the_throttle_pauses_in_proportion_to_the_work():
     assert pauses == [3.0] and throttle.slept == 3.0  # busy 1 s of every 4
     with pytest.raises(ValueError, match="busy_share"):
         Throttle(0)
+
+
+def fake_time():
+    now = [0.0]
+    return now, (lambda: now[0]), (lambda s: now.__setitem__(0, now[0] + s))
+
+
+def test_the_throttle_waits_while_ingestion_is_behind_but_never_more_than_its_share():
+    now, clock, sleep = fake_time()
+    answers = iter([True, True, False])
+    throttle = Throttle(1.0, clock=clock, sleep=sleep, behind=lambda: next(answers), max_yield_share=0.8)
+    throttle.tick()  # the first batch starts the clock: waiting now would exceed the share of no time at all
+    now[0] += 10.0  # 10 s of reading
+    throttle.tick()  # behind, behind, caught up: two polls of 1 s
+    assert throttle.yielded == 2.0 and now[0] == 12.0
+
+    now, clock, sleep = fake_time()
+    throttle = Throttle(1.0, clock=clock, sleep=sleep, behind=lambda: True, max_yield_share=0.8)
+    throttle.tick()
+    now[0] += 10.0
+    throttle.tick()  # behind for ever: it waits until waiting is 80% of the time, then reads on
+    assert throttle.yielded == 40.0 and throttle.yielded / now[0] == 0.8
+    with pytest.raises(ValueError, match="max_yield_share"):
+        Throttle(1.0, max_yield_share=1.0)
+
+
+def test_the_backlog_probe_compares_with_the_backlog_at_the_start_and_never_fails():
+    now, clock, _ = fake_time()
+    backlogs = iter([3000, 5500, 7000, 20000])
+    probe = BacklogProbe(lambda: next(backlogs), floor=5000, factor=2.0, every_s=2.0, clock=clock)
+    assert probe() is False and probe.baseline == 3000  # the backlog in flight when the check started
+    now[0] += 2
+    assert probe() is False  # 5,500: over the floor, not over twice the start (6,000)
+    now[0] += 2
+    assert probe() is True  # 7,000: ingestion fell behind
+    now[0] += 1
+    assert probe() is True and probe.last == 7000  # within every_s: the last answer, no new read
+    now[0] += 1
+    assert probe() is True and probe.last == 20000 and probe.times_behind == 2
+
+    def unreadable():
+        raise OSError("broker down")
+
+    assert BacklogProbe(unreadable)() is False
 
 
 def test_runs_of_store_checks_carry_the_tag_the_run_coordinator_limits():

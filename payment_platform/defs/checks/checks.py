@@ -17,7 +17,7 @@ Offending payment ids go in the metadata (a count, a sample and a table).
 
 import os
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import dagster as dg
 
@@ -31,8 +31,9 @@ from payment_platform.defs.asset_keys import (
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
+from payment_platform.ingestion.planner import lag_of
 from payment_platform.reconciliation import evaluate, scheduled
-from payment_platform.reconciliation.cut import Throttle
+from payment_platform.reconciliation.cut import BacklogProbe, Throttle
 from payment_platform.reconciliation.readers import HBaseReader, PostgresReader
 from payment_platform.stores.kafka import HeldMessages, UnknownTopic
 
@@ -94,16 +95,38 @@ def unavailable(error: Exception) -> evaluate.Verdict:
     return evaluate.Verdict(False, f"could not evaluate: {type(error).__name__}: {error}", {"error": str(error)})
 
 
-def _readers(hbase: HBaseResource, postgres: PostgresResource, settings: ChecksSettingsResource | None = None
-             ) -> tuple[HBaseReader, PostgresReader]:
+def _readers(hbase: HBaseResource, postgres: PostgresResource, settings: ChecksSettingsResource | None = None,
+             behind: Callable[[], bool] | None = None) -> tuple[HBaseReader, PostgresReader]:
     """The stores as reconciliation sources; with `settings`, HBase is read in bounded batches with pauses (the
-    check yields to ingestion, which shares the stores)."""
+    check yields to ingestion, which shares the stores), and waits while `behind()` says ingestion fell behind."""
     store = _prepared(hbase.client())
     if settings is None:
         hbase_reader = HBaseReader.from_store(store)
     else:
-        hbase_reader = HBaseReader.from_store(store, settings.scan_batch_rows, Throttle(settings.busy_share))
+        throttle = Throttle(settings.busy_share, behind=behind if settings.max_yield_share > 0 else None,
+                            max_yield_share=settings.max_yield_share)
+        hbase_reader = HBaseReader.from_store(store, settings.scan_batch_rows, throttle)
     return hbase_reader, PostgresReader.from_ledger(_prepared(postgres.client()))
+
+
+def ingestion_backlog(kafka: KafkaResource, postgres: PostgresResource, timeout_s: float) -> BacklogProbe:
+    """The probe a store check yields to ingestion with: the payments topic's messages not yet ingested."""
+    def backlog() -> int:
+        with kafka.client(timeout_s) as client:
+            end_offsets = client.end_offsets()
+        ledger = postgres.client()
+        try:
+            return lag_of(end_offsets, ledger.read_progress(kafka.topic)).lag
+        finally:
+            ledger.close()
+
+    return BacklogProbe(backlog)
+
+
+def yielding_metadata(hbase_reader: HBaseReader, probe: BacklogProbe) -> dict:
+    throttle = hbase_reader.throttle
+    return {"paused_seconds": round(throttle.slept, 3), "yielded_to_ingestion_seconds": round(throttle.yielded, 3),
+            "ingestion_backlog_at_start": -1 if probe.baseline is None else probe.baseline}
 
 
 def lower_priority(niceness: int) -> None:
@@ -142,7 +165,7 @@ CHECKS_INTERVAL_MINUTES = 15  # the schedule's period: the rotation's guarantee 
     can_subset=True,  # Execute on one check (or Execute all on one asset's Checks tab) runs just those
 )
 def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseResource, postgres: PostgresResource,
-                           backup: BackupResource, checks_settings: ChecksSettingsResource
+                           backup: BackupResource, kafka: KafkaResource, checks_settings: ChecksSettingsResource
                            ) -> Iterator[dg.AssetCheckResult]:
     """Reconciliation under a consistent cut (the ingestion progress read as it starts): incremental (what landed
     since the last proven cut + a rotating slice of older payments) or, in a run tagged full, every payment. One
@@ -151,8 +174,9 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
     settings = checks_settings.validated()
     mode = context.run.tags.get(RECONCILIATION_TAG, scheduled.INCREMENTAL)
     lower_priority(settings.niceness)
+    probe = ingestion_backlog(kafka, postgres, settings.io_timeout_seconds)
     try:
-        hbase_reader, postgres_reader = _readers(hbase, postgres, settings)
+        hbase_reader, postgres_reader = _readers(hbase, postgres, settings, probe)
         if mode == scheduled.FULL:
             outcome = scheduled.full_reconciliation(hbase_reader, postgres_reader, settings.segment_target_rows,
                                                     settings.settle_seconds)
@@ -167,7 +191,8 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
         return
     report = outcome.report
     context.log.info(f"{report.describe()} [{outcome.cut.describe()}; HBase reads paused "
-                     f"{hbase_reader.throttle.slept:.1f} s to yield to ingestion]")
+                     f"{hbase_reader.throttle.slept:.1f} s and waited {hbase_reader.throttle.yielded:.0f} s for "
+                     f"ingestion to catch up]")
     consistency = evaluate.consistency_verdict(report, backup.client())
     for store, asset in STORE_ASSETS.items():
         verdicts = {CROSS_STORE_CONSISTENCY: lambda: consistency,
@@ -176,7 +201,7 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
         for name, verdict in verdicts.items():
             if dg.AssetCheckKey(asset, name) in selected:
                 found = verdict()
-                found.metadata.update({**outcome.metadata, "paused_seconds": round(hbase_reader.throttle.slept, 3)})
+                found.metadata.update({**outcome.metadata, **yielding_metadata(hbase_reader, probe)})
                 yield result(asset, name, found)
 
 
@@ -184,8 +209,8 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
                 description="HBase and Postgres agree on each of the most recent UTC days of payments (below the cut "
                             "of ingestion progress read as the check starts)")
 def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, backup: BackupResource,
-                            checks_settings: ChecksSettingsResource, ingestion_settings: IngestionSettingsResource
-                            ) -> dg.AssetCheckResult:
+                            kafka: KafkaResource, checks_settings: ChecksSettingsResource,
+                            ingestion_settings: IngestionSettingsResource) -> dg.AssetCheckResult:
     """Time-window reconciliation: hours of the most recent days, each a row-key range in HBase and a created_at
     range, inside the valid window ingestion validates with (`ingestion_settings`): what ingestion accepted is never
     flagged. Only payments below the cut are compared: those landing meanwhile are in flight. Each run compares the
@@ -193,13 +218,15 @@ def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, ba
     settings = checks_settings.validated()
     window = ingestion_settings.validity_window()  # a malformed setting fails the check's step, naming it
     lower_priority(settings.niceness)
+    probe = ingestion_backlog(kafka, postgres, settings.io_timeout_seconds)
     try:
-        hbase_reader, postgres_reader = _readers(hbase, postgres, settings)
+        hbase_reader, postgres_reader = _readers(hbase, postgres, settings, probe)
         verdict = scheduled.recent_days_reconciliation(
             hbase_reader, postgres_reader, settings.rotation(CHECKS_INTERVAL_MINUTES), window,
             lambda cut, select: evaluate.window_consistency(hbase_reader, postgres_reader, settings.window_days,
                                                             window, backup.client(), settings.settle_seconds,
                                                             cut=cut, select=select))
+        verdict.metadata.update(yielding_metadata(hbase_reader, probe))
     except Exception as error:  # noqa: BLE001
         verdict = unavailable(error)
     return result(POSTGRES_PAYMENTS, RECENT_DAYS_CONSISTENCY, verdict)

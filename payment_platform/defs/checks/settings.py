@@ -25,6 +25,9 @@ class ChecksSettingsResource(dg.ConfigurableResource):
     # the reading may be busy (a pause after each batch makes up the rest), and the run worker's nice level.
     scan_batch_rows: int = 1000
     busy_share: float = 0.5
+    # ...and while ingestion falls behind (its backlog past twice what it was when the check started, and past
+    # 5,000 messages), the reading waits for it, at most this share of the check's time (0: never waits)
+    max_yield_share: float = 0.8
     niceness: int = 0  # the definitions set 10 (defs/checks/__init__.py): an in-process test run stays as it is
 
     def validated(self) -> "ChecksSettingsResource":
@@ -42,6 +45,7 @@ class ChecksSettingsResource(dg.ConfigurableResource):
                 ("full_pass_hours", self.full_pass_hours, 0.25, 24 * 366),
                 ("scan_batch_rows", self.scan_batch_rows, 10, 100_000),
                 ("busy_share", self.busy_share, 0.05, 1),
+                ("max_yield_share", self.max_yield_share, 0, 0.95),
                 ("niceness", self.niceness, 0, 19)):
             if not low <= value <= high:
                 raise ConfigError(f"checks_settings.{name}", f"must be between {low} and {high}, got {value}")
