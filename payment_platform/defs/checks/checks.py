@@ -421,9 +421,23 @@ consistency_checks_job = dg.define_asset_job(
     description="Every store check: consistency HBase vs Postgres (incremental, under a cut of ingestion progress), "
                 "duplicates, rail validity, backup, quarantine.")
 
-consistency_checks_schedule = dg.ScheduleDefinition(
-    name="consistency_checks_every_15_minutes", job=consistency_checks_job,
-    cron_schedule=f"*/{CHECKS_INTERVAL_MINUTES} * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+@dg.schedule(name="consistency_checks_every_15_minutes", job=consistency_checks_job,
+             cron_schedule=f"*/{CHECKS_INTERVAL_MINUTES} * * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="The store checks every 15 minutes; a tick is skipped while the previous checks run has not "
+                         "finished (incremental: the next run covers what landed meanwhile), so runs never pile up "
+                         "in the queue behind a slow one.")
+def consistency_checks_schedule(context: dg.ScheduleEvaluationContext):
+    unfinished = context.instance.get_run_records(
+        dg.RunsFilter(job_name=CHECKS_JOB, statuses=UNFINISHED), limit=1)
+    if unfinished:
+        run = unfinished[0].dagster_run
+        return dg.SkipReason(f"the checks run {run.run_id} is still {run.status.value.lower()}: the next run after it "
+                             f"covers what landed meanwhile")
+    return dg.RunRequest()
 
 FULL_RECONCILIATION_JOB = "full_reconciliation_job"
 full_reconciliation_job = dg.define_asset_job(
