@@ -209,19 +209,21 @@ class Throttle:
 
 @dataclass
 class BacklogProbe:
-    """Whether ingestion has fallen behind since a check started: the backlog (messages published and not yet
-    ingested, from `backlog()`) above `floor` and above `factor` times the backlog when the probe was first asked
-    (what ingestion carries in flight at that load). Read at most every `every_s`; a backlog that cannot be read
-    counts as not behind (a check is never held up by a probe)."""
+    """Whether ingestion has fallen behind: its backlog (messages published and not yet ingested) is worth more
+    than `max_seconds` of what is being published (the rate measured over the probe's life, from the topic's end
+    offsets) and more than `floor` messages. `read()` gives (the topic's end offsets summed, the backlog). Read at
+    most every `every_s`; until a rate is known (the first read) the answer is no, and a read that fails counts as
+    no (a check is never held up by its probe)."""
 
-    backlog: Callable[[], int]
-    floor: int = 5000
-    factor: float = 2.0
+    read: Callable[[], tuple[int, int]]
+    max_seconds: float = 5.0
+    floor: int = 1000
     every_s: float = 2.0
     clock: Callable[[], float] = time.monotonic
-    baseline: int | None = None
+    baseline: int | None = None  # the backlog at the first read
     last: int | None = None
     times_behind: int = 0
+    _first: tuple[float, int] | None = field(default=None, repr=False)  # (when, end offsets) of the first read
     _read_at: float | None = field(default=None, repr=False)
     _answer: bool = field(default=False, repr=False)
 
@@ -231,12 +233,15 @@ class BacklogProbe:
             return self._answer
         self._read_at = now
         try:
-            self.last = int(self.backlog())
+            end, backlog = (int(x) for x in self.read())
         except Exception:  # noqa: BLE001 - a probe never fails or holds up the check it serves
             self._answer = False
             return False
-        if self.baseline is None:
-            self.baseline = self.last
-        self._answer = self.last > max(self.floor, self.factor * self.baseline)
+        self.last = backlog
+        if self._first is None:
+            self._first, self.baseline, self._answer = (now, end), backlog, False
+            return False
+        rate = max(0.0, end - self._first[1]) / max(now - self._first[0], 1e-9)
+        self._answer = backlog > max(self.floor, self.max_seconds * rate)
         self.times_behind += self._answer
         return self._answer

@@ -101,19 +101,24 @@ def test_the_throttle_waits_while_ingestion_is_behind_but_never_more_than_its_sh
         Throttle(1.0, max_yield_share=1.0)
 
 
-def test_the_backlog_probe_compares_with_the_backlog_at_the_start_and_never_fails():
+def test_the_backlog_probe_says_behind_when_the_backlog_is_worth_more_than_seconds_of_publishing():
     now, clock, _ = fake_time()
-    backlogs = iter([3000, 5500, 7000, 20000])
-    probe = BacklogProbe(lambda: next(backlogs), floor=5000, factor=2.0, every_s=2.0, clock=clock)
-    assert probe() is False and probe.baseline == 3000  # the backlog in flight when the check started
+    reads = iter([(0, 3000), (2000, 4000), (4000, 4500), (6000, 9000), (6000, 2000), (6000, 2500)])
+    probe = BacklogProbe(lambda: next(reads), max_seconds=5.0, floor=1000, every_s=2.0, clock=clock)
+    assert probe() is False and probe.baseline == 3000  # no rate yet: never behind on the first read
     now[0] += 2
-    assert probe() is False  # 5,500: over the floor, not over twice the start (6,000)
+    assert probe() is False  # 1,000/s published: 4,000 waiting is 4 s of it
     now[0] += 2
-    assert probe() is True  # 7,000: ingestion fell behind
+    assert probe() is False  # 4,500: 4.5 s
     now[0] += 1
-    assert probe() is True and probe.last == 7000  # within every_s: the last answer, no new read
+    assert probe() is False and probe.last == 4500  # within every_s: the last answer, no new read
     now[0] += 1
-    assert probe() is True and probe.last == 20000 and probe.times_behind == 2
+    assert probe() is True and probe.last == 9000  # 9,000 at 1,000/s: 9 s behind
+    now[0] += 2
+    assert probe() is False  # publishing stopped (the rate falls): 2,000 waiting is under 5 s of 750/s
+    now[0] += 10
+    assert probe() is True  # 2,500 waiting, nothing published for 10 s (the rate ~333/s): still draining
+    assert probe.times_behind == 2
 
     def unreadable():
         raise OSError("broker down")

@@ -111,16 +111,17 @@ def _readers(hbase: HBaseResource, postgres: PostgresResource, settings: ChecksS
 
 def ingestion_backlog(kafka: KafkaResource, postgres: PostgresResource, timeout_s: float) -> BacklogProbe:
     """The probe a store check yields to ingestion with: the payments topic's messages not yet ingested."""
-    def backlog() -> int:
+    def read() -> tuple[int, int]:
         with kafka.client(timeout_s) as client:
             end_offsets = client.end_offsets()
         ledger = postgres.client()
         try:
-            return lag_of(end_offsets, ledger.read_progress(kafka.topic)).lag
+            lag = lag_of(end_offsets, ledger.read_progress(kafka.topic))
         finally:
             ledger.close()
+        return lag.end_offset_sum, lag.lag
 
-    return BacklogProbe(backlog)
+    return BacklogProbe(read)
 
 
 def yielding_metadata(hbase_reader: HBaseReader, probe: BacklogProbe) -> dict:
