@@ -404,6 +404,13 @@ class PostgresReader:
             self._t("reconciliation_cuts")), [kind])
         return int(rows[0][0]) if rows else 0
 
+    def last_cut(self, kind: str) -> tuple[dict, bool] | None:
+        """The latest run of this kind: (its cut as stored, whether it passed); None before the first."""
+        self.ensure_cuts()
+        rows = self._query(sql.SQL("SELECT cut, passed FROM {} WHERE kind = %s ORDER BY id DESC LIMIT 1").format(
+            self._t("reconciliation_cuts")), [kind])
+        return (rows[0][0], bool(rows[0][1])) if rows else None
+
     def record_cut(self, kind: str, cut: dict, passed: bool, next_segment: int, failing: list[str],
                    summary: str) -> None:
         self.ensure_cuts()

@@ -148,3 +148,16 @@ def test_recent_days_are_compared_an_hour_slice_at_a_time_with_the_newest_hour_e
         seen |= set(chosen)
         position = select.next_slice
     assert seen == set(hour_slices(days))
+
+    # with the last passing run's cut: of the newest hour, only what was created since (unless the rotation takes
+    # the whole hour this run)
+    since = day + timedelta(hours=9, minutes=10)
+    chosen = RecentSlices(rotation, 0, newest, since)(days)
+    assert TimeWindow(since, day + timedelta(hours=10)) in chosen
+    assert TimeWindow(day + timedelta(hours=9), day + timedelta(hours=10)) not in chosen
+    newest_hour_first = hour_slices(days).index(TimeWindow(day + timedelta(hours=9), day + timedelta(hours=10)))
+    chosen = RecentSlices(rotation, newest_hour_first, newest, since)(days)
+    assert TimeWindow(day + timedelta(hours=9), day + timedelta(hours=10)) in chosen
+    assert TimeWindow(since, day + timedelta(hours=10)) not in chosen
+    old = day + timedelta(hours=8, minutes=50)  # before the newest hour: the whole hour
+    assert TimeWindow(day + timedelta(hours=9), day + timedelta(hours=10)) in RecentSlices(rotation, 0, newest, old)(days)
