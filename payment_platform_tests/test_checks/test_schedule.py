@@ -1,10 +1,14 @@
 """The checks schedule skips a tick while the previous checks run has not finished: slow runs never pile up in the
 queue (each run is incremental, the next one covers what landed meanwhile)."""
+import socket
+import subprocess
+import sys
 import uuid
 
 import dagster as dg
 
 from payment_platform.defs.checks.checks import CHECKS_JOB, consistency_checks_schedule
+from payment_platform.defs.run_workers import WORKER_HOST_TAG, WORKER_PID_TAG, WORKER_RUN_TAG, WORKER_STARTED_TAG
 
 
 @dg.op
@@ -45,3 +49,14 @@ def test_a_tick_is_skipped_while_the_previous_checks_run_has_not_finished():
         assert starting.run_id in evaluate(instance).skip_message  # one being launched counts too
         instance.report_run_failed(starting)
         assert isinstance(evaluate(instance), dg.RunRequest)
+
+
+def test_a_checks_run_whose_worker_died_is_marked_failed_and_does_not_hold_the_schedule_back():
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs: the worker of a checks run killed with Dagster
+    with dg.instance_for_test() as instance:
+        run = run_of(instance, _checks_job, dg.DagsterRunStatus.STARTED)
+        instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(gone.pid), WORKER_HOST_TAG: socket.gethostname(),
+                                           WORKER_STARTED_TAG: "1", WORKER_RUN_TAG: run.run_id})
+        assert isinstance(evaluate(instance), dg.RunRequest)
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE

@@ -31,6 +31,7 @@ from payment_platform.defs.asset_keys import (
 from payment_platform.defs.checks.settings import ChecksSettingsResource
 from payment_platform.defs.ingestion_settings import IngestionSettingsResource
 from payment_platform.defs.resources import BackupResource, HBaseResource, KafkaResource, PostgresResource
+from payment_platform.defs.run_workers import WORKER_PID_TAG, fail_dead_runs, record_worker
 from payment_platform.ingestion.planner import lag_of
 from payment_platform.reconciliation import evaluate, scheduled
 from payment_platform.reconciliation.cut import BacklogProbe, Throttle
@@ -171,6 +172,7 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
     """Reconciliation under a consistent cut (the ingestion progress read as it starts): incremental (what landed
     since the last proven cut + a rotating slice of older payments) or, in a run tagged full, every payment. One
     pass per store feeds the consistency, duplicate and rail checks (whichever of them were selected)."""
+    record_worker(context)  # a checks run killed with Dagster is found by the schedule's next tick
     selected = context.selected_asset_check_keys
     settings = checks_settings.validated()
     mode = context.run.tags.get(RECONCILIATION_TAG, scheduled.INCREMENTAL)
@@ -328,6 +330,7 @@ def ingested_range_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseRe
                           ) -> Iterator[dg.AssetCheckResult]:
     """The cheap checks of ingested ranges, from one read of each range (Kafka and both stores): consistency,
     duplicate ids and rail validity of the range's payments. Ranges proven consistent are remembered."""
+    record_worker(context)
     selected = context.selected_asset_check_keys
     settings = checks_settings.validated()
     try:
@@ -417,7 +420,8 @@ CHECKS_EXECUTOR = dg.in_process_executor
 CHECKS_JOB = "consistency_checks_job"
 consistency_checks_job = dg.define_asset_job(
     CHECKS_JOB, selection=dg.AssetSelection.checks(*ALL_CHECKS),
-    tags={CHECKS_TAG: "store", RECONCILIATION_TAG: scheduled.INCREMENTAL},
+    # max_runtime: the last resort for a run whose worker died before recording itself (the schedule finds the others)
+    tags={CHECKS_TAG: "store", RECONCILIATION_TAG: scheduled.INCREMENTAL, "dagster/max_runtime": "10800"},
     executor_def=CHECKS_EXECUTOR,
     description="Every store check: consistency HBase vs Postgres (incremental, under a cut of ingestion progress), "
                 "duplicates, rail validity, backup, quarantine.")
@@ -432,10 +436,13 @@ UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Da
                          "finished (incremental: the next run covers what landed meanwhile), so runs never pile up "
                          "in the queue behind a slow one.")
 def consistency_checks_schedule(context: dg.ScheduleEvaluationContext):
-    unfinished = context.instance.get_run_records(
-        dg.RunsFilter(job_name=CHECKS_JOB, statuses=UNFINISHED), limit=1)
-    if unfinished:
-        run = unfinished[0].dagster_run
+    unfinished = context.instance.get_run_records(dg.RunsFilter(job_name=CHECKS_JOB, statuses=UNFINISHED))
+    # a run whose worker died (killed with Dagster) would hold every later tick back: it is marked failed here
+    dead = set(fail_dead_runs(context.instance, [r for r in unfinished if WORKER_PID_TAG in r.dagster_run.tags],
+                              context.log))
+    alive = [r.dagster_run for r in unfinished if r.dagster_run.run_id not in dead]
+    if alive:
+        run = alive[0]
         return dg.SkipReason(f"the checks run {run.run_id} is still {run.status.value.lower()}: the next run after it "
                              f"covers what landed meanwhile")
     return dg.RunRequest()
