@@ -130,3 +130,21 @@ def test_restart_without_a_recorded_stack_says_how_to_start_one(tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no stack recorded there" in result.stderr and "stack up" in result.stderr
+
+
+def test_the_stack_that_started_a_service_stops_the_one_restarted_since(data_dir):
+    """`payment-platform up` holds the stack it started; an operator's `stack restart hbase` (another process)
+    replaces the gateway; Ctrl+C of `up` (Stack.stop) must stop the gateway running now, not only the one it
+    started."""
+    from devstack.stack.manager import free_ports, start_stack
+
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES))))
+    stack = start_stack(data_dir, ports=ports, use_default_ports=False, owned=True, timeout=60)
+    try:
+        restart = cli("stack", "restart", "hbase", "--data-dir", str(data_dir))
+        assert restart.returncode == 0, restart.stderr
+        restarted = service_pids(data_dir)["hbase"]
+        assert restarted != stack.services["hbase"].pid
+    finally:
+        stack.stop()
+    assert wait_until_gone([restarted]) == []

@@ -90,7 +90,18 @@ class Stack:
         return check_health(self.endpoints, self.services, self.data_dir)
 
     def stop(self, timeout: float = 10.0) -> None:
-        stop_services(self.services, self._popens, timeout=timeout)
+        records = dict(self.services)
+        # `stack restart SERVICE` (another process) may have replaced a service since this object was made: the
+        # state file names the process running now, which must stop too (`up` would otherwise leave it running)
+        try:
+            recorded = load_stack(self.data_dir)
+        except UsageError:
+            recorded = None
+        for name, rec in (recorded.services.items() if recorded is not None else ()):
+            mine = records.get(name)
+            if not rec.external and rec.pid and (mine is None or (mine.pid, mine.create_time) != (rec.pid, rec.create_time)):
+                records[f"{name} (restarted)"] = replace(rec, name=f"{name} (restarted)")  # not our Popen
+        stop_services(records, self._popens, timeout=timeout)
         state_path(self.data_dir).unlink(missing_ok=True)
 
     def to_json(self) -> dict:
