@@ -49,10 +49,11 @@ def read_offsets(kafka: KafkaClient, ledger, cursor: planner.CursorState, timeou
     read once, through the tick's one Kafka client (one admin connection)."""
     topic, where = kafka.topic, f"Kafka at {kafka.bootstrap_servers}"
     margin_s = timeout_s + 1.0  # the client's own timeout fires first; this only catches a hung socket
-    end_offsets = _read(where, f"end offsets of {topic!r}", kafka.end_offsets, margin_s)
-    topic_id = _read(where, f"the id of topic {topic!r}", kafka.topic_id, margin_s)
     if cursor.topic != topic:  # first tick (of a deployment, a new topic, a bad cursor): tables exist from now on
         bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
+    # Progress first, then the end offsets: lease runs land batches between the two reads, and progress read
+    # after the end offsets could be past them, which would look like offsets going backwards (a broker reset)
+    # and start the partition again from its first offset.
     try:
         progress = _read("Postgres", f"ingestion progress of {topic!r}", lambda: ledger.read_progress(topic),
                          timeout_s)
@@ -63,6 +64,8 @@ def read_offsets(kafka: KafkaClient, ledger, cursor: planner.CursorState, timeou
         bounded(ledger.ensure_schema, timeout_s, "postgres ensure_schema")
         progress = _read("Postgres", f"ingestion progress of {topic!r}", lambda: ledger.read_progress(topic),
                          timeout_s)
+    end_offsets = _read(where, f"end offsets of {topic!r}", kafka.end_offsets, margin_s)
+    topic_id = _read(where, f"the id of topic {topic!r}", kafka.topic_id, margin_s)
     first_offsets = {}
     missing = [p for p in end_offsets if p not in progress]
     if missing or planner.backwards_partitions(cursor, topic, end_offsets, progress, topic_id):
