@@ -1,6 +1,7 @@
 """Opaque page cursors: the position after which the next page starts, bound to the query that made it.
 
-A cursor is URL-safe base64 of `{"v": 1, "s": <scope digest>, "p": <position>}` plus an HMAC-SHA256 tag. The
+A cursor is `c` and the URL-safe base64 of `{"v": 1, "s": <scope digest>, "p": <position>}` plus an HMAC-SHA256
+tag (the letter first: base64 may start with `-`, which a command line would take for an option). The
 position is a store key (an HBase row key, a quarantine id), never an offset: a page continues from where the last
 one stopped whatever was written meanwhile. A cursor that was altered, truncated, or made by another query is
 refused (InvalidParameter naming `cursor`), never half-trusted.
@@ -23,6 +24,7 @@ CURSOR_KEY_SETTING = "PAYMENT_API_CURSOR_KEY"
 _DEFAULT_KEY = b"payment_platform.serving.cursor.v1"
 _TAG_BYTES = 16
 MAX_CURSOR_CHARS = 4096
+PREFIX = "c"
 
 
 def _key() -> bytes:
@@ -36,7 +38,7 @@ def _digest(scope: str) -> str:
 def encode(scope: str, position: str | int) -> str:
     body = json.dumps({"v": 1, "s": _digest(scope), "p": position}, separators=(",", ":")).encode()
     tag = hmac.new(_key(), body, hashlib.sha256).digest()[:_TAG_BYTES]
-    return base64.urlsafe_b64encode(tag + body).decode().rstrip("=")
+    return PREFIX + base64.urlsafe_b64encode(tag + body).decode().rstrip("=")
 
 
 def decode(cursor: str | None, scope: str, kind: type = str, name: str = "cursor"):
@@ -47,6 +49,9 @@ def decode(cursor: str | None, scope: str, kind: type = str, name: str = "cursor
     text = str(cursor).strip()
     if len(text) > MAX_CURSOR_CHARS:
         raise InvalidParameter(name, "too long to be a cursor from this API")
+    if not text.startswith(PREFIX):
+        raise InvalidParameter(name, "not a cursor from this API")
+    text = text[len(PREFIX):]
     try:
         blob = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
