@@ -1,16 +1,22 @@
 """The `hbase-gateway` command: start, argument errors, clean stop, durability across restarts and kill -9."""
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
 from payment_platform_tests.test_hbase_gateway.conftest import free_port, start_gateway
 
 CMD = [sys.executable, "-m", "payment_platform.cli", "hbase-gateway"]
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}[platform.machine()]
 
 
 @pytest.mark.parametrize(
@@ -107,3 +113,50 @@ def test_a_data_dir_holding_something_else_is_refused(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--data-dir" in lines[0] and "not a database" in lines[0]
+
+
+def test_a_signal_taken_by_another_thread_still_stops_it(tmp_path):
+    """The kernel hands a process-wide signal to any thread that does not block it (the parent-death signal
+    of a killed `stack up --foreground` included). Python runs the handler on the main thread only when that
+    thread next runs Python code: a main thread asleep in accept() must still wake and stop."""
+    gw = start_gateway(tmp_path)
+    conn = gw.connect()
+    conn.create_table("t", {"cf": {}})
+    conn.table("t").put(b"r", {b"cf:a": b"1"})
+    threads = [int(tid) for tid in os.listdir(f"/proc/{gw.proc.pid}/task") if int(tid) != gw.proc.pid]
+    assert threads, "the gateway runs helper threads (WAL checkpointer, one per client)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(SYS_TGKILL, gw.proc.pid, threads[0], int(signal.SIGTERM)) == 0
+    try:
+        assert gw.proc.wait(15) == 0
+    finally:
+        conn.close()
+        if gw.proc.poll() is None:
+            gw.proc.kill()
+            gw.proc.wait()
+
+
+def test_a_reader_holding_the_store_does_not_hold_the_stop(tmp_path):
+    """The last checkpoint waits a second for readers, not the store's whole busy timeout: the WAL it leaves
+    is replayed on the next start."""
+    gw = start_gateway(tmp_path)
+    conn = gw.connect()
+    conn.create_table("t", {"cf": {}})
+    conn.table("t").put(b"r", {b"cf:a": b"1"})
+    reader = sqlite3.connect(tmp_path / "hbase.sqlite3", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM sqlite_master").fetchall()  # a read transaction stays open
+    try:
+        began = time.monotonic()
+        assert gw.stop() == 0
+        assert time.monotonic() - began < 15
+    finally:
+        reader.close()
+        conn.close()
+    gw = start_gateway(tmp_path, port=gw.port)
+    conn = gw.connect()
+    try:
+        assert conn.table("t").row(b"r") == {b"cf:a": b"1"}
+    finally:
+        conn.close()
+        gw.stop()

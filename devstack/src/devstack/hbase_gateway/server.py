@@ -37,6 +37,7 @@ from devstack.hbase_gateway.wire import (
 )
 
 log = logging.getLogger("devstack.hbase_gateway")
+ACCEPT_WAKE_S = 0.5  # the longest the accept loop sleeps before it looks at the stop flag again
 
 
 class UsageError(ValueError):
@@ -129,6 +130,9 @@ class Gateway:
                 raise UsageError(f"--port: {self.requested_port} is already in use on {self.host}") from None
             raise UsageError(f"--host/--port: cannot listen on {self.host}:{self.requested_port}: {error.strerror}") from None
         listener.listen(256)
+        # accept() wakes twice a second: a signal the kernel hands to another thread (any thread may take a
+        # process-wide one) runs its Python handler only once the main thread runs Python code again.
+        listener.settimeout(ACCEPT_WAKE_S)
         self.listener = listener
         self.handler = HbaseHandler(self.store, self.host, self.port)
         self.service = service_module()
@@ -142,6 +146,8 @@ class Gateway:
             while not self.stopping.is_set():
                 try:
                     client, address = self.listener.accept()
+                except TimeoutError:
+                    continue
                 except OSError as error:
                     if self.stopping.is_set():
                         break

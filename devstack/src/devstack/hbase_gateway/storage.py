@@ -201,7 +201,8 @@ class Store:
                     self._readers.discard(reader)
                     reader.close()
                 self._idle_readers.clear()  # readers still borrowed close when they are given back
-            try:
+            try:  # a reader still in a transaction would hold this for the whole busy timeout: one second
+                self._writer.execute("PRAGMA busy_timeout=1000")
                 self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass  # a reader still busy: the WAL stays and is replayed on the next open
