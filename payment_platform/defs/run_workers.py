@@ -31,9 +31,10 @@ def record_worker(context) -> None:
     """Tag the running run with this process (best effort: without the tags only max_runtime would catch it)."""
     try:
         me = psutil.Process(os.getpid())
-        context.instance.add_run_tags(context.run_id, {
+        run_id = context.run.run_id
+        context.instance.add_run_tags(run_id, {
             WORKER_PID_TAG: str(me.pid), WORKER_HOST_TAG: socket.gethostname(),
-            WORKER_STARTED_TAG: f"{me.create_time():.3f}", WORKER_RUN_TAG: context.run_id})
+            WORKER_STARTED_TAG: f"{me.create_time():.3f}", WORKER_RUN_TAG: run_id})
     except Exception as error:  # noqa: BLE001 - never fail the work for its bookkeeping
         context.log.warning(f"could not record the run worker's pid in the run's tags: {error!r}")
 
