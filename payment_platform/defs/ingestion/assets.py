@@ -7,6 +7,7 @@ retry with backoff, then Dagster run retries, then the sensor requests it again 
 """
 
 import time
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -157,7 +158,7 @@ def ingest_payments_range(
                              f"{results[-1].as_metadata()}")
     finally:
         ingestor.close()
-    committed = commit_consumer_group(context, kafka, results, ingestion_settings.io_timeout_seconds)
+    committed = commit_consumer_group(context.log.warning, kafka, results, ingestion_settings.io_timeout_seconds)
     # the topic's lag is observed by the sensor on the topic asset, not measured by each run
     shared = _combined_metadata(results, topic)
     shared["consumer_group_committed"] = committed
@@ -170,10 +171,10 @@ def ingest_payments_range(
                                    metadata={**shared, **store_figures(context, key, hbase, postgres, backup)})
 
 
-def commit_consumer_group(context, kafka: KafkaResource, results: list, timeout_s: float) -> bool:
+def commit_consumer_group(warn: Callable[[str], None], kafka: KafkaResource, results: list, timeout_s: float) -> bool:
     """After progress is recorded, the ingested offsets go to Kafka consumer group `payment-platform-ingestion`
     so Kafka's own tools (kafka-consumer-groups.sh, Kafka UI) show the lag. Postgres stays the source of truth:
-    a failure here is logged, never fatal."""
+    a failure here is handed to `warn`, never fatal."""
     ends: dict[tuple[str, int], int] = {}
     for result in results:
         key = (result.range.topic, result.range.partition)
@@ -188,7 +189,7 @@ def commit_consumer_group(context, kafka: KafkaResource, results: list, timeout_
                         "kafka consumer group commit")
         return True
     except Exception as error:  # noqa: BLE001 - informational for Kafka's tools; the ledger already holds progress
-        context.log.warning(f"could not commit the ingested offsets to consumer group {CONSUMER_GROUP!r} "
+        warn(f"could not commit the ingested offsets to consumer group {CONSUMER_GROUP!r} "
                             f"(progress is recorded in Postgres; only Kafka's view of the lag is stale): {error}")
         return False
 

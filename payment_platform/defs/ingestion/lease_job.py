@@ -68,18 +68,6 @@ def sticky(evaluation: dg.AssetCheckEvaluation, failed_before: dict) -> dg.Asset
         description=f"{evaluation.description}; FAILED earlier in this lease: {failed_before[key]}")
 
 
-class _Warnings:
-    """Stands in for a run context on the checks thread: what would be logged is kept for the run's thread to log
-    (Dagster's log calls stay on the thread that runs the op)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-        self.log = self
-
-    def warning(self, message: str) -> None:
-        self.messages.append(message)
-
-
 @dataclass
 class CheckedBatches:
     batches: list[LandedBatch]
@@ -144,12 +132,11 @@ def ingest_partition_lease(context: dg.OpExecutionContext, config: LeaseConfig, 
     def check_and_commit(batches: list[LandedBatch]) -> tuple[list[dg.AssetCheckEvaluation], list[str]]:
         by_key, warning = lease_range_verdicts([(b.result.range, b.messages) for b in batches], hbase, postgres,
                                                backup, kafka)
-        warnings = _Warnings()
-        if warning:
-            warnings.warning(warning)
+        # Dagster's log calls stay on the thread that runs the op: warnings are kept for it to log
+        warnings = [warning] if warning else []
         # Kafka's own tools (kafka-consumer-groups.sh, Kafka UI) see the lag; Postgres stays the truth
-        commit_consumer_group(warnings, kafka, [b.result for b in batches], ingestion_settings.io_timeout_seconds)
-        return range_check_evaluations(by_key), warnings.messages
+        commit_consumer_group(warnings.append, kafka, [b.result for b in batches], ingestion_settings.io_timeout_seconds)
+        return range_check_evaluations(by_key), warnings
 
     checks = BackgroundChecks(check_and_commit)
     unchecked: list[LandedBatch] = []
