@@ -6,7 +6,7 @@ outside; at the end every payment exactly once in both stores. Prints its pass c
 Faults, in turn (every --fault-every seconds): SIGKILL of the Dagster daemon, of the code server, of a run worker
 mid-write, of the HBase gateway (restarted by `payment-platform stack restart hbase` 10 s later, as an operator
 would); SIGSTOP of every Postgres process for 20 s. Sampled every --sample-every seconds: Kafka lag (end offsets
-minus recorded progress), freshness (now minus the newest landed payment's created_at), each process's RSS and
+minus recorded progress), freshness (now minus the newest landed payment's created_at), each process's memory (PSS) and
 open files, the Dagster database's size, the compute logs' size. Ingestion is driven only through `up`, `produce`
 and the stores, never through Dagster's runs, so a change of the run design does not change this benchmark.
 
@@ -60,13 +60,25 @@ def role_of(cmdline: list[str]) -> str | None:
     return None
 
 
-def processes_of(root_pid: int) -> dict[str, list[psutil.Process]]:
+def processes_of(root_pid: int, data_dir: Path | None = None) -> dict[str, list[psutil.Process]]:
+    """`up`'s process tree by role, plus (given its data dir) the services started outside the tree: a gateway
+    restarted by `stack restart` is the child of that command, not of `up`, and is `up`'s all the same."""
     found: dict[str, list[psutil.Process]] = {}
     try:
-        children = psutil.Process(root_pid).children(recursive=True)
+        procs = psutil.Process(root_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return found
-    for proc in children:
+    if data_dir is not None:
+        known = {root_pid, *(proc.pid for proc in procs)}
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid not in known and str(data_dir) in " ".join(proc.cmdline()):
+                    outside = [proc, *proc.children(recursive=True)]
+                    procs += [p for p in outside if p.pid not in known]
+                    known.update(p.pid for p in outside)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+    for proc in procs:
         try:
             role = role_of(proc.cmdline())
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -77,15 +89,18 @@ def processes_of(root_pid: int) -> dict[str, list[psutil.Process]]:
 
 
 def usage(procs: list[psutil.Process]) -> tuple[float, int]:
-    """RSS in MB and open files, summed over the processes of one role."""
-    rss, files = 0.0, 0
+    """Memory (PSS) in MB and open files, summed over the processes of one role. PSS, not RSS: Postgres' backends
+    share its buffer pool, and a sum of their RSS counts every shared page once per backend that touched it (so
+    it grows as backends come and touch the pool, though nothing more is held); PSS splits each shared page
+    between the processes that map it, so the sum is what the role really holds."""
+    pss, files = 0.0, 0
     for proc in procs:
         try:
-            rss += proc.memory_info().rss / 1e6
+            pss += proc.memory_full_info().pss / 1e6
             files += proc.num_fds()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return rss, files
+    return pss, files
 
 
 # ---------------------------------------------------------------- the platform from outside
@@ -198,7 +213,7 @@ def folder_mb(folder: Path) -> float:
 
 # ---------------------------------------------------------------- faults
 def inject(platform: Platform, fault: str, log) -> str:
-    procs = processes_of(platform.up.pid)
+    procs = processes_of(platform.up.pid, platform.data_dir)
     if fault == "postgres_stop":
         targets = procs.get("postgres", [])
         for proc in targets:
@@ -215,7 +230,7 @@ def inject(platform: Platform, fault: str, log) -> str:
     deadline = time.monotonic() + 60
     while not procs.get(role) and time.monotonic() < deadline:  # a run worker exists only while a run writes
         time.sleep(0.5)
-        procs = processes_of(platform.up.pid)
+        procs = processes_of(platform.up.pid, platform.data_dir)
     if not procs.get(role):
         return f"no {role} process found to kill"
     victim = procs[role][0]
@@ -236,7 +251,7 @@ class Sample:
     t: float
     lag: int
     freshness_s: float | None
-    rss_mb: dict[str, float]
+    memory_mb: dict[str, float]
     files: dict[str, int]
     dagster_db_mb: float | None
     compute_logs_mb: float
@@ -250,10 +265,10 @@ def sample(platform: Platform, began: float, full: bool) -> Sample:
         lag = produced - progress(platform)
     except Exception:  # noqa: BLE001 - a store frozen by a fault: no figure this time
         lag = -1
-    rss, files = {}, {}
+    memory, files = {}, {}
     if full:
-        for role, procs in processes_of(platform.up.pid).items():
-            rss[role], files[role] = usage(procs)
+        for role, procs in processes_of(platform.up.pid, platform.data_dir).items():
+            memory[role], files[role] = usage(procs)
     fresh, db = None, None
     if full:
         try:
@@ -262,7 +277,7 @@ def sample(platform: Platform, began: float, full: bool) -> Sample:
         except Exception:  # noqa: BLE001
             pass
     logs = folder_mb(platform.data_dir / "dagster_home" / "storage") if full else 0.0
-    return Sample(time.monotonic() - began, lag, float(fresh) if fresh is not None else None, rss, files, db, logs,
+    return Sample(time.monotonic() - began, lag, float(fresh) if fresh is not None else None, memory, files, db, logs,
                   produced)
 
 
@@ -306,9 +321,9 @@ class SoakResult:
         return all(r["recovered_s"] is not None for r in self.recoveries)
 
     def broker_kb_per_payment(self) -> float | None:
-        """The embedded broker's RSS growth per produced payment after warm-up (it keeps every message)."""
-        pts = [(s.produced, s.rss_mb["kafka"]) for s in self.samples
-               if "kafka" in s.rss_mb and getattr(s, "produced", None) is not None]
+        """The embedded broker's memory growth per produced payment after warm-up (it keeps every message)."""
+        pts = [(s.produced, s.memory_mb["kafka"]) for s in self.samples
+               if "kafka" in s.memory_mb and getattr(s, "produced", None) is not None]
         if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
             return None
         return (pts[-1][1] - pts[0][1]) * 1024 / (pts[-1][0] - pts[0][0])
@@ -386,7 +401,7 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
                     next_full = now + sample_every_s
                     log(f"t={s.t:6.0f}s lag={s.lag} fresh={s.freshness_s and round(s.freshness_s, 1)}s "
                         f"dagster_db={s.dagster_db_mb and round(s.dagster_db_mb, 1)}MB logs={s.compute_logs_mb:.1f}MB "
-                        f"rss=" + ",".join(f"{k}:{v:.0f}" for k, v in sorted(s.rss_mb.items())))
+                        f"pss_mb=" + ",".join(f"{k}:{v:.0f}" for k, v in sorted(s.memory_mb.items())))
                 if s.t < warmup_s:
                     warm_lags.append(s.lag)
                 elif threshold is None:
@@ -438,7 +453,7 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
                                      "--seed", "7"], env=platform.env, cwd=PROJECT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
         time.sleep(20)
-        tree = [p.pid for procs in processes_of(platform.up.pid).values() for p in procs]
+        tree = [p.pid for procs in processes_of(platform.up.pid, platform.data_dir).values() for p in procs]
         t0 = time.monotonic()
         platform.up.send_signal(signal.SIGINT)
         platform.up.wait(timeout=120)
@@ -522,12 +537,12 @@ def verify(platform: Platform, result: SoakResult) -> None:
 
 
 def memory_slopes(samples: list[Sample], warmup_s: float) -> dict[str, float | None]:
-    roles = {role for s in samples for role in s.rss_mb}
+    roles = {role for s in samples for role in s.memory_mb}
     slopes = {}
     for role in sorted(roles):
         if role in ("run_worker",):  # short-lived: their number, not their growth, varies
             continue
-        pts = [(s.t, s.rss_mb[role]) for s in samples if role in s.rss_mb and s.t >= warmup_s]
+        pts = [(s.t, s.memory_mb[role]) for s in samples if role in s.memory_mb and s.t >= warmup_s]
         slopes[role] = slope_per_hour(pts)
     return slopes
 
