@@ -34,6 +34,7 @@ import psutil
 PROJECT = Path(__file__).resolve().parents[2]
 FAULTS = ("daemon", "code_server", "run_worker", "hbase_gateway", "postgres_stop")
 MEMORY_LIMIT_MB_H = 20.0
+RESTART_SETTLE_S = 300.0  # a restarted process's own warm-up, left out of its memory slope
 STORAGE_LIMIT_MB_H = 1.0
 RECOVERY_LIMIT_S = 90.0
 STOP_LIMIT_S = 10.0
@@ -256,6 +257,21 @@ class Sample:
     dagster_db_mb: float | None
     compute_logs_mb: float
     produced: int | None = None  # messages on the topic (Kafka's end offsets)
+    roots: dict[str, list[int]] = field(default_factory=dict)  # per role, its processes whose parent is not of it
+
+
+def roots_of(procs: list[psutil.Process]) -> list[int]:
+    """The role's processes not started by another of its processes (Postgres' postmaster, not its backends): a new
+    root means the role was restarted."""
+    pids = {proc.pid for proc in procs}
+    roots = []
+    for proc in procs:
+        try:
+            if proc.ppid() not in pids:
+                roots.append(proc.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return sorted(roots)
 
 
 def sample(platform: Platform, began: float, full: bool) -> Sample:
@@ -265,10 +281,11 @@ def sample(platform: Platform, began: float, full: bool) -> Sample:
         lag = produced - progress(platform)
     except Exception:  # noqa: BLE001 - a store frozen by a fault: no figure this time
         lag = -1
-    memory, files = {}, {}
+    memory, files, roots = {}, {}, {}
     if full:
         for role, procs in processes_of(platform.up.pid, platform.data_dir).items():
             memory[role], files[role] = usage(procs)
+            roots[role] = roots_of(procs)
     fresh, db = None, None
     if full:
         try:
@@ -278,20 +295,12 @@ def sample(platform: Platform, began: float, full: bool) -> Sample:
             pass
     logs = folder_mb(platform.data_dir / "dagster_home" / "storage") if full else 0.0
     return Sample(time.monotonic() - began, lag, float(fresh) if fresh is not None else None, memory, files, db, logs,
-                  produced)
+                  produced, roots)
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, value) in value per hour."""
-    if len(points) < 3:
-        return None
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_v = sum(v for _, v in points) / n
-    var = sum((t - mean_t) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mean_t) * (v - mean_v) for t, v in points) / var * 3600
+    return pooled_slope_per_hour([points])
 
 
 @dataclass
@@ -536,15 +545,43 @@ def verify(platform: Platform, result: SoakResult) -> None:
         result.postgres_distinct = -1  # the producer itself sent a payment twice: not a platform failure, but say so
 
 
-def memory_slopes(samples: list[Sample], warmup_s: float) -> dict[str, float | None]:
+def memory_slopes(samples: list[Sample], warmup_s: float, settle_s: float = RESTART_SETTLE_S) -> dict[str, float | None]:
+    """Each role's memory growth in MB/h after warm-up. A role restarted by a fault (its root processes changed)
+    starts small and warms up again: the slope is pooled over the stretches between restarts (each stretch its own
+    level, one slope for all), and the first `settle_s` of a stretch after a restart is its warm-up, left out."""
     roles = {role for s in samples for role in s.memory_mb}
     slopes = {}
     for role in sorted(roles):
         if role in ("run_worker",):  # short-lived: their number, not their growth, varies
             continue
-        pts = [(s.t, s.memory_mb[role]) for s in samples if role in s.memory_mb and s.t >= warmup_s]
-        slopes[role] = slope_per_hour(pts)
+        stretches: list[list[tuple[float, float]]] = []
+        current, began, restarted = None, 0.0, False
+        for s in samples:
+            if role not in s.memory_mb:
+                continue
+            identity = tuple(s.roots.get(role, ()))
+            if identity != current:
+                restarted = current is not None
+                current, began = identity, s.t
+                stretches.append([])
+            if s.t >= warmup_s and (not restarted or s.t - began >= settle_s):
+                stretches[-1].append((s.t, s.memory_mb[role]))
+        slopes[role] = pooled_slope_per_hour(stretches)
     return slopes
+
+
+def pooled_slope_per_hour(stretches: list[list[tuple[float, float]]]) -> float | None:
+    """One least-squares slope (value per hour) over stretches that each have a level of their own."""
+    stretches = [pts for pts in stretches if len(pts) >= 2]
+    if sum(len(pts) for pts in stretches) < 3:
+        return None
+    covariance = variance = 0.0
+    for pts in stretches:
+        mean_t = sum(t for t, _ in pts) / len(pts)
+        mean_v = sum(v for _, v in pts) / len(pts)
+        covariance += sum((t - mean_t) * (v - mean_v) for t, v in pts)
+        variance += sum((t - mean_t) ** 2 for t, _ in pts)
+    return covariance / variance * 3600 if variance else None
 
 
 def main() -> int:
