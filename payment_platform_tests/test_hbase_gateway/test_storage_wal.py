@@ -47,3 +47,45 @@ def test_background_checkpoint_copies_the_wal_into_the_database(tmp_path, monkey
         assert len(reopened.get_rows(b"t", [b"r0000", b"r0499"], storage.ReadSpec())) == 2
     finally:
         reopened.close()
+
+
+def _sqlite_memory_used() -> int:
+    import _sqlite3
+    import ctypes
+
+    used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used  # the library _sqlite3 links to
+    used.restype = ctypes.c_int64
+    return used()
+
+
+def test_page_caches_stay_under_one_limit_however_many_readers(tmp_path, monkeypatch):
+    """Each connection may cache 16 MB and the reader pool grows to the busiest moment's concurrency: SQLite's
+    memory is capped for the whole process instead (a soft limit: pages in use may pass it for a moment)."""
+    import sqlite3
+    import threading
+
+    monkeypatch.setattr(storage, "SQLITE_HEAP_LIMIT_BYTES", 8 << 20)
+    store = Store(str(tmp_path))
+    try:
+        store.create_table(b"t", [Family(b"cf", 1)])
+        value = os.urandom(2000)
+        for batch in range(100):  # ~20 MB of rows
+            store.put(b"t", [(b"r%06d" % (batch * 100 + i), b"cf", b"q", value) for i in range(100)], {b"cf"},
+                      LATEST_TIMESTAMP)
+        barrier = threading.Barrier(6)
+
+        def scan_all() -> None:
+            with store.reading():  # six readers at once: six connections in the pool, each reading everything
+                barrier.wait()
+            rows = sum(1 for _ in store.iter_rows(b"t", b"", None, False, storage.ReadSpec()))
+            assert rows == 10_000
+
+        threads = [threading.Thread(target=scan_all) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert _sqlite_memory_used() < 16 << 20  # without the limit: ~6 x 16 MB of caches
+    finally:
+        store.close()
+        sqlite3.connect(":memory:").execute("PRAGMA soft_heap_limit=0")  # process-wide: not for the other tests

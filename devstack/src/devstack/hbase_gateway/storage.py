@@ -118,6 +118,7 @@ _pack_i64 = struct.Struct(">q")
 CHECKPOINT_INTERVAL_S = 1.0  # how often the background thread copies the WAL into the database (when written)
 WAL_LIMIT_PAGES = 4096  # 64 MiB of 16 KiB pages: past this the writer checkpoints too (see Store.__init__)
 WAL_LIMIT_BYTES = 64 << 20
+SQLITE_HEAP_LIMIT_BYTES = 64 << 20  # all connections' page caches together (SQLite's soft heap limit)
 GET_ROWS_PER_QUERY = 500  # well under SQLite's 32,766 bound parameters, with room for the column clause
 
 
@@ -142,6 +143,9 @@ class Store:
         self._write_lock = threading.RLock()
         self._writer = _connect(self.path)
         self._writer.executescript(_SCHEMA)
+        # Every connection may cache 16 MB, and a pool of readers grows to the busiest moment's concurrency: capped
+        # together instead (process-wide), so the gateway's memory is bounded by design, not by its load's history.
+        self._writer.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_LIMIT_BYTES}")
         # The WAL is copied into the database by a background thread, not by the write that crosses SQLite's
         # 1,000-page threshold: that write's caller would wait for the copy and its fsync (docs/decisions.md).
         # Under sustained writes a background checkpoint never catches the last frame, and
