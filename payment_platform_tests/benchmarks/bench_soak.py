@@ -201,6 +201,24 @@ def dagster_db_mb(platform: Platform) -> float:
     return postgres_scalar(platform, "SELECT pg_database_size('dagster')") / 1e6
 
 
+def dagster_tables_mb(platform: Platform) -> dict[str, float]:
+    """Each table of Dagster's database with its indexes and TOAST, in MB: what grows, when the whole does."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(platform.env["POSTGRES_DSN"], dbname="dagster", connect_timeout=5)
+    except psycopg2.Error:  # Postgres frozen by a fault: no breakdown this time
+        return {}
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT relname, pg_total_relation_size(relid) FROM pg_catalog.pg_statio_user_tables")
+            return {name: size / 1e6 for name, size in cur.fetchall()}
+    except psycopg2.Error:
+        return {}
+    finally:
+        conn.close()
+
+
 def folder_mb(folder: Path) -> float:
     total = 0
     for path in folder.rglob("*"):
@@ -316,6 +334,14 @@ class SoakResult:
     memory_slopes: dict[str, float | None] = field(default_factory=dict)
     storage_slope_mb_h: float | None = None
     pruning_runs: list[str] = field(default_factory=list)
+    dagster_tables_at_first_pruning: dict[str, float] = field(default_factory=dict)
+    dagster_tables_at_end: dict[str, float] = field(default_factory=dict)
+
+    def dagster_table_growth(self) -> list[tuple[str, float]]:
+        """The Dagster tables that grew most from the first pruning to the end (MB), largest first."""
+        start, end = self.dagster_tables_at_first_pruning, self.dagster_tables_at_end
+        grown = [(name, end[name] - start.get(name, 0.0)) for name in end]
+        return sorted((g for g in grown if g[1] > 0.01), key=lambda g: -g[1])[:6]
     stop_seconds: float | None = None
     leftovers: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
@@ -359,8 +385,10 @@ class SoakResult:
              f"worst {worst[0]} {worst[1]:+.1f} MB/h; " + ", ".join(f"{k} {v:+.1f}" for k, v in sorted(mem.items()))),
             (f"Dagster storage flat with pruning on (< {STORAGE_LIMIT_MB_H:g} MB/h)",
              None if self.storage_slope_mb_h is None else self.storage_slope_mb_h < STORAGE_LIMIT_MB_H,
-             f"{self.storage_slope_mb_h:+.2f} MB/h after the first pruning" if self.storage_slope_mb_h is not None
-             else "not enough samples after the first pruning"),
+             (f"{self.storage_slope_mb_h:+.2f} MB/h after the first pruning" if self.storage_slope_mb_h is not None
+              else "not enough samples after the first pruning")
+             + ("; grown since: " + ", ".join(f"{name} {mb:+.2f} MB" for name, mb in self.dagster_table_growth())
+                if self.dagster_table_growth() else "")),
             (f"`up` stops within {STOP_LIMIT_S:.0f} s of Ctrl+C under load, nothing left", self.stop_seconds is not None
              and self.stop_seconds < STOP_LIMIT_S and not self.leftovers,
              f"{self.stop_seconds:.1f} s, leftovers {self.leftovers}" if self.stop_seconds is not None else "-"),
@@ -423,7 +451,9 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
             if now >= next_prune:
                 try:
                     result.pruning_runs.append(platform.launch_pruning(keep_runs_hours))
-                    first_prune_t = first_prune_t or (now - began)
+                    if first_prune_t is None:
+                        first_prune_t = now - began
+                        result.dagster_tables_at_first_pruning = dagster_tables_mb(platform)
                     next_prune = now + prune_every_s
                 except (OSError, KeyError, ValueError) as error:  # the UI restarting after a fault: try again soon
                     log(f"t={now - began:6.0f}s could not launch the housekeeping job yet: {error}")
@@ -452,6 +482,7 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
                 break
             time.sleep(5)
         verify(platform, result)
+        result.dagster_tables_at_end = dagster_tables_mb(platform)
         result.memory_slopes = memory_slopes(result.samples, warmup_s)
         if first_prune_t is not None:
             pts = [(s.t, s.dagster_db_mb) for s in result.samples
