@@ -71,3 +71,43 @@ def test_the_code_server_client_and_origin_take_what_the_tests_pass():
 def test_the_clis_are_click_groups_with_the_subcommands_the_docs_use():
     assert {"dev", "asset", "job"} <= set(internals.dagster_cli.commands)
     assert "run" in internals.dagster_daemon_cli.commands
+
+
+def test_purge_sensor_ticks_deletes_old_ticks_of_every_sensor_failed_ones_by_their_own_window():
+    import time
+
+    from dagster._core.remote_origin import (
+        GrpcServerCodeLocationOrigin,
+        RemoteInstigatorOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.scheduler.instigation import (
+        InstigatorState,
+        InstigatorStatus,
+        InstigatorType,
+        TickData,
+        TickStatus,
+    )
+    from dagster._utils.error import SerializableErrorInfo
+
+    from payment_platform.defs.dagster_internals import purge_sensor_ticks
+
+    location = GrpcServerCodeLocationOrigin(host="localhost", port=4000, location_name="payment_platform")
+    now = time.time()
+    with dg.instance_for_test() as instance:
+        states = [InstigatorState(RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), name),
+                                  InstigatorType.SENSOR, InstigatorStatus.RUNNING) for name in ("a", "b")]
+        for state in states:
+            instance.add_instigator_state(state)
+            for age_h, status in ((3, TickStatus.SKIPPED), (3, TickStatus.SUCCESS), (3, TickStatus.FAILURE),
+                                  (30, TickStatus.FAILURE), (0, TickStatus.SKIPPED)):
+                instance.create_tick(TickData(
+                    instigator_origin_id=state.instigator_origin_id, instigator_name=state.name,
+                    instigator_type=InstigatorType.SENSOR, status=status, timestamp=now - age_h * 3600,
+                    selector_id=state.selector_id, run_ids=[],
+                    error=SerializableErrorInfo("boom", [], "RuntimeError") if status == TickStatus.FAILURE else None))
+        assert purge_sensor_ticks(instance, before=now - 3600, failed_before=now - 24 * 3600) == 2
+        for state in states:
+            left = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=100)
+            assert sorted((round((now - t.timestamp) / 3600), t.status.value) for t in left) == [
+                (0, "SKIPPED"), (3, "FAILURE")]

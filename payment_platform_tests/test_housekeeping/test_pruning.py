@@ -118,6 +118,8 @@ def test_the_job_says_what_it_removed(private_dagster):
     assert metadata["runs_deleted"].value == 2
     assert metadata["compute_logs_deleted"].value == 2
     assert metadata["deleted_by_job_and_status"].value == {"ingest_payments_range_job SUCCESS": 2}
+    assert metadata["sensors_purged"].value == 0  # no sensor ever ticked on this instance
+    assert metadata["sensor_ticks_purged_before"].value <= time.time()
     assert all(instance.get_run_by_id(run_id) is None for run_id in old)
     assert instance.get_run_by_id(result.run_id) is not None  # it never deletes itself
 

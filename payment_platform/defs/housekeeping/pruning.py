@@ -4,7 +4,10 @@ the stores, the ranges in `ingested_ranges` and `ingestion_progress`. Every run 
 what it removed, so the UI shows the pruning over time.
 
 Deleting a run deletes its event log, so an asset's materializations and check evaluations older than the
-window go with it: the window (HOUSEKEEPING_KEEP_RUNS_HOURS) is how far back the UI's history reaches.
+window go with it: the window (HOUSEKEEPING_KEEP_RUNS_HOURS) is how far back the UI's history reaches. Sensor
+ticks older than the same window go too (failed ones: the failed-runs window): a tick's runs are gone by then, and
+the ingestion sensor ticks every few seconds (~3 MB an hour). The daemon's own tick retention (`retention:` in
+dagster.yaml, a day) stays the backstop when this job does not run.
 """
 
 import time
@@ -16,6 +19,7 @@ from typing import Optional
 import dagster as dg
 
 from payment_platform.config import retention_from_env
+from payment_platform.defs.dagster_internals import purge_sensor_ticks
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, LEASE_JOB_NAME
 from payment_platform.defs.replay.replay import REPLAY_JOB
 
@@ -89,13 +93,15 @@ class PruneConfig(dg.Config):
 
 
 @dg.op(name="prune_dagster_runs", description="Delete finished ingestion and replay runs older than the window, "
-                                               "with their events and compute logs.")
+                                               "with their events and compute logs, and sensor ticks as old.")
 def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> dg.Output[int]:
     settings = retention_from_env()
     keep_h = settings.keep_runs_hours if config.keep_runs_hours is None else config.keep_runs_hours
     failed_h = settings.keep_failed_runs_hours if config.keep_failed_runs_hours is None else config.keep_failed_runs_hours
     report = prune_runs(context.instance, timedelta(hours=keep_h), timedelta(hours=failed_h), limit=config.max_runs,
-                        skip_run_id=context.run_id)
+                        skip_run_id=context.run.run_id)
+    now = time.time()
+    sensors = purge_sensor_ticks(context.instance, now - keep_h * 3600, now - failed_h * 3600)
     kept = {job: context.instance.get_runs_count(dg.RunsFilter(job_name=job)) for job in PRUNED_JOBS}
     context.log.info(f"deleted {report.runs_deleted} runs older than {keep_h:g} h ({failed_h:g} h if failed) "
                      f"in {report.seconds:.1f} s; runs kept: {kept}")
@@ -104,6 +110,8 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
         "compute_logs_deleted": dg.MetadataValue.int(report.compute_logs_deleted),
         "compute_log_errors": dg.MetadataValue.int(report.compute_log_errors),
         "runs_kept": dg.MetadataValue.int(sum(kept.values())),
+        "sensor_ticks_purged_before": dg.MetadataValue.timestamp(now - keep_h * 3600),
+        "sensors_purged": dg.MetadataValue.int(sensors),
         "keep_runs_hours": dg.MetadataValue.float(float(keep_h)),
         "keep_failed_runs_hours": dg.MetadataValue.float(float(failed_h)),
         "stopped_at_limit": dg.MetadataValue.bool(report.stopped_at_limit),
