@@ -107,17 +107,19 @@ def test_a_run_in_flight_is_never_pruned(private_dagster):
 
 def test_the_job_says_what_it_removed(private_dagster):
     instance = private_dagster.instance
-    old = [_run(instance, LANDING_JOB) for _ in range(2)]
-    for run_id in old:  # the housekeeping job prunes the platform's jobs: give these runs an ingestion job's name
+    old = [_run(instance, LANDING_JOB) for _ in range(3)]
+    for run_id in old[:2]:  # the housekeeping job prunes the platform's jobs: give these runs an ingestion job's name
         _rename_job(private_dagster, run_id, "ingest_payments_range_job")
+    _rename_job(private_dagster, old[2], "consistency_checks_job")  # 96 a day: pruned too
     time.sleep(0.05)
     result = prune_dagster_runs_job.execute_in_process(
         instance=instance, run_config={"ops": {"prune_dagster_runs": {"config": {"keep_runs_hours": 0.0}}}})
     assert result.success
     metadata = _output_metadata(result)
-    assert metadata["runs_deleted"].value == 2
-    assert metadata["compute_logs_deleted"].value == 2
-    assert metadata["deleted_by_job_and_status"].value == {"ingest_payments_range_job SUCCESS": 2}
+    assert metadata["runs_deleted"].value == 3
+    assert metadata["compute_logs_deleted"].value == 3
+    assert metadata["deleted_by_job_and_status"].value == {"ingest_payments_range_job SUCCESS": 2,
+                                                           "consistency_checks_job SUCCESS": 1}
     assert metadata["sensors_purged"].value == 0  # no sensor ever ticked on this instance
     assert metadata["sensor_ticks_purged_before"].value <= time.time()
     assert all(instance.get_run_by_id(run_id) is None for run_id in old)

@@ -1,4 +1,4 @@
-"""Finished ingestion and replay runs deleted from Dagster's storage once they are older than a window, with
+"""Finished ingestion, replay and checks runs deleted from Dagster's storage once they are older than a window, with
 their events and compute logs; failed runs kept longer. What a run did stays where it matters: the payments in
 the stores, the ranges in `ingested_ranges` and `ingestion_progress`. Every run of this job says in its metadata
 what it removed, so the UI shows the pruning over time.
@@ -19,12 +19,15 @@ from typing import Optional
 import dagster as dg
 
 from payment_platform.config import retention_from_env
+from payment_platform.defs.checks.checks import CHECKS_JOB
 from payment_platform.defs.dagster_internals import purge_sensor_ticks
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, LEASE_JOB_NAME
 from payment_platform.defs.replay.replay import REPLAY_JOB
 
 PRUNE_JOB = "prune_dagster_runs_job"
-PRUNED_JOBS = (LEASE_JOB_NAME, INGEST_JOB_NAME, REPLAY_JOB, PRUNE_JOB)  # the jobs that start many runs a day
+# The jobs that start many runs a day (the checks: 96, each with the events of every check it evaluated). What the
+# checks proved stays in Postgres (proven ranges, the last passing cut), not in their runs.
+PRUNED_JOBS = (LEASE_JOB_NAME, INGEST_JOB_NAME, REPLAY_JOB, CHECKS_JOB, PRUNE_JOB)
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.CANCELED)
 FAILED = (dg.DagsterRunStatus.FAILURE,)
 BATCH = 200  # runs read per query
@@ -122,7 +125,7 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
     return dg.Output(report.runs_deleted, metadata=metadata)
 
 
-@dg.job(name=PRUNE_JOB, description="Keep Dagster's storage bounded: delete finished ingestion and replay runs "
+@dg.job(name=PRUNE_JOB, description="Keep Dagster's storage bounded: delete finished ingestion, replay and checks runs "
                                     "older than HOUSEKEEPING_KEEP_RUNS_HOURS (failed: "
                                     "HOUSEKEEPING_KEEP_FAILED_RUNS_HOURS).",
         executor_def=dg.in_process_executor, tags={"dagster/max_runtime": "3600"})
