@@ -39,6 +39,7 @@ from payment_platform.reconciliation.digest import (
     make_record,
 )
 from payment_platform.reconciliation.validity import RailChecker, allowed_table, rail_problem
+from payment_platform.stores.postgres import lock_schema
 
 _CF = COLUMN_FAMILY.encode() + b":"
 Q_PAYMENT_TYPE, Q_AMOUNT_VALUE, Q_AMOUNT_CURRENCY = _CF + b"paymentType", _CF + b"amountValue", _CF + b"amountCurrency"
@@ -227,6 +228,7 @@ class PostgresReader:
         self._connect = connect
         self.schema = schema
         self.table = self._t("payments")
+        self._created: set[str] = set()  # the tables of its own this reader has made sure of
 
     def _t(self, name: str) -> sql.Composable:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
@@ -249,6 +251,20 @@ class PostgresReader:
                 return cursor.fetchall()
         finally:
             connection.close()
+
+    def _create_table(self, name: str, columns: str) -> None:
+        """CREATE TABLE IF NOT EXISTS, once per reader, under the schema's DDL lock: the lease runs of several
+        partitions check their batches at the same moment, and two unlocked twins collide."""
+        if name in self._created:
+            return
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                lock_schema(cursor, self.schema)
+                cursor.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (" + columns + ")").format(self._t(name)))
+        finally:
+            connection.close()
+        self._created.add(name)
 
     def _execute(self, query: sql.Composable, params: Sequence = ()) -> None:
         connection = self._connect()
@@ -378,10 +394,10 @@ class PostgresReader:
     def ensure_cuts(self) -> None:
         """`reconciliation_cuts`: each store reconciliation's cut, what it compared and whether the stores agreed
         (the last passing one is the last proven cut; the latest one holds the rotation's place)."""
-        self._execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, kind text NOT NULL, "
-                              "cut jsonb NOT NULL, passed boolean NOT NULL, next_segment integer NOT NULL, "
-                              "failing_segments jsonb NOT NULL DEFAULT '[]'::jsonb, summary text NOT NULL DEFAULT '', "
-                              "checked_at timestamptz NOT NULL DEFAULT now())").format(self._t("reconciliation_cuts")))
+        self._create_table("reconciliation_cuts", "id bigserial PRIMARY KEY, kind text NOT NULL, "
+                           "cut jsonb NOT NULL, passed boolean NOT NULL, next_segment integer NOT NULL, "
+                           "failing_segments jsonb NOT NULL DEFAULT '[]'::jsonb, summary text NOT NULL DEFAULT '', "
+                           "checked_at timestamptz NOT NULL DEFAULT now()")
 
     def reconciliation_memory(self) -> tuple[dict | None, int, list[str]]:
         """(the last proven cut as stored, where the rotation continues, the segments still failing)."""
@@ -431,9 +447,8 @@ class PostgresReader:
 
     def ensure_range_checks(self) -> None:
         """`reconciled_ranges`: which ingested ranges the range check has proven (passed) or not yet."""
-        self._execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (range_id bigint PRIMARY KEY, passed boolean NOT NULL, "
-                              "checked_at timestamptz NOT NULL DEFAULT now(), summary text NOT NULL DEFAULT '')")
-                      .format(self._t("reconciled_ranges")))
+        self._create_table("reconciled_ranges", "range_id bigint PRIMARY KEY, passed boolean NOT NULL, "
+                           "checked_at timestamptz NOT NULL DEFAULT now(), summary text NOT NULL DEFAULT ''")
 
     def ranges_to_check(self, limit: int) -> tuple[list[tuple[int, str, int, int, int, bool]], int]:
         """Ranges never proven consistent (unchecked, or failed last time), newest first, up to `limit`, and how

@@ -139,6 +139,11 @@ SELECT coalesce(value_date, (created_at AT TIME ZONE 'UTC')::date), payment_type
 FROM {payments} GROUP BY 1, 2, 3"""
 
 
+def lock_schema(cursor, schema: str) -> None:
+    """Serialises DDL on `schema` until the cursor's transaction ends: `CREATE ... IF NOT EXISTS` is not safe
+    against a concurrent twin (both see no table, the second fails on a duplicate type name)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"payment_platform.schema.{schema}",))
+
 class PostgresUnavailable(ConnectionError):
     """PostgreSQL did not answer; the message says why."""
 
@@ -315,7 +320,7 @@ class PostgresLedger:
     def ensure_schema(self) -> None:
         """Create the schema, tables and indexes if missing. Idempotent (and safe against concurrent callers)."""
         def work(cur):
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"payment_platform.schema.{self.schema}",))
+            lock_schema(cur, self.schema)
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
             cur.execute(sql.SQL(_SCHEMA_SQL).format(schema=sql.Identifier(self.schema)))
         self._run(work)

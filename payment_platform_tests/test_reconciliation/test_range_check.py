@@ -68,3 +68,35 @@ def test_a_range_kafka_no_longer_holds_is_checked_from_the_ledger(ingested):
     gone_topic = IngestedRange(rng.id, f"{rng.topic}-deleted", rng.partition, rng.start, rng.end)
     outcome = check(lane, hbase, gone_topic)
     assert outcome["source"].startswith("ledger (kafka range unavailable")
+
+
+@pytest.mark.stack
+def test_readers_of_several_lease_runs_create_their_tables_at_the_same_moment(stack):
+    """Three partitions' lease runs check their first batches together, each reader creating the check tables:
+    CREATE TABLE IF NOT EXISTS alone lets two twins collide on a duplicate type name (found by CI)."""
+    import threading
+    import uuid
+
+    from payment_platform.stores.postgres import PostgresLedger
+
+    for _ in range(4):
+        schema = f"l{uuid.uuid4().hex[:10]}"
+        PostgresLedger(stack.endpoints.postgres, schema=schema).ensure_schema()
+        readers = [PostgresReader.from_dsn(stack.endpoints.postgres, schema) for _ in range(8)]
+        start, errors = threading.Barrier(len(readers)), []
+
+        def create(reader: PostgresReader, start: threading.Barrier = start, errors: list = errors) -> None:
+            start.wait()
+            try:
+                reader.ensure_range_checks()
+                reader.ensure_cuts()
+            except Exception as error:  # noqa: BLE001 - collected and asserted below
+                errors.append(error)
+
+        threads = [threading.Thread(target=create, args=(reader,)) for reader in readers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert readers[0].ranges_to_check(10) == ([], 0)
