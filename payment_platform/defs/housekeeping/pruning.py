@@ -6,7 +6,7 @@ what it removed, so the UI shows the pruning over time.
 Deleting a run deletes its event log, so an asset's materializations and check evaluations older than the
 window go with it: the window (HOUSEKEEPING_KEEP_RUNS_HOURS) is how far back the UI's history reaches. Sensor
 ticks older than the same window go too (failed ones: the failed-runs window): a tick's runs are gone by then, and
-the ingestion sensor ticks every few seconds (~3 MB an hour). The daemon's own tick retention (`retention:` in
+the ingestion sensor ticks every few seconds (~0.3 MB an hour in the hour soak). The daemon's own tick retention (`retention:` in
 dagster.yaml, a day) stays the backstop when this job does not run.
 """
 
