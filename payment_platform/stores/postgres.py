@@ -144,6 +144,7 @@ def lock_schema(cursor, schema: str) -> None:
     against a concurrent twin (both see no table, the second fails on a duplicate type name)."""
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"payment_platform.schema.{schema}",))
 
+
 class PostgresUnavailable(ConnectionError):
     """PostgreSQL did not answer; the message says why."""
 

@@ -5,9 +5,9 @@ what it removed, so the UI shows the pruning over time.
 
 Deleting a run deletes its event log, so an asset's materializations and check evaluations older than the
 window go with it: the window (HOUSEKEEPING_KEEP_RUNS_HOURS) is how far back the UI's history reaches. Sensor
-ticks older than the same window go too (failed ones: the failed-runs window): a tick's runs are gone by then, and
-the ingestion sensor ticks every few seconds (~0.3 MB an hour in the hour soak). The daemon's own tick retention (`retention:` in
-dagster.yaml, a day) stays the backstop when this job does not run.
+ticks older than the same window go too (failed ones: the failed-runs window): a tick's runs are gone by then,
+and the ingestion sensor ticks every few seconds (~0.3 MB an hour in the hour soak). The daemon's own tick
+retention (`retention:` in dagster.yaml, a day) stays the backstop when this job does not run.
 """
 
 import time
@@ -104,7 +104,8 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
     report = prune_runs(context.instance, timedelta(hours=keep_h), timedelta(hours=failed_h), limit=config.max_runs,
                         skip_run_id=context.run.run_id)
     now = time.time()
-    sensors = purge_sensor_ticks(context.instance, now - keep_h * 3600, now - failed_h * 3600)
+    ticks_before = now - keep_h * 3600
+    sensors = purge_sensor_ticks(context.instance, ticks_before, now - failed_h * 3600)
     kept = {job: context.instance.get_runs_count(dg.RunsFilter(job_name=job)) for job in PRUNED_JOBS}
     context.log.info(f"deleted {report.runs_deleted} runs older than {keep_h:g} h ({failed_h:g} h if failed) "
                      f"in {report.seconds:.1f} s; runs kept: {kept}")
@@ -113,7 +114,7 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
         "compute_logs_deleted": dg.MetadataValue.int(report.compute_logs_deleted),
         "compute_log_errors": dg.MetadataValue.int(report.compute_log_errors),
         "runs_kept": dg.MetadataValue.int(sum(kept.values())),
-        "sensor_ticks_purged_before": dg.MetadataValue.timestamp(now - keep_h * 3600),
+        "sensor_ticks_purged_before": dg.MetadataValue.timestamp(ticks_before),
         "sensors_purged": dg.MetadataValue.int(sensors),
         "keep_runs_hours": dg.MetadataValue.float(float(keep_h)),
         "keep_failed_runs_hours": dg.MetadataValue.float(float(failed_h)),

@@ -190,7 +190,7 @@ def commit_consumer_group(warn: Callable[[str], None], kafka: KafkaResource, res
         return True
     except Exception as error:  # noqa: BLE001 - informational for Kafka's tools; the ledger already holds progress
         warn(f"could not commit the ingested offsets to consumer group {CONSUMER_GROUP!r} "
-                            f"(progress is recorded in Postgres; only Kafka's view of the lag is stale): {error}")
+             f"(progress is recorded in Postgres; only Kafka's view of the lag is stale): {error}")
         return False
 
 
