@@ -73,12 +73,17 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def booking_date(created_at: datetime, zone: str) -> date:
+    """The calendar day `created_at` falls on in `zone` (a rail's booking time zone), not in UTC."""
+    return created_at.astimezone(_zone(zone)).date()
+
+
 def value_date(calendar: str, created_at: datetime, cutoff: time | None, cutoff_tz: str,
                settlement_days: int) -> date:
     """Settlement date: the booking day in the rail's time zone, moved to the next business day when the
     payment arrives after the cut-off or on a closed day, then `settlement_days` business days on."""
     local = created_at.astimezone(_zone(cutoff_tz))
-    booking = local.date()
+    booking = booking_date(created_at, cutoff_tz)
     if cutoff is not None and local.time() >= cutoff:
         booking += timedelta(days=1)
     return next_business_day(calendar, booking, settlement_days)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Mapping
 
-from payment_platform.domain import identifiers as ids
+from payment_platform.domain import business_calendar, identifiers as ids
 from payment_platform.domain.rails import RAIL_RULES, SEPA_COUNTRIES, RailRule
 from payment_platform.domain.schema import STATUS_CODES, InvalidMessage, Party, Payment, decode
 
@@ -29,8 +29,9 @@ class ValidityWindow:
 
     - created_at in [earliest_created_at, now + max_clock_skew]: no payment system of record predates 2000, and a
       producer's clock may run ahead a little, not by days;
-    - value_date in [the creation date, the creation date + max_value_date_days]: rails accept future-dated
-      payments up to about a year ahead (SEPA, ACH warehousing); a value date before its creation is refused.
+    - value_date in [the creation date, the creation date + max_value_date_days], the creation date taken in the
+      rail's booking time zone (`RailRule.calendar_for`): rails accept future-dated payments up to about a year
+      ahead (SEPA, ACH warehousing); a value date before its creation is refused.
     """
 
     earliest_created_at: datetime = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -63,7 +64,7 @@ def validate(payment: Payment, rules: Mapping[str, RailRule] = RAIL_RULES, windo
     _check_party(payment.beneficiary, "beneficiary", rule.beneficiary_ids, rule, payment.doc["beneficiary"])
     if payment.status not in STATUS_CODES:
         raise InvalidMessage(f"status {payment.status!r} is not an ISO 20022 transaction status code", "status")
-    _check_dates(payment, window, now)
+    _check_dates(payment, rule, window, now)
 
 
 def parse_and_validate(raw: bytes, rules: Mapping[str, RailRule] = RAIL_RULES, window: ValidityWindow = DEFAULT_WINDOW,
@@ -102,7 +103,7 @@ def _check_text(value, where: str) -> None:
             _check_text(item, f"{where}[{index}]")
 
 
-def _check_dates(payment: Payment, window: ValidityWindow, now: datetime | None) -> None:
+def _check_dates(payment: Payment, rule: RailRule, window: ValidityWindow, now: datetime | None) -> None:
     created = payment.created_at
     latest = window.latest_created_at(now)
     if created < window.earliest_created_at:
@@ -118,13 +119,16 @@ def _check_dates(payment: Payment, window: ValidityWindow, now: datetime | None)
         value_date = date.fromisoformat(payment.value_date)
     except ValueError:
         raise InvalidMessage(f"value_date {payment.value_date} is not a calendar date", "value_date") from None
-    created_on = created.date()
+    # The creation date where the rail books it: an RTP payment created at 00:30 UTC was created the evening
+    # before in New York, and settles that evening (its value date is the day before the UTC date).
+    _, zone = rule.calendar_for(payment.currency)
+    created_on = business_calendar.booking_date(created, zone)
     if value_date < created_on:
         raise InvalidMessage(f"value_date {payment.value_date} is before the creation date "
-                             f"{created_on.isoformat()}", "value_date")
+                             f"{created_on.isoformat()} ({zone}, where {rule.rail} books it)", "value_date")
     if value_date > created_on + timedelta(days=window.max_value_date_days):
         raise InvalidMessage(f"value_date {payment.value_date} is more than {window.max_value_date_days} days after "
-                             f"the creation date {created_on.isoformat()}", "value_date")
+                             f"the creation date {created_on.isoformat()} ({zone})", "value_date")
 
 
 def _check_amount(payment: Payment, rule: RailRule) -> None:

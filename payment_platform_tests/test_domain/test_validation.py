@@ -153,6 +153,19 @@ def test_value_date_must_be_a_real_date_inside_the_window(value_date, problem):
         assert error.field == "value_date" and problem in error.reason
 
 
+def test_the_creation_date_is_the_rails_booking_day_not_the_utc_day():
+    # 00:30 UTC on 25 November is 19:30 on the 24th in New York, where ACH books: a value date of the 24th is right
+    late = message(created_at="2026-11-25T00:30:00Z", value_date="2026-11-24")
+    validation.parse_and_validate(schema.encode(late), now=NOW)
+    error = refused(message(created_at="2026-11-25T00:30:00Z", value_date="2026-11-23"), now=NOW)
+    assert error.field == "value_date" and "2026-11-24 (America/New_York" in error.reason
+    # and a payment a rail books ahead of UTC (SEPA in Berlin): 23:30 UTC on the 24th is the 25th there
+    sepa = message(payment_type="SEPA", amount__currency="EUR", amount__value="10.00", originator=SEPA_PARTY,
+                   beneficiary={**SEPA_PARTY, "party_id": "PTY-000004"}, created_at="2026-11-24T23:30:00Z",
+                   value_date="2026-11-24")
+    assert "before the creation date 2026-11-25" in refused(sepa, now=NOW).reason
+
+
 def test_the_window_is_a_setting():
     window = validation.ValidityWindow(earliest_created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
                                        max_clock_skew=timedelta(0), max_value_date_days=0)

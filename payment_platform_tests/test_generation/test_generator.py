@@ -33,6 +33,22 @@ def test_good_messages_pass_validation_in_their_canonical_wire_form():
         assert message.key == message.payment_id.encode()
 
 
+@pytest.mark.parametrize("start", ["2026-12-07T22:30:00+00:00", "2026-12-08T03:00:00+00:00",
+                                   "2026-12-08T20:30:00+00:00"])
+def test_good_messages_around_utc_midnight_pass_validation(start):
+    """Between UTC midnight and midnight in New York (or before midnight UTC in Asia), a payment's UTC date is
+    not the day its rail books it: a US rail's value date may be the UTC day before. Each one must still pass."""
+    moment = datetime.fromisoformat(start)
+    settings = GenerationSettings(start=moment, peak_rate_per_s=2.0)
+    refused = []
+    for message in generate(3000, 5, settings):
+        try:
+            validation.parse_and_validate(message.value, now=moment.replace(year=moment.year + 1))
+        except schema.InvalidMessage as error:
+            refused.append(error.reason)
+    assert refused == []
+
+
 def test_bad_records_are_labelled_and_every_quarantine_defect_is_refused():
     messages = list(generate(6000, 2, GenerationSettings(bad_fraction=0.1)))
     seen_ids: set[str] = set()
