@@ -186,13 +186,17 @@ def progress(platform: Platform) -> int:
 
 
 def postgres_scalar(platform: Platform, query: str):
+    return postgres_rows(platform, query)[0][0]
+
+
+def postgres_rows(platform: Platform, query: str) -> list[tuple]:
     import psycopg2
 
     conn = psycopg2.connect(platform.env["POSTGRES_DSN"], connect_timeout=5)
     try:
         with conn.cursor() as cur:
             cur.execute(query)
-            return cur.fetchone()[0]
+            return [tuple(row) for row in cur.fetchall()]
     finally:
         conn.close()
 
@@ -213,6 +217,26 @@ def dagster_tables_mb(platform: Platform) -> dict[str, float]:
         with conn.cursor() as cur:
             cur.execute("SELECT relname, pg_total_relation_size(relid) FROM pg_catalog.pg_statio_user_tables")
             return {name: size / 1e6 for name, size in cur.fetchall()}
+    except psycopg2.Error:
+        return {}
+    finally:
+        conn.close()
+
+
+def event_logs_split(platform: Platform) -> dict[str, tuple[int, float]]:
+    """Dagster's event_logs rows of runs against those recorded outside any run (the sensors' observations), as
+    (rows, MB of event text): which of the two a growing event_logs holds."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(platform.env["POSTGRES_DSN"], dbname="dagster", connect_timeout=5)
+    except psycopg2.Error:
+        return {}
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT run_id = '', count(*), coalesce(sum(octet_length(event)), 0) FROM event_logs "
+                        "GROUP BY 1")
+            return {("run-less" if runless else "runs"): (rows, size / 1e6) for runless, rows, size in cur.fetchall()}
     except psycopg2.Error:
         return {}
     finally:
@@ -336,12 +360,17 @@ class SoakResult:
     pruning_runs: list[str] = field(default_factory=list)
     dagster_tables_at_first_pruning: dict[str, float] = field(default_factory=dict)
     dagster_tables_at_end: dict[str, float] = field(default_factory=dict)
+    event_logs_at_end: dict[str, tuple[int, float]] = field(default_factory=dict)  # "runs"/"run-less": (rows, MB)
 
     def dagster_table_growth(self) -> list[tuple[str, float]]:
         """The Dagster tables that grew most from the first pruning to the end (MB), largest first."""
         start, end = self.dagster_tables_at_first_pruning, self.dagster_tables_at_end
         grown = [(name, end[name] - start.get(name, 0.0)) for name in end]
         return sorted((g for g in grown if g[1] > 0.01), key=lambda g: -g[1])[:6]
+    drain_s: float | None = None  # from the producer's end to every message settled; None: it never was
+    missing_offsets: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # partition: [first, last]
+    quarantined: int = 0  # the producer sends only good payments: any quarantined one is a validation bug
+    quarantine_reasons: list[tuple[str, int]] = field(default_factory=list)  # the most frequent, with counts
     stop_seconds: float | None = None
     leftovers: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
@@ -349,7 +378,8 @@ class SoakResult:
     @property
     def exactly_once(self) -> bool:
         return (self.produced == self.postgres_rows == self.postgres_distinct == self.hbase_index_rows
-                and not self.missing_in_postgres and not self.missing_in_hbase and self.backup_size == 0)
+                and not self.missing_in_postgres and not self.missing_in_hbase and self.backup_size == 0
+                and self.quarantined == 0)
 
     @property
     def all_recovered(self) -> bool:
@@ -373,7 +403,10 @@ class SoakResult:
             ("nothing lost or duplicated", self.exactly_once,
              f"produced {self.produced}, Postgres {self.postgres_rows} rows ({self.postgres_distinct} distinct, "
              f"{self.missing_in_postgres} missing), HBase index {self.hbase_index_rows} ({self.missing_in_hbase} "
-             f"missing), backup {self.backup_size}"),
+             f"missing), backup {self.backup_size}; drained in "
+             + (f"{self.drain_s} s" if self.drain_s is not None else "never")
+             + (f"; quarantined {self.quarantined} (most often: {self.quarantine_reasons})" if self.quarantined else "")
+             + (f"; missing offsets {self.missing_offsets}" if self.missing_offsets else "")),
             (f"lag back to normal within {RECOVERY_LIMIT_S:.0f} s of each fault", not slow and bool(self.recoveries),
              "; ".join(f"{r['fault']} {r['recovered_s'] if r['recovered_s'] is not None else 'never'} s"
                        for r in self.recoveries)),
@@ -388,7 +421,10 @@ class SoakResult:
              (f"{self.storage_slope_mb_h:+.2f} MB/h after the first pruning" if self.storage_slope_mb_h is not None
               else "not enough samples after the first pruning")
              + ("; grown since: " + ", ".join(f"{name} {mb:+.2f} MB" for name, mb in self.dagster_table_growth())
-                if self.dagster_table_growth() else "")),
+                if self.dagster_table_growth() else "")
+             + ("; event_logs at the end: " + ", ".join(f"{kind} {rows} rows {mb:.1f} MB"
+                                                        for kind, (rows, mb) in self.event_logs_at_end.items())
+                if self.event_logs_at_end else "")),
             (f"`up` stops within {STOP_LIMIT_S:.0f} s of Ctrl+C under load, nothing left", self.stop_seconds is not None
              and self.stop_seconds < STOP_LIMIT_S and not self.leftovers,
              f"{self.stop_seconds:.1f} s, leftovers {self.leftovers}" if self.stop_seconds is not None else "-"),
@@ -476,13 +512,19 @@ def run_soak(minutes: float, tps: float, fault_every_s: float, sample_every_s: f
         producer.send_signal(signal.SIGINT)
         producer.wait(timeout=60)
         result.produced = kafka_end(platform)
-        deadline = time.monotonic() + drain_timeout_s
+        drain_began = time.monotonic()
+        deadline = drain_began + drain_timeout_s
         while time.monotonic() < deadline:
             if progress(platform) >= result.produced and backup_size(platform) == 0:
+                result.drain_s = round(time.monotonic() - drain_began, 1)
                 break
             time.sleep(5)
+        if result.drain_s is None:
+            log(f"the drain did not finish within {drain_timeout_s:.0f} s: progress {progress(platform)} of "
+                f"{result.produced}, backup {backup_size(platform)}")
         verify(platform, result)
         result.dagster_tables_at_end = dagster_tables_mb(platform)
+        result.event_logs_at_end = event_logs_split(platform)
         result.memory_slopes = memory_slopes(result.samples, warmup_s)
         if first_prune_t is not None:
             pts = [(s.t, s.dagster_db_mb) for s in result.samples
@@ -551,6 +593,7 @@ def verify(platform: Platform, result: SoakResult) -> None:
     consumer = KafkaConsumer(bootstrap_servers=platform.env["KAFKA_BOOTSTRAP_SERVERS"], enable_auto_commit=False,
                              max_poll_records=5000)
     ids: list[str] = []
+    where: list[tuple[int, int]] = []  # (partition, offset) of each id, to say where a loss happened
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         ends = consumer.end_offsets(parts)
@@ -558,7 +601,9 @@ def verify(platform: Platform, result: SoakResult) -> None:
         consumer.seek_to_beginning()
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             for records in consumer.poll(timeout_ms=2000).values():
-                ids.extend(json.loads(r.value)["payment_id"] for r in records)
+                for r in records:
+                    ids.append(json.loads(r.value)["payment_id"])
+                    where.append((r.partition, r.offset))
     finally:
         consumer.close()
     result.produced = len(ids)
@@ -568,12 +613,33 @@ def verify(platform: Platform, result: SoakResult) -> None:
     ledger = platform.ledger()
     hbase = HBaseStore(platform.env["HBASE_HOST"], int(platform.env["HBASE_PORT"]))
     chunks = [ids[i:i + 5000] for i in range(0, len(ids), 5000)]
-    result.missing_in_postgres = sum(len(set(c) - ledger.existing_ids(c)) for c in chunks)
+    absent: set[str] = set()
+    for chunk in chunks:
+        absent |= set(chunk) - ledger.existing_ids(chunk)
+    result.missing_in_postgres = len(absent)
+    result.missing_offsets = offset_ranges(sorted(where[i] for i, pid in enumerate(ids) if pid in absent))
     result.missing_in_hbase = sum(len(set(c) - hbase.existing_ids(c)) for c in chunks)
     result.hbase_index_rows = hbase.count_index()
     result.backup_size = backup_size(platform)
+    result.quarantined = postgres_scalar(platform, "SELECT count(*) FROM payments_quarantine")
+    if result.quarantined:
+        result.quarantine_reasons = postgres_rows(
+            platform, "SELECT left(reason, 60) AS why, count(*) FROM payments_quarantine GROUP BY why "
+                      "ORDER BY count(*) DESC LIMIT 3")
     if len(wanted) != len(ids):
         result.postgres_distinct = -1  # the producer itself sent a payment twice: not a platform failure, but say so
+
+
+def offset_ranges(positions: list[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
+    """Sorted (partition, offset) pairs as each partition's runs of consecutive offsets."""
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for partition, offset in positions:
+        runs = ranges.setdefault(partition, [])
+        if runs and runs[-1][1] == offset - 1:
+            runs[-1] = (runs[-1][0], offset)
+        else:
+            runs.append((offset, offset))
+    return ranges
 
 
 def memory_slopes(samples: list[Sample], warmup_s: float, settle_s: float = RESTART_SETTLE_S) -> dict[str, float | None]:

@@ -33,9 +33,19 @@ def soak_broken() -> None:
     raise RuntimeError("store down")
 
 
+@dg.op
+def observe_in_a_run(context) -> None:
+    context.log_event(dg.AssetObservation("soak_lag", metadata={"in_run": True}))
+
+
+@dg.job(name="soak_observing_job")
+def soak_observing_job():
+    observe_in_a_run()
+
+
 DEFS = dg.Definitions(assets=[soak_payments, soak_broken], asset_checks=[soak_rows_match],
                       jobs=[dg.define_asset_job(LANDING_JOB, selection=["soak_payments"]),
-                            dg.define_asset_job(FAILING_JOB, selection=["soak_broken"])])
+                            dg.define_asset_job(FAILING_JOB, selection=["soak_broken"]), soak_observing_job])
 
 
 def _run(instance: dg.DagsterInstance, job: str) -> str:
@@ -124,6 +134,40 @@ def test_the_job_says_what_it_removed(private_dagster):
     assert metadata["sensor_ticks_purged_before"].value <= time.time()
     assert all(instance.get_run_by_id(run_id) is None for run_id in old)
     assert instance.get_run_by_id(result.run_id) is not None  # it never deletes itself
+
+
+def test_runless_observations_older_than_the_window_go_each_assets_latest_stays(private_dagster):
+    """The sensors' observations belong to no run, so deleting runs never reaches them (most of event_logs' growth
+    in the hour soak): the housekeeping job deletes those older than the window, keeping each asset's latest."""
+    import psycopg2
+
+    from payment_platform.defs.dagster_internals import purge_runless_events
+
+    instance = private_dagster.instance
+    for i in range(5):
+        instance.report_runless_asset_event(dg.AssetObservation("soak_lag", metadata={"i": i},
+                                                                tags={"dagster/data_version": f"v{i}"}))
+    for i in range(2):
+        instance.report_runless_asset_event(dg.AssetObservation("soak_health", metadata={"i": i}))
+    in_run = soak_observing_job.execute_in_process(instance=instance).run_id
+    assert purge_runless_events(instance, before=time.time() - 3600) == 0  # all inside the window
+    time.sleep(0.05)
+    result = prune_dagster_runs_job.execute_in_process(
+        instance=instance, run_config={"ops": {"prune_dagster_runs": {"config": {"keep_runs_hours": 0.0}}}})
+    assert _output_metadata(result)["runless_events_deleted"].value == 4 + 1
+
+    def observations(key: str) -> list:
+        return instance.fetch_observations(dg.AssetKey(key), limit=100).records
+
+    assert [r.asset_observation.metadata["i"].value for r in observations("soak_health")] == [1]
+    lag = observations("soak_lag")
+    assert sorted((r.run_id, r.asset_observation.metadata.get("i", None) is not None) for r in lag) == \
+        sorted([("", True), (in_run, False)])  # the latest run-less one, and the run's own (its run prunes it)
+    assert [r.asset_observation.metadata["i"].value for r in lag if not r.run_id] == [4]
+    with psycopg2.connect(private_dagster.dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT value FROM asset_event_tags WHERE asset_key = %s", ('["soak_lag"]',))
+        assert [row[0] for row in cur.fetchall()] == ["v4"]
+    conn.close()
 
 
 def _rename_job(private_dagster, run_id: str, job_name: str) -> None:

@@ -7,7 +7,9 @@ Deleting a run deletes its event log, so an asset's materializations and check e
 window go with it: the window (HOUSEKEEPING_KEEP_RUNS_HOURS) is how far back the UI's history reaches. Sensor
 ticks older than the same window go too (failed ones: the failed-runs window): a tick's runs are gone by then,
 and the ingestion sensor ticks every few seconds (~0.3 MB an hour in the hour soak). The daemon's own tick
-retention (`retention:` in dagster.yaml, a day) stays the backstop when this job does not run.
+retention (`retention:` in dagster.yaml, a day) stays the backstop when this job does not run. The observations
+the sensors record outside any run (platform health, the topic's lag) go too once older than the window, each
+asset's latest kept: deleting runs never reaches them.
 """
 
 import time
@@ -20,7 +22,7 @@ import dagster as dg
 
 from payment_platform.config import retention_from_env
 from payment_platform.defs.checks.checks import CHECKS_JOB
-from payment_platform.defs.dagster_internals import purge_sensor_ticks
+from payment_platform.defs.dagster_internals import purge_runless_events, purge_sensor_ticks
 from payment_platform.defs.ingestion.runs import INGEST_JOB_NAME, LEASE_JOB_NAME
 from payment_platform.defs.replay.replay import REPLAY_JOB
 
@@ -106,9 +108,10 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
     now = time.time()
     ticks_before = now - keep_h * 3600
     sensors = purge_sensor_ticks(context.instance, ticks_before, now - failed_h * 3600)
+    runless = purge_runless_events(context.instance, ticks_before)
     kept = {job: context.instance.get_runs_count(dg.RunsFilter(job_name=job)) for job in PRUNED_JOBS}
     context.log.info(f"deleted {report.runs_deleted} runs older than {keep_h:g} h ({failed_h:g} h if failed) "
-                     f"in {report.seconds:.1f} s; runs kept: {kept}")
+                     f"in {report.seconds:.1f} s, and {runless} run-less observations; runs kept: {kept}")
     metadata = {
         "runs_deleted": dg.MetadataValue.int(report.runs_deleted),
         "compute_logs_deleted": dg.MetadataValue.int(report.compute_logs_deleted),
@@ -116,6 +119,7 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
         "runs_kept": dg.MetadataValue.int(sum(kept.values())),
         "sensor_ticks_purged_before": dg.MetadataValue.timestamp(ticks_before),
         "sensors_purged": dg.MetadataValue.int(sensors),
+        "runless_events_deleted": dg.MetadataValue.int(runless),
         "keep_runs_hours": dg.MetadataValue.float(float(keep_h)),
         "keep_failed_runs_hours": dg.MetadataValue.float(float(failed_h)),
         "stopped_at_limit": dg.MetadataValue.bool(report.stopped_at_limit),
