@@ -209,39 +209,77 @@ class Throttle:
 
 @dataclass
 class BacklogProbe:
-    """Whether ingestion has fallen behind: its backlog (messages published and not yet ingested) is worth more
-    than `max_seconds` of what is being published (the rate measured over the probe's life, from the topic's end
-    offsets) and more than `floor` messages. `read()` gives (the topic's end offsets summed, the backlog). Read at
-    most every `every_s`; until a rate is known (the first read) the answer is no, and a read that fails counts as
-    no (a check is never held up by its probe)."""
+    """Whether ingestion has fallen behind its normal: the backlog (messages published and not yet ingested) against
+    what it is while no check runs. `read()` gives (the topic's end offsets summed, the backlog).
+
+    `learn()`, called before the check reads anything, samples the backlog for a few seconds: its median is the
+    normal backlog (a lease's batches make it a sawtooth, and at 1,200/s the normal is thousands of messages).
+    From then on ingestion is behind while the backlog is more than `tolerance` times that normal, and more than
+    `min_seconds` of what is being published (the rate measured from the topic's end offsets over the probe's
+    life) and more than `floor` messages: a check waits as soon as ingestion drifts from its own normal (issue 19:
+    within 20%), not when it is seconds behind. Without a normal (no read succeeded while learning) the answer
+    falls back to `max_seconds` of publishing. Read at most every `every_s`; until a rate is known the answer is
+    no, and a read that fails counts as no (a check is never held up by its probe)."""
 
     read: Callable[[], tuple[int, int]]
     max_seconds: float = 5.0
-    floor: int = 1000
-    every_s: float = 2.0
+    floor: int = 200
+    every_s: float = 1.0
+    tolerance: float = 1.2
+    min_seconds: float = 0.5
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     baseline: int | None = None  # the backlog at the first read
+    normal: int | None = None  # the median backlog learnt before the check began
     last: int | None = None
     times_behind: int = 0
     _first: tuple[float, int] | None = field(default=None, repr=False)  # (when, end offsets) of the first read
+    _end: int = field(default=0, repr=False)  # the end offsets summed, at the last read
     _read_at: float | None = field(default=None, repr=False)
     _answer: bool = field(default=False, repr=False)
+
+    def _sample(self, now: float) -> int | None:
+        try:
+            end, backlog = (int(x) for x in self.read())
+        except Exception:  # noqa: BLE001 - a probe never fails or holds up the check it serves
+            return None
+        self.last = backlog
+        if self._first is None:
+            self._first, self.baseline = (now, end), backlog
+        self._end = end
+        return backlog
+
+    def learn(self, seconds: float = 4.0, every_s: float = 0.5) -> int | None:
+        """Samples the backlog every `every_s` for `seconds`; its median becomes the normal (None: nothing read)."""
+        samples, until = [], self.clock() + seconds
+        while True:
+            backlog = self._sample(self.clock())
+            if backlog is not None:
+                samples.append(backlog)
+            if self.clock() >= until:
+                break
+            self.sleep(every_s)
+        samples.sort()
+        self.normal = samples[len(samples) // 2] if samples else None
+        return self.normal
+
+    def limit(self, rate: float) -> float:
+        """The backlog above which ingestion counts as behind, at `rate` messages published per second."""
+        if self.normal is None:
+            return max(self.floor, self.max_seconds * rate)
+        return max(self.floor, self.min_seconds * rate, self.tolerance * self.normal)
 
     def __call__(self) -> bool:
         now = self.clock()
         if self._read_at is not None and now - self._read_at < self.every_s:
             return self._answer
         self._read_at = now
-        try:
-            end, backlog = (int(x) for x in self.read())
-        except Exception:  # noqa: BLE001 - a probe never fails or holds up the check it serves
+        learnt_rate = self._first is not None
+        backlog = self._sample(now)
+        if backlog is None or not learnt_rate:
             self._answer = False
             return False
-        self.last = backlog
-        if self._first is None:
-            self._first, self.baseline, self._answer = (now, end), backlog, False
-            return False
-        rate = max(0.0, end - self._first[1]) / max(now - self._first[0], 1e-9)
-        self._answer = backlog > max(self.floor, self.max_seconds * rate)
+        rate = max(0.0, self._end - self._first[1]) / max(now - self._first[0], 1e-9)
+        self._answer = backlog > self.limit(rate)
         self.times_behind += self._answer
         return self._answer

@@ -224,9 +224,11 @@ class PostgresReader:
 
     name = "postgres"
 
-    def __init__(self, connect: Callable[[], "psycopg2.extensions.connection"], schema: str = "public"):
+    def __init__(self, connect: Callable[[], "psycopg2.extensions.connection"], schema: str = "public",
+                 throttle: Throttle | None = None):
         self._connect = connect
         self.schema = schema
+        self.throttle = throttle  # a store check's: each query waits its turn as the HBase batches do
         self.table = self._t("payments")
         self._created: set[str] = set()  # the tables of its own this reader has made sure of
 
@@ -235,15 +237,18 @@ class PostgresReader:
 
     @classmethod
     def from_dsn(cls, dsn: str, schema: str = "public", connect_timeout_s: int = 5,
-                 statement_timeout_ms: int = 120_000) -> "PostgresReader":
+                 statement_timeout_ms: int = 120_000, throttle: Throttle | None = None) -> "PostgresReader":
         return cls(lambda: psycopg2.connect(dsn, connect_timeout=connect_timeout_s, application_name="reconciliation",
-                                            options=f"-c statement_timeout={int(statement_timeout_ms)}"), schema)
+                                            options=f"-c statement_timeout={int(statement_timeout_ms)}"), schema,
+                   throttle)
 
     @classmethod
-    def from_ledger(cls, ledger) -> "PostgresReader":
-        return cls.from_dsn(ledger.dsn, ledger.schema)
+    def from_ledger(cls, ledger, throttle: Throttle | None = None) -> "PostgresReader":
+        return cls.from_dsn(ledger.dsn, ledger.schema, throttle=throttle)
 
     def _query(self, query: sql.Composable, params: Sequence = ()) -> list[tuple]:
+        if self.throttle is not None:
+            self.throttle.tick()
         connection = self._connect()
         try:
             with connection, connection.cursor() as cursor:

@@ -126,6 +126,32 @@ def test_the_backlog_probe_says_behind_when_the_backlog_is_worth_more_than_secon
     assert BacklogProbe(unreadable)() is False
 
 
+def test_after_learning_the_normal_backlog_the_probe_says_behind_past_it_by_the_tolerance():
+    now, clock, sleep = fake_time()
+    # while no check runs: a lease's sawtooth around 4,000 waiting at 1,000/s (its median, 4,000, is the normal)
+    learning = [(0, 1000), (500, 4000), (1000, 7000), (1500, 4000), (2000, 3000)]
+    checking = [(3000, 4700), (4000, 4900), (5000, 2000), (6000, 400)]
+    reads = iter(learning + checking)
+    probe = BacklogProbe(lambda: next(reads), clock=clock, sleep=sleep)
+    assert probe.learn(seconds=2.0, every_s=0.5) == 4000 and probe.baseline == 1000
+    now[0] += 1
+    assert probe() is False  # 4,700 <= 1.2 x 4,000: normal
+    now[0] += 1
+    assert probe() is True  # 4,900: ingestion drifted more than 20% from its normal (the old rule: 5 s, 15,000)
+    assert probe.limit(1000.0) == 4800
+    now[0] += 1
+    assert probe() is False
+    # a tiny normal does not make a few messages "behind": at least min_seconds of publishing and the floor
+    assert BacklogProbe(lambda: (0, 0), normal=10).limit(1000.0) == 500
+    assert BacklogProbe(lambda: (0, 0), normal=10).limit(10.0) == 200
+
+    def unreadable():
+        raise OSError("broker down")
+
+    blind = BacklogProbe(unreadable, clock=clock, sleep=sleep)
+    assert blind.learn(seconds=1.0) is None and blind() is False  # no normal, no rate: never holds a check up
+
+
 def test_runs_of_store_checks_carry_the_tag_the_run_coordinator_limits():
     assert CHECKS_TAG == LIMITED_TAG
 

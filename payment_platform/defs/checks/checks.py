@@ -98,20 +98,23 @@ def unavailable(error: Exception) -> evaluate.Verdict:
 
 def _readers(hbase: HBaseResource, postgres: PostgresResource, settings: ChecksSettingsResource | None = None,
              behind: Callable[[], bool] | None = None) -> tuple[HBaseReader, PostgresReader]:
-    """The stores as reconciliation sources; with `settings`, HBase is read in bounded batches with pauses (the
-    check yields to ingestion, which shares the stores), and waits while `behind()` says ingestion fell behind."""
+    """The stores as reconciliation sources; with `settings`, HBase is read in bounded batches, and both stores with
+    pauses between batches and queries (the check yields to ingestion, which shares the stores), waiting while
+    `behind()` says ingestion fell behind."""
     store = _prepared(hbase.client())
     if settings is None:
-        hbase_reader = HBaseReader.from_store(store)
-    else:
-        throttle = Throttle(settings.busy_share, behind=behind if settings.max_yield_share > 0 else None,
-                            max_yield_share=settings.max_yield_share)
-        hbase_reader = HBaseReader.from_store(store, settings.scan_batch_rows, throttle)
-    return hbase_reader, PostgresReader.from_ledger(_prepared(postgres.client()))
+        return HBaseReader.from_store(store), PostgresReader.from_ledger(_prepared(postgres.client()))
+    throttle = Throttle(settings.busy_share, behind=behind if settings.max_yield_share > 0 else None,
+                        max_yield_share=settings.max_yield_share)
+    return (HBaseReader.from_store(store, settings.scan_batch_rows, throttle),
+            PostgresReader.from_ledger(_prepared(postgres.client()), throttle))
 
 
-def ingestion_backlog(kafka: KafkaResource, postgres: PostgresResource, timeout_s: float) -> BacklogProbe:
-    """The probe a store check yields to ingestion with: the payments topic's messages not yet ingested."""
+def ingestion_backlog(kafka: KafkaResource, postgres: PostgresResource, settings: ChecksSettingsResource
+                      ) -> BacklogProbe:
+    """The probe a store check yields to ingestion with: the payments topic's messages not yet ingested, with the
+    normal backlog learnt before the check reads anything (when the check yields at all)."""
+    timeout_s = settings.io_timeout_seconds
     def read() -> tuple[int, int]:
         with kafka.client(timeout_s) as client:
             end_offsets = client.end_offsets()
@@ -122,13 +125,17 @@ def ingestion_backlog(kafka: KafkaResource, postgres: PostgresResource, timeout_
             ledger.close()
         return lag.end_offset_sum, lag.lag
 
-    return BacklogProbe(read)
+    probe = BacklogProbe(read)
+    if settings.max_yield_share > 0:
+        probe.learn()
+    return probe
 
 
 def yielding_metadata(hbase_reader: HBaseReader, probe: BacklogProbe) -> dict:
     throttle = hbase_reader.throttle
     return {"paused_seconds": round(throttle.slept, 3), "yielded_to_ingestion_seconds": round(throttle.yielded, 3),
-            "ingestion_backlog_at_start": -1 if probe.baseline is None else probe.baseline}
+            "ingestion_backlog_at_start": -1 if probe.baseline is None else probe.baseline,
+            "ingestion_backlog_normal": -1 if probe.normal is None else probe.normal}
 
 
 def lower_priority(niceness: int) -> None:
@@ -177,7 +184,7 @@ def store_integrity_checks(context: dg.AssetCheckExecutionContext, hbase: HBaseR
     settings = checks_settings.validated()
     mode = context.run.tags.get(RECONCILIATION_TAG, scheduled.INCREMENTAL)
     lower_priority(settings.niceness)
-    probe = ingestion_backlog(kafka, postgres, settings.io_timeout_seconds)
+    probe = ingestion_backlog(kafka, postgres, settings)
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres, settings, probe)
         if mode == scheduled.FULL:
@@ -221,7 +228,7 @@ def recent_days_consistency(hbase: HBaseResource, postgres: PostgresResource, ba
     settings = checks_settings.validated()
     window = ingestion_settings.validity_window()  # a malformed setting fails the check's step, naming it
     lower_priority(settings.niceness)
-    probe = ingestion_backlog(kafka, postgres, settings.io_timeout_seconds)
+    probe = ingestion_backlog(kafka, postgres, settings)
     try:
         hbase_reader, postgres_reader = _readers(hbase, postgres, settings, probe)
         verdict = scheduled.recent_days_reconciliation(
