@@ -187,3 +187,40 @@ def test_recent_days_are_compared_an_hour_slice_at_a_time_with_the_newest_hour_e
     assert TimeWindow(since, day + timedelta(hours=10)) not in chosen
     old = day + timedelta(hours=8, minutes=50)  # before the newest hour: the whole hour
     assert TimeWindow(day + timedelta(hours=9), day + timedelta(hours=10)) in RecentSlices(rotation, 0, newest, old)(days)
+
+
+def test_a_store_checks_postgres_queries_wait_their_turn_on_its_throttle():
+    """Each Postgres query of a store check ticks the check's throttle first (as each HBase batch does), so the
+    queries yield to ingestion too; the range checks' reader (no throttle) is never held up."""
+    from payment_platform.reconciliation.readers import PostgresReader
+
+    class Cursor:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def execute(self, query, params):
+            executed.append(now[0])
+
+        def fetchall(self):
+            return [(7,)]
+
+    class Connection(Cursor):
+        def cursor(self):
+            return Cursor()
+
+        def close(self):
+            pass
+
+    now, clock, sleep = fake_time()
+    executed: list[float] = []
+    answers = iter([True, True, False])
+    throttle = Throttle(1.0, clock=clock, sleep=sleep, behind=lambda: next(answers), max_yield_share=0.8)
+    reader = PostgresReader(Connection, throttle=throttle)
+    assert reader.count() == 7 and executed == [0.0]  # the first query starts the throttle's clock
+    now[0] += 10.0
+    assert reader.count() == 7 and executed == [0.0, 12.0]  # ingestion behind: two polls of 1 s before the query
+    assert throttle.yielded == 2.0
+    assert PostgresReader(Connection).count() == 7
