@@ -102,6 +102,26 @@ class Flow(threading.Thread):
                 "landed_per_s": landed / max(end - start, 1e-9), "not_landed": lost, "seconds": end - start}
 
 
+def where_are(endpoints, payment_ids: list[str]) -> str:
+    """Where the payments the poller never found in both stores are: a loss, or the poller falling behind."""
+    import psycopg2
+
+    from payment_platform.stores.hbase import HBaseStore
+    from payment_platform.stores.postgres import PostgresLedger
+
+    if not payment_ids:
+        return "every payment published was found in both stores"
+    in_postgres = PostgresLedger(endpoints.postgres).existing_ids(payment_ids)
+    in_hbase = HBaseStore(endpoints.hbase_host, endpoints.hbase_port).existing_ids(payment_ids)
+    with psycopg2.connect(endpoints.postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), min(reason) FROM payments_quarantine WHERE payment_id = ANY(%s)",
+                    (payment_ids,))
+        quarantined, reason = cur.fetchone()
+    conn.close()
+    return (f"{len(payment_ids)} payments never seen in both stores by the poller: {len(in_postgres)} are in "
+            f"Postgres, {len(in_hbase)} in HBase, {quarantined} in quarantine" + (f" ({reason})" if reason else ""))
+
+
 def launch_and_wait(daemon, instance, job: str, timeout_s: float) -> tuple[float, float, str]:
     """Queues a run of `job` through the daemon; returns (queued at, finished at, status)."""
     from devstack.stack.dagster_process import PROJECT_ROOT, _code_location_args, dagster_tool
@@ -201,6 +221,7 @@ def main() -> int:
         flow.join()
         time.sleep(5)
         print(f"history {published} payments; flow {args.rate:g}/s; poller errors (reconnected): {flow.poll_errors}")
+        print(where_are(ep, sorted(flow.pending)))
         print(line("no checks running", base, None))
         worst = 0.0
         for name, start, end in windows:

@@ -130,15 +130,16 @@ def test_after_learning_the_normal_backlog_the_probe_says_behind_past_it_by_the_
     now, clock, sleep = fake_time()
     # while no check runs: a lease's sawtooth around 4,000 waiting at 1,000/s (its median, 4,000, is the normal)
     learning = [(0, 1000), (500, 4000), (1000, 7000), (1500, 4000), (2000, 3000)]
-    checking = [(3000, 4700), (4000, 4900), (5000, 2000), (6000, 400)]
+    checking = [(3000, 3900), (4000, 4100), (5000, 2000), (6000, 400)]
     reads = iter(learning + checking)
     probe = BacklogProbe(lambda: next(reads), clock=clock, sleep=sleep)
     assert probe.learn(seconds=2.0, every_s=0.5) == 4000 and probe.baseline == 1000
     now[0] += 1
-    assert probe() is False  # 4,700 <= 1.2 x 4,000: normal
+    assert probe() is False  # 3,900: within its normal
     now[0] += 1
-    assert probe() is True  # 4,900: ingestion drifted more than 20% from its normal (the old rule: 5 s, 15,000)
-    assert probe.limit(1000.0) == 4800
+    assert probe() is True  # 4,100: ingestion drifted past its normal (the old rule waited for 5 s of it: 5,000)
+    assert probe.limit(1000.0) == 4000
+    assert BacklogProbe(lambda: (0, 0), normal=4000, tolerance=1.2).limit(1000.0) == 4800
     now[0] += 1
     assert probe() is False
     # a tiny normal does not make a few messages "behind": at least min_seconds of publishing and the floor
