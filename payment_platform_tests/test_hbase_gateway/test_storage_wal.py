@@ -89,3 +89,28 @@ def test_page_caches_stay_under_one_limit_however_many_readers(tmp_path, monkeyp
     finally:
         store.close()
         sqlite3.connect(":memory:").execute("PRAGMA soft_heap_limit=0")  # process-wide: not for the other tests
+
+
+def test_multi_gets_of_every_size_prepare_a_few_statement_shapes(tmp_path):
+    """A reader connection keeps its last 128 prepared statements, and `row IN (?, ...)` of n keys is a statement
+    of its own for each n: multi-gets of every size used to fill each reader's cache with statements of up to
+    ~100 KB, memory SQLite's heap limit cannot free. The keys are padded to powers of two instead."""
+    import sqlite3
+
+    store = Store(str(tmp_path))
+    try:
+        store.create_table(b"t", [Family(b"cf", 1)])
+        store.put(b"t", [(b"r%04d" % i, b"cf", b"q", b"v") for i in range(600)], {b"cf"}, LATEST_TIMESTAMP)
+        shapes: set[int] = set()
+        with store.reading() as conn:
+            conn.set_trace_callback(lambda statement: " IN (" in statement and shapes.add(
+                statement.split(" IN (")[1].split(")")[0].count(",") + 1))  # the keys bound, as SQLite ran it
+            for n in range(1, 600, 3):
+                asked = [b"r%04d" % i for i in range(n)]
+                assert [row for row, _ in store.get_rows(b"t", asked, storage.ReadSpec(), conn=conn)] == asked
+            conn.set_trace_callback(None)
+        # 200 sizes asked (over 512: a full query and the rest): ten shapes, where each size was one before
+        assert shapes == {1 << k for k in range(10)}
+    finally:
+        store.close()
+        sqlite3.connect(":memory:").execute("PRAGMA soft_heap_limit=0")

@@ -119,7 +119,17 @@ CHECKPOINT_INTERVAL_S = 1.0  # how often the background thread copies the WAL in
 WAL_LIMIT_PAGES = 4096  # 64 MiB of 16 KiB pages: past this the writer checkpoints too (see Store.__init__)
 WAL_LIMIT_BYTES = 64 << 20
 SQLITE_HEAP_LIMIT_BYTES = 64 << 20  # all connections' page caches together (SQLite's soft heap limit)
-GET_ROWS_PER_QUERY = 500  # well under SQLite's 32,766 bound parameters, with room for the column clause
+GET_ROWS_PER_QUERY = 512  # well under SQLite's 32,766 bound parameters, with room for the column clause
+
+
+def padded_size(n: int) -> int:
+    """How many row keys a multi-get query binds for `n` rows: the next power of two (at most GET_ROWS_PER_QUERY).
+
+    Each connection keeps its last 128 prepared statements, and an `IN (?, ?, ...)` of n keys is a statement of its
+    own for every n: multi-gets of every size from 1 to 500 filled each reader's cache with statements of up to
+    ~100 KB (~6 MB a connection, never given back: SQLite's heap limit frees only page caches). Padded to powers of
+    two, a connection prepares at most ten shapes per table and column selection."""
+    return min(GET_ROWS_PER_QUERY, 1 << max(0, n - 1).bit_length())
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -515,9 +525,11 @@ class Store:
         # range check) is then a few index walks, not thousands of statements.
         for i in range(0, len(wanted), GET_ROWS_PER_QUERY):
             group = wanted[i:i + GET_ROWS_PER_QUERY]
+            size = padded_size(len(group))
+            group += [group[-1]] * (size - len(group))  # the last key again: IN matches it once
             cur = conn.execute(
                 f"SELECT row, family, qualifier, ts, value FROM {meta.cells}"
-                f" WHERE row IN ({', '.join('?' * len(group))}){column_sql}"
+                f" WHERE row IN ({', '.join('?' * size)}){column_sql}"
                 " ORDER BY row, family, qualifier, ts DESC", (*group, *column_params),
             )
             found.update(_rows(cur, meta, spec, now))
