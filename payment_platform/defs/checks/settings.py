@@ -25,8 +25,9 @@ class ChecksSettingsResource(dg.ConfigurableResource):
     # the reading may be busy (a pause after each batch makes up the rest), and the run worker's nice level.
     scan_batch_rows: int = 1000
     busy_share: float = 0.5
-    # ...and while ingestion falls behind (its backlog worth more than 5 s of publishing, and over 1,000
-    # messages), the reading waits for it, at most this share of the check's time (0: never waits)
+    # ...and while ingestion drifts from its normal (its backlog above the median learnt before the check read
+    # anything: reconciliation.cut.BacklogProbe), the reading waits for it, at most this share of the check's time
+    # (0: never waits, and nothing is learnt)
     max_yield_share: float = 0.8
     niceness: int = 0  # the definitions set 10 (defs/checks/__init__.py): an in-process test run stays as it is
 
