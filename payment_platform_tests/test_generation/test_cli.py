@@ -144,9 +144,15 @@ def test_produce_streams_at_the_rate_and_stops_cleanly_on_ctrl_c(stack):
     assert "/s (target 200/s)" in stderr
     final = stderr.strip().splitlines()[-1]
     acknowledged = int(final.split(":")[1].split("acknowledged")[0].split()[-1].replace(",", ""))
+    failed = int(final.split("acknowledged,")[1].split("failed")[0].replace(",", ""))
     assert acknowledged > 100
     received = read_topic(stack.endpoints.kafka, topic)
-    assert len(received) == acknowledged  # what it says was acknowledged is exactly what the topic holds
+    payments = {json.loads(m.value)["payment_id"] for m in received}
+    # Every payment it calls acknowledged is on the topic, and nothing it did not send. Kafka without an idempotent
+    # producer is at-least-once: a send retried after a lost reply may be written twice (ingestion keeps one, by
+    # payment id), and a send it counted failed may have reached the broker after all (a busy CI machine did both).
+    assert acknowledged <= len(payments) <= acknowledged + failed, (final, len(received), len(payments))
+    assert len(received) - len(payments) <= 5  # a retry's copy now and then, not a stream of them
     assert all(m.key.startswith(b"PTY-") for m in received)
     stamps = sorted(json.loads(m.value)["created_at"] for m in received)
     assert started_at <= stamps[0] and stamps[-1][:19] <= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())  # live
