@@ -19,6 +19,7 @@ Pure logic, no I/O: `readers` turns a cut into SQL and into a filter of HBase ro
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -214,19 +215,17 @@ class BacklogProbe:
 
     `learn()`, called before the check reads anything, samples the backlog for a few seconds: its median is the
     normal backlog (a lease's batches make it a sawtooth, and at 1,200/s the normal is thousands of messages).
-    From then on ingestion is behind while the backlog is more than `tolerance` times that normal, and more than
-    `min_seconds` of what is being published (the rate measured from the topic's end offsets over the probe's
-    life) and more than `floor` messages: a check waits as soon as ingestion drifts from its own normal, not when
-    it is seconds behind (issue 19: within 20% of ingestion's normal figures; at 500/s, 1.2x the normal still gave
-    p95 1.27x, 1.0x gave 1.18x, bench_checks_under_flow.py). Without a normal (no read succeeded while learning) the answer
-    falls back to `max_seconds` of publishing. Read at most every `every_s`; until a rate is known the answer is
+    From then on ingestion is behind while the backlog is above that normal, and above `min_seconds` of what is
+    being published (the rate measured from the topic's end offsets over the probe's life) and above `floor`
+    messages: a check waits as soon as ingestion drifts from its own normal, not when it is seconds behind (issue
+    19; docs/checks.md has the figures). Without a normal (no read succeeded while learning) the answer falls back
+    to `max_seconds` of publishing. Read at most every `every_s`; until a rate is known the answer is
     no, and a read that fails counts as no (a check is never held up by its probe)."""
 
     read: Callable[[], tuple[int, int]]
     max_seconds: float = 5.0
     floor: int = 200
     every_s: float = 1.0
-    tolerance: float = 1.0
     min_seconds: float = 0.5
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -260,15 +259,14 @@ class BacklogProbe:
             if self.clock() >= until:
                 break
             self.sleep(every_s)
-        samples.sort()
-        self.normal = samples[len(samples) // 2] if samples else None
+        self.normal = statistics.median_low(samples) if samples else None
         return self.normal
 
     def limit(self, rate: float) -> float:
         """The backlog above which ingestion counts as behind, at `rate` messages published per second."""
         if self.normal is None:
             return max(self.floor, self.max_seconds * rate)
-        return max(self.floor, self.min_seconds * rate, self.tolerance * self.normal)
+        return max(self.floor, self.min_seconds * rate, self.normal)
 
     def __call__(self) -> bool:
         now = self.clock()

@@ -189,10 +189,10 @@ def postgres_scalar(platform: Platform, query: str):
     return postgres_rows(platform, query)[0][0]
 
 
-def postgres_rows(platform: Platform, query: str) -> list[tuple]:
+def postgres_rows(platform: Platform, query: str, dbname: str | None = None) -> list[tuple]:
     import psycopg2
 
-    conn = psycopg2.connect(platform.env["POSTGRES_DSN"], connect_timeout=5)
+    conn = psycopg2.connect(platform.env["POSTGRES_DSN"], connect_timeout=5, **({"dbname": dbname} if dbname else {}))
     try:
         with conn.cursor() as cur:
             cur.execute(query)
@@ -201,46 +201,32 @@ def postgres_rows(platform: Platform, query: str) -> list[tuple]:
         conn.close()
 
 
+def dagster_rows(platform: Platform, query: str) -> list[tuple]:
+    """Rows from Dagster's own database; none while Postgres is frozen by a fault (no breakdown this time)."""
+    import psycopg2
+
+    try:
+        return postgres_rows(platform, query, dbname="dagster")
+    except psycopg2.Error:
+        return []
+
+
 def dagster_db_mb(platform: Platform) -> float:
     return postgres_scalar(platform, "SELECT pg_database_size('dagster')") / 1e6
 
 
 def dagster_tables_mb(platform: Platform) -> dict[str, float]:
     """Each table of Dagster's database with its indexes and TOAST, in MB: what grows, when the whole does."""
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(platform.env["POSTGRES_DSN"], dbname="dagster", connect_timeout=5)
-    except psycopg2.Error:  # Postgres frozen by a fault: no breakdown this time
-        return {}
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT relname, pg_total_relation_size(relid) FROM pg_catalog.pg_statio_user_tables")
-            return {name: size / 1e6 for name, size in cur.fetchall()}
-    except psycopg2.Error:
-        return {}
-    finally:
-        conn.close()
+    rows = dagster_rows(platform, "SELECT relname, pg_total_relation_size(relid) FROM pg_catalog.pg_statio_user_tables")
+    return {name: size / 1e6 for name, size in rows}
 
 
 def event_logs_split(platform: Platform) -> dict[str, tuple[int, float]]:
     """Dagster's event_logs rows of runs against those recorded outside any run (the sensors' observations), as
     (rows, MB of event text): which of the two a growing event_logs holds."""
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(platform.env["POSTGRES_DSN"], dbname="dagster", connect_timeout=5)
-    except psycopg2.Error:
-        return {}
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT run_id = '', count(*), coalesce(sum(octet_length(event)), 0) FROM event_logs "
-                        "GROUP BY 1")
-            return {("run-less" if runless else "runs"): (rows, size / 1e6) for runless, rows, size in cur.fetchall()}
-    except psycopg2.Error:
-        return {}
-    finally:
-        conn.close()
+    rows = dagster_rows(platform, "SELECT run_id = '', count(*), coalesce(sum(octet_length(event)), 0) "
+                                  "FROM event_logs GROUP BY 1")
+    return {("run-less" if runless else "runs"): (count, size / 1e6) for runless, count, size in rows}
 
 
 def folder_mb(folder: Path) -> float:
@@ -361,12 +347,6 @@ class SoakResult:
     dagster_tables_at_first_pruning: dict[str, float] = field(default_factory=dict)
     dagster_tables_at_end: dict[str, float] = field(default_factory=dict)
     event_logs_at_end: dict[str, tuple[int, float]] = field(default_factory=dict)  # "runs"/"run-less": (rows, MB)
-
-    def dagster_table_growth(self) -> list[tuple[str, float]]:
-        """The Dagster tables that grew most from the first pruning to the end (MB), largest first."""
-        start, end = self.dagster_tables_at_first_pruning, self.dagster_tables_at_end
-        grown = [(name, end[name] - start.get(name, 0.0)) for name in end]
-        return sorted((g for g in grown if g[1] > 0.01), key=lambda g: -g[1])[:6]
     drain_s: float | None = None  # from the producer's end to every message settled; None: it never was
     missing_offsets: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # partition: [first, last]
     quarantined: int = 0  # the producer sends only good payments: any quarantined one is a validation bug
@@ -374,6 +354,12 @@ class SoakResult:
     stop_seconds: float | None = None
     leftovers: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+
+    def dagster_table_growth(self) -> list[tuple[str, float]]:
+        """The Dagster tables that grew most from the first pruning to the end (MB), largest first."""
+        start, end = self.dagster_tables_at_first_pruning, self.dagster_tables_at_end
+        grown = [(name, end[name] - start.get(name, 0.0)) for name in end]
+        return sorted((g for g in grown if g[1] > 0.01), key=lambda g: -g[1])[:6]
 
     @property
     def exactly_once(self) -> bool:

@@ -126,7 +126,7 @@ def test_the_backlog_probe_says_behind_when_the_backlog_is_worth_more_than_secon
     assert BacklogProbe(unreadable)() is False
 
 
-def test_after_learning_the_normal_backlog_the_probe_says_behind_past_it_by_the_tolerance():
+def test_after_learning_the_normal_backlog_the_probe_says_behind_past_it():
     now, clock, sleep = fake_time()
     # while no check runs: a lease's sawtooth around 4,000 waiting at 1,000/s (its median, 4,000, is the normal)
     learning = [(0, 1000), (500, 4000), (1000, 7000), (1500, 4000), (2000, 3000)]
@@ -139,7 +139,6 @@ def test_after_learning_the_normal_backlog_the_probe_says_behind_past_it_by_the_
     now[0] += 1
     assert probe() is True  # 4,100: ingestion drifted past its normal (the old rule waited for 5 s of it: 5,000)
     assert probe.limit(1000.0) == 4000
-    assert BacklogProbe(lambda: (0, 0), normal=4000, tolerance=1.2).limit(1000.0) == 4800
     now[0] += 1
     assert probe() is False
     # a tiny normal does not make a few messages "behind": at least min_seconds of publishing and the floor

@@ -106,9 +106,9 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
     report = prune_runs(context.instance, timedelta(hours=keep_h), timedelta(hours=failed_h), limit=config.max_runs,
                         skip_run_id=context.run.run_id)
     now = time.time()
-    ticks_before = now - keep_h * 3600
-    sensors = purge_sensor_ticks(context.instance, ticks_before, now - failed_h * 3600)
-    runless = purge_runless_events(context.instance, ticks_before)
+    window_start = now - keep_h * 3600
+    sensors = purge_sensor_ticks(context.instance, window_start, now - failed_h * 3600)
+    runless = purge_runless_events(context.instance, window_start)
     kept = {job: context.instance.get_runs_count(dg.RunsFilter(job_name=job)) for job in PRUNED_JOBS}
     context.log.info(f"deleted {report.runs_deleted} runs older than {keep_h:g} h ({failed_h:g} h if failed) "
                      f"in {report.seconds:.1f} s, and {runless} run-less observations; runs kept: {kept}")
@@ -117,7 +117,7 @@ def prune_dagster_runs(context: dg.OpExecutionContext, config: PruneConfig) -> d
         "compute_logs_deleted": dg.MetadataValue.int(report.compute_logs_deleted),
         "compute_log_errors": dg.MetadataValue.int(report.compute_log_errors),
         "runs_kept": dg.MetadataValue.int(sum(kept.values())),
-        "sensor_ticks_purged_before": dg.MetadataValue.timestamp(ticks_before),
+        "sensor_ticks_purged_before": dg.MetadataValue.timestamp(window_start),
         "sensors_purged": dg.MetadataValue.int(sensors),
         "runless_events_deleted": dg.MetadataValue.int(runless),
         "keep_runs_hours": dg.MetadataValue.float(float(keep_h)),
